@@ -1,0 +1,1 @@
+"""Async Conductor client."""

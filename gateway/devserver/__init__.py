@@ -1,0 +1,1 @@
+"""A Conductor-compatible dev server, and launchers for local brokers (`gateway dev`)."""

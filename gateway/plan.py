@@ -1,0 +1,139 @@
+"""A Plan: what one matched rule asks of Conductor for one event, fully rendered.
+
+The router (rules/) builds Plans; dispatch (pipeline.py) executes them. A Plan names a method of
+`gateway.conductor.ConductorClient` and its keyword arguments, so executing it is one call:
+
+    workflow_ids = resolve(plan.target)              # only when plan.target is set
+    await getattr(client, plan.method)(workflow_id, **plan.params)   # once per resolved id
+    await getattr(client, plan.method)(**plan.params)                # when plan.target is None
+
+Rule action -> method (params are that method's keyword arguments):
+
+- start_workflow -> start_workflow(name, version, input, correlation_id, priority,
+  task_to_domain, workflow_def)
+- execute_workflow -> execute_workflow(name, version, input, correlation_id, priority,
+  wait_until_task_refs, wait_for_seconds)
+- signal -> signal(status, output, task_ref)  (task_ref None = the first waiting task)
+- complete_task -> signal(status="COMPLETED", output, task_ref)
+  or, by task id and without a target: update_task(task_id, workflow_id, status, output)
+- fail_task -> signal(status="FAILED", output, task_ref, reason_for_incompletion)
+- update_variables -> update_variables(variables)
+- terminate -> terminate(reason, trigger_failure_workflow)
+- pause -> pause(); resume -> resume()
+- retry -> retry(resume_subworkflow_tasks)
+- restart -> restart(use_latest_definitions)
+- rerun -> rerun(re_run_from_task_id, task_input, workflow_input, correlation_id)
+
+The idempotency key of a start is applied by dispatch (gateway store, plus `idempotency_key`
+for Orkes), never by the router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.errors import ConfigError
+
+OnMissing = Literal["dead_letter", "skip", "retry"]
+OnMany = Literal["all", "newest", "oldest", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where to publish: `kafka:<topic>`, `amqp:<queue>` (default exchange) or
+    `amqp:<exchange>/<routing key>`."""
+
+    kind: Literal["kafka", "amqp"]
+    name: str  # Kafka topic, AMQP exchange ("" = default exchange)
+    routing_key: str = ""  # AMQP only
+
+    @classmethod
+    def parse(cls, spec: str) -> Destination:
+        kind, sep, rest = spec.partition(":")
+        if not sep or not rest or kind not in ("kafka", "amqp"):
+            raise ConfigError(
+                f"destination '{spec}' must be kafka:<topic>, amqp:<queue> or "
+                "amqp:<exchange>/<routing key>"
+            )
+        if kind == "kafka":
+            return cls("kafka", rest)
+        exchange, slash, routing_key = rest.partition("/")
+        if not slash:
+            return cls("amqp", "", rest)
+        return cls("amqp", exchange, routing_key)
+
+    def __str__(self) -> str:
+        if self.kind == "kafka":
+            return f"kafka:{self.name}"
+        if not self.name:
+            return f"amqp:{self.routing_key}"
+        return f"amqp:{self.name}/{self.routing_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """How to find the workflow(s) an action acts on. Exactly one way is set."""
+
+    workflow_id: str | None = None
+    correlation_id: str | None = None
+    workflow_name: str | None = None  # required with correlation_id
+    query: str | None = None  # search query in the portable grammar
+    on_missing: OnMissing = "dead_letter"
+    retry_for_seconds: float = 0.0  # with on_missing="retry": how long to keep trying
+    on_many: OnMany = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter for retryable failures."""
+
+    max_attempts: int = 10
+    initial_backoff: float = 0.5
+    max_backoff: float = 60.0
+    multiplier: float = 2.0
+    max_age_seconds: float = 3600.0  # give up (dead-letter) once the event is this old
+
+    def backoff(self, attempt: int) -> float:
+        """Upper bound of the delay before `attempt` (1-based); callers add jitter."""
+        return float(min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    max_concurrent: int | None = None
+    max_per_interval: int | None = None
+    interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionSpec:
+    """Publish what became of a started workflow."""
+
+    destination: Destination
+    statuses: frozenset[str] = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySpec:
+    """Answer a request: to the message's reply-to (destination None) or a fixed destination."""
+
+    destination: Destination | None = None
+    wait_for_completion: bool = False  # start rules: reply with the completion event
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    rule: str
+    action: str
+    method: str
+    params: Mapping[str, Any]
+    target: Target | None = None
+    idempotency_key: str | None = None
+    ordering_key: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dead_letter: Destination | None = None
+    rate_limit: RateLimit | None = None
+    completion: CompletionSpec | None = None
+    reply: ReplySpec | None = None

@@ -1,0 +1,1 @@
+"""Routing rules: YAML schema, content patterns, ${...} templates, the router."""

@@ -1,0 +1,67 @@
+"""The store's contract. Dispatch writes it before settling a delivery; the tracker drains it.
+
+Invariant: `record_start` writes the dedupe record and (when asked) the outbox row in ONE
+transaction, and dispatch calls it after Conductor answered and before the delivery is acked or
+committed. A redelivered start finds the record with `find_start` and reuses the workflow id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRequest:
+    """Ask the tracker to publish what becomes of a started workflow."""
+
+    destination: str  # Destination spec (`kafka:topic`, `amqp:queue`, `amqp:ex/key`)
+    statuses: frozenset[str]
+    rule: str
+    source_event_id: str  # Event.source_id of the triggering message
+    source: str  # Event.channel, e.g. kafka:orders
+    reply_correlation_id: str | None = None  # AMQP request/reply: echo on the answer
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCompletion:
+    """One outbox row: a workflow whose terminal status has not been published yet."""
+
+    workflow_id: str
+    request: TrackRequest
+    attempts: int  # polls so far, drives the adaptive backoff
+    next_poll_at: float  # epoch seconds
+    last_status: str | None  # last status seen, for optional transition events
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def find_start(self, key: str) -> str | None:
+        """The workflow id recorded for a dedupe key, or None."""
+
+    async def record_start(
+        self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
+    ) -> str:
+        """Record key -> workflow id (and the outbox row) atomically; return the stored id.
+
+        If the key exists already, nothing changes and the existing id is returned.
+        """
+
+    async def track(self, workflow_id: str, track: TrackRequest) -> None:
+        """Add an outbox row without a dedupe record (execute_workflow replies)."""
+
+    async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
+        """Outbox rows whose next poll is due, oldest first."""
+
+    async def reschedule(
+        self, workflow_id: str, next_poll_at: float, last_status: str | None
+    ) -> None: ...
+
+    async def mark_published(self, workflow_id: str) -> None:
+        """The completion was confirmed by the broker: the row is done."""
+
+    async def pending_count(self) -> int: ...
