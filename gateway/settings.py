@@ -263,3 +263,28 @@ def describe_validation_error(exc: ValidationError, config: Path | None) -> str:
             message = "unknown setting; check the spelling against the README's reference"
         lines.append(f"setting '{key}'{source}: {message}")
     return "\n".join(lines)
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(YAML key, environment variable, default, description) for every setting."""
+    rows: list[tuple[str, str, str, str]] = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub_name, sub_field in annotation.model_fields.items():
+                default = sub_field.get_default(call_default_factory=True)
+                rows.append(_row(f"{name}.{sub_name}", default, sub_field.description))
+        else:
+            rows.append(_row(name, field.get_default(call_default_factory=True), field.description))
+    return rows
+
+
+def _row(key: str, default: Any, description: str | None) -> tuple[str, str, str, str]:
+    env = ENV_PREFIX + key.upper().replace(".", "__")
+    if isinstance(default, SecretStr):
+        shown = "(secret)"
+    elif isinstance(default, list):
+        shown = ",".join(map(str, default))
+    else:
+        shown = "" if default is None else str(default)
+    return key, env, shown, description or ""

@@ -1,0 +1,40 @@
+"""Shared test harness: real brokers, started once per test run on free loopback ports.
+
+`kafka_bootstrap` (Tansu) and `amqp_url` (RabbitMQ) are session fixtures. A broker that cannot
+start fails every test that needs it with the broker's own explanation; broker tests are never
+silently skipped. Both brokers are stopped, and their temporary directories removed, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.devserver.brokers import BrokerError, RabbitMQ, Tansu
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    try:
+        broker = Tansu()
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"cannot start the Tansu Kafka broker: {exc}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    try:
+        broker = RabbitMQ()
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"cannot start RabbitMQ: {exc}", pytrace=False)
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
