@@ -1,0 +1,124 @@
+"""Publisher against the real brokers: confirmed publishes, unroutable and dead brokers fail."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import aio_pika
+import pytest
+
+from gateway.errors import PublishError
+from gateway.plan import Destination
+from gateway.settings import Settings
+from gateway.sinks import Publisher
+
+from .helpers import consume_kafka, dead_port, declare_queue, get_amqp, new_topic, settings_for
+
+pytestmark = pytest.mark.brokers
+
+
+async def test_kafka_publish_lands_with_key_and_headers(
+    kafka_bootstrap: str, amqp_url: str
+) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    async with Publisher(settings_for(kafka_bootstrap, amqp_url)) as publisher:
+        await publisher.publish(
+            Destination.parse(f"kafka:{topic}"),
+            b'{"a": 1}',
+            key="wf-1",
+            headers={"ce_id": "wf-1:COMPLETED"},
+            correlation_id="c-1",
+        )
+    [record] = await consume_kafka(kafka_bootstrap, topic, 1)
+    assert record.key == b"wf-1" and record.value == b'{"a": 1}'
+    assert dict(record.headers) == {
+        "ce_id": b"wf-1:COMPLETED",
+        "content-type": b"application/json",
+        "correlation-id": b"c-1",
+    }
+
+
+async def test_amqp_publish_to_a_queue_is_confirmed_and_persistent(
+    kafka_bootstrap: str, amqp_url: str
+) -> None:
+    queue = await declare_queue(amqp_url)
+    async with Publisher(settings_for(kafka_bootstrap, amqp_url)) as publisher:
+        await publisher.publish(
+            Destination.parse(f"amqp:{queue}"),
+            b"{}",
+            headers={"cloudEvents:id": "wf-2:FAILED"},
+            correlation_id="corr-2",
+            content_type="application/json; charset=utf-8",
+        )
+    [message] = await get_amqp(amqp_url, queue, 1)
+    assert message.body == b"{}"
+    assert message.correlation_id == "corr-2"
+    assert message.message_id == "wf-2:FAILED"
+    assert message.content_type == "application/json; charset=utf-8"
+    assert message.headers == {"cloudEvents:id": "wf-2:FAILED"}
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+async def test_amqp_publish_through_an_exchange_and_routing_key(
+    kafka_bootstrap: str, amqp_url: str
+) -> None:
+    exchange, queue = f"x-{uuid.uuid4().hex}", await declare_queue(amqp_url)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        x = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        q = await channel.get_queue(queue)
+        await q.bind(x, "wf.#")
+    async with Publisher(settings_for(kafka_bootstrap, amqp_url)) as publisher:
+        await publisher.publish(Destination.parse(f"amqp:{exchange}/wf.done"), b"1")
+    [message] = await get_amqp(amqp_url, queue, 1)
+    assert message.body == b"1" and message.routing_key == "wf.done"
+
+
+async def test_amqp_unroutable_publish_raises(kafka_bootstrap: str, amqp_url: str) -> None:
+    async with Publisher(settings_for(kafka_bootstrap, amqp_url)) as publisher:
+        with pytest.raises(PublishError, match="unroutable"):
+            await publisher.publish(Destination.parse(f"amqp:nobody-{uuid.uuid4().hex}"), b"x")
+        # The channel still works afterwards.
+        queue = await declare_queue(amqp_url)
+        await publisher.publish(Destination.parse(f"amqp:{queue}"), b"after")
+    assert [m.body for m in await get_amqp(amqp_url, queue, 1)] == [b"after"]
+
+
+async def test_amqp_missing_exchange_raises_and_the_next_publish_recovers(
+    kafka_bootstrap: str, amqp_url: str
+) -> None:
+    async with Publisher(settings_for(kafka_bootstrap, amqp_url)) as publisher:
+        with pytest.raises(PublishError):
+            await publisher.publish(Destination.parse(f"amqp:no-x-{uuid.uuid4().hex}/k"), b"x")
+        queue = await declare_queue(amqp_url)
+        await publisher.publish(Destination.parse(f"amqp:{queue}"), b"after")
+    assert [m.body for m in await get_amqp(amqp_url, queue, 1)] == [b"after"]
+
+
+async def test_dead_kafka_fails_within_the_deadline_and_amqp_is_unaffected(
+    amqp_url: str,
+) -> None:
+    settings = Settings(
+        kafka={"bootstrap_servers": [f"127.0.0.1:{dead_port()}"], "enable_idempotence": False},
+        amqp={"url": amqp_url},
+    )
+    queue = await declare_queue(amqp_url)
+    async with Publisher(settings, timeout=2.0) as publisher:
+        started = time.monotonic()
+        with pytest.raises(PublishError, match="kafka"):
+            await publisher.publish(Destination.parse("kafka:anything"), b"x")
+        assert time.monotonic() - started < 6
+        # Lazily connected: AMQP works though Kafka is down.
+        await publisher.publish(Destination.parse(f"amqp:{queue}"), b"ok")
+    assert len(await get_amqp(amqp_url, queue, 1)) == 1
+
+
+async def test_dead_rabbitmq_fails_with_a_message_without_the_password() -> None:
+    settings = Settings(amqp={"url": f"amqp://guest:s3cret@127.0.0.1:{dead_port()}/"})
+    async with Publisher(settings, timeout=2.0) as publisher:
+        with pytest.raises(PublishError) as info:
+            await publisher.publish(Destination.parse("amqp:q"), b"x")
+    assert "s3cret" not in str(info.value)
+    assert "guest@127.0.0.1" in str(info.value)
