@@ -1,0 +1,118 @@
+"""Wire models the dev server reads: definitions and request bodies (camelCase on the wire).
+
+Unknown fields are kept (`extra="allow"`) so a definition reads back as it was registered, the
+way Conductor echoes fields it does not interpret.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+SUPPORTED_TASK_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SET_VARIABLE", "TERMINATE")
+IdempotencyStrategy = Literal["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object Conductor would send: camelCase, nulls omitted."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class TaskDef(Wire):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    retry_count: int = Field(default=3, ge=0)
+    timeout_seconds: int = 0
+    timeout_policy: Literal["RETRY", "TIME_OUT_WF", "ALERT_ONLY"] = "TIME_OUT_WF"
+    retry_logic: Literal["FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF"] = "FIXED"
+    retry_delay_seconds: int = Field(default=60, ge=0)
+    response_timeout_seconds: int = Field(default=3600, ge=1)
+    concurrent_exec_limit: int | None = None
+    rate_limit_per_frequency: int | None = None
+    rate_limit_frequency_in_seconds: int | None = None
+    poll_timeout_seconds: int | None = None
+    backoff_scale_factor: int = Field(default=1, ge=1)
+    owner_email: str | None = None
+    create_time: int | None = None
+    created_by: str | None = None
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> TaskDef:
+        # TaskTimeoutConstraint: the most common registration failure in real Conductor.
+        if self.timeout_seconds > 0 and self.response_timeout_seconds > self.timeout_seconds:
+            raise ValueError(
+                f"TaskDef: {self.name} responseTimeoutSeconds: {self.response_timeout_seconds} "
+                f"must be less than timeoutSeconds: {self.timeout_seconds}"
+            )
+        return self
+
+
+class WorkflowTask(Wire):
+    name: str = Field(min_length=1)
+    task_reference_name: str = Field(min_length=1)
+    type: str = "SIMPLE"
+    input_parameters: dict[str, Any] = Field(default_factory=dict)
+    optional: bool = False
+    task_definition: TaskDef | None = None
+
+    @model_validator(mode="after")
+    def _check_type(self) -> WorkflowTask:
+        if self.type not in SUPPORTED_TASK_TYPES:
+            raise ValueError(
+                f"task '{self.task_reference_name}': type {self.type!r} is not supported by the "
+                f"dev server; use one of {', '.join(SUPPORTED_TASK_TYPES)}"
+            )
+        return self
+
+
+class WorkflowDef(Wire):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    version: int = 1
+    tasks: list[WorkflowTask] = Field(min_length=1)
+    input_parameters: list[str] = Field(default_factory=list)
+    output_parameters: dict[str, Any] = Field(default_factory=dict)
+    schema_version: int = 2
+    restartable: bool = True
+    workflow_status_listener_enabled: bool = False
+    timeout_policy: Literal["TIME_OUT_WF", "ALERT_ONLY"] = "ALERT_ONLY"
+    timeout_seconds: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict)
+    owner_email: str | None = None
+    create_time: int | None = None
+
+
+class StartWorkflowRequest(Wire):
+    name: str | None = None
+    version: int | None = None
+    correlation_id: str | None = None
+    input: dict[str, Any] | None = Field(default_factory=dict)
+    task_to_domain: dict[str, str] = Field(default_factory=dict)
+    workflow_def: WorkflowDef | None = None
+    priority: int = 0
+    created_by: str | None = None
+    idempotency_key: str | None = None
+    idempotency_strategy: IdempotencyStrategy | None = None
+
+
+class TaskResult(Wire):
+    task_id: str
+    workflow_instance_id: str | None = None
+    status: str
+    output_data: dict[str, Any] | None = None
+    reason_for_incompletion: str | None = None
+    callback_after_seconds: int = 0
+    worker_id: str | None = None
+
+
+class RerunRequest(Wire):
+    re_run_from_workflow_id: str | None = None
+    workflow_input: dict[str, Any] | None = None
+    re_run_from_task_id: str | None = None
+    task_input: dict[str, Any] | None = None
+    correlation_id: str | None = None

@@ -1,0 +1,234 @@
+"""`/api/workflow/...` routes (§3 rows 1-13, 16)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.devserver.engine import Engine
+from gateway.devserver.http import (
+    empty,
+    json_response,
+    no_content,
+    parse_model,
+    query_bool,
+    query_int,
+    query_str,
+    read_json,
+    read_object,
+    text_response,
+    validation_error,
+)
+from gateway.devserver.models import RerunRequest, StartWorkflowRequest
+from gateway.devserver.runs import run_json, wait_blocked
+from gateway.devserver.search import search, summary
+from gateway.devserver.state import new_id
+from gateway.errors import ConductorError
+
+MAX_BULK = 1000
+
+
+def check_priority(priority: int, path: str) -> None:
+    if priority > 99:
+        raise validation_error(path, "99 is the maximum priority value", priority)
+    if priority < 0:
+        raise validation_error(path, "0 is the minimum priority value", priority)
+
+
+class WorkflowRoutes:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        p = "/api/workflow"
+        router.add_post(p, self.start)
+        router.add_get(f"{p}/search", self.search)
+        router.add_post(p + "/execute/{name}/{version}", self.execute)
+        router.add_put(f"{p}/bulk/pause", self.bulk(self.engine.pause))
+        router.add_put(f"{p}/bulk/resume", self.bulk(self.engine.resume))
+        router.add_post(f"{p}/bulk/terminate", self.bulk_terminate)
+        router.add_post(f"{p}/bulk/retry", self.bulk(self.engine.retry))
+        router.add_post(f"{p}/bulk/restart", self.bulk_restart)
+        router.add_post(p + "/{name}", self.start_by_name)
+        router.add_get(p + "/{id}", self.get)
+        router.add_delete(p + "/{id}", self.terminate)
+        router.add_get(p + "/{id}/status", self.status)
+        router.add_get(p + "/{name}/correlated/{cid}", self.correlated)
+        router.add_post(p + "/{name}/correlated", self.correlated_many)
+        router.add_put(p + "/{id}/pause", self.pause)
+        router.add_put(p + "/{id}/resume", self.resume)
+        router.add_post(p + "/{id}/retry", self.retry)
+        router.add_post(p + "/{id}/restart", self.restart)
+        router.add_post(p + "/{id}/rerun", self.rerun)
+        if self.engine.orkes:
+            router.add_post(p + "/{id}/variables", self.variables)
+
+    # --- start -------------------------------------------------------------------------
+
+    async def start(self, request: web.Request) -> web.Response:
+        body = await read_object(request)
+        start = parse_model(StartWorkflowRequest, body, "startWorkflow")
+        check_priority(start.priority, "startWorkflow.priority")
+        return text_response(self.engine.start(start))
+
+    async def start_by_name(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise validation_error("startWorkflow.input", "input must be a JSON object", body)
+        priority = query_int(request, "priority", 0) or 0
+        check_priority(priority, "startWorkflow.priority")
+        start = StartWorkflowRequest(
+            name=request.match_info["name"],
+            version=query_int(request, "version", None),
+            correlation_id=query_str(request, "correlationId"),
+            input=body,
+            priority=priority,
+            idempotency_key=request.headers.get("X-Idempotency-key") or None,
+            idempotency_strategy=self._strategy(request.headers.get("X-on-conflict")),
+        )
+        return text_response(self.engine.start(start))
+
+    @staticmethod
+    def _strategy(value: str | None) -> Any:
+        if value in (None, ""):
+            return None
+        if value not in ("FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"):
+            raise validation_error(
+                "X-on-conflict", "use FAIL, RETURN_EXISTING or FAIL_ON_RUNNING", value
+            )
+        return value
+
+    async def execute(self, request: web.Request) -> web.Response:
+        body = await read_object(request, required=False)
+        body["name"] = request.match_info["name"]
+        version = int(request.match_info["version"])
+        body["version"] = version or None  # 0 means latest
+        start = parse_model(StartWorkflowRequest, body, "executeWorkflow")
+        check_priority(start.priority, "executeWorkflow.priority")
+        workflow_id = self.engine.start(start)
+        refs = frozenset(r for r in (query_str(request, "waitUntilTaskRef") or "").split(",") if r)
+        wait = query_int(request, "waitForSeconds", 10) or 10
+        wf = self.engine.get(workflow_id)
+        timed_out = await wait_blocked(wf, refs, float(wait))
+        request_id = query_str(request, "requestId") or new_id()
+        return json_response(run_json(wf, request_id, timed_out))
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def get(self, request: web.Request) -> web.Response:
+        wf = self.engine.get(request.match_info["id"])
+        return json_response(wf.to_json(query_bool(request, "includeTasks", True)))
+
+    async def status(self, request: web.Request) -> web.Response:
+        wf = self.engine.get(request.match_info["id"])
+        data: dict[str, Any] = {"workflowId": wf.workflow_id, "status": wf.status}
+        if wf.correlation_id is not None:
+            data["correlationId"] = wf.correlation_id
+        if query_bool(request, "includeOutput", False):
+            data["output"] = wf.output
+        if query_bool(request, "includeVariables", False):
+            data["variables"] = wf.variables
+        return json_response(data)
+
+    def _correlated(self, request: web.Request, cid: str) -> list[dict[str, Any]]:
+        found = self.engine.by_correlation_id(
+            request.match_info["name"], cid, query_bool(request, "includeClosed", False)
+        )
+        include_tasks = query_bool(request, "includeTasks", False)
+        return [wf.to_json(include_tasks) for wf in found]
+
+    async def correlated(self, request: web.Request) -> web.Response:
+        return json_response(self._correlated(request, request.match_info["cid"]))
+
+    async def correlated_many(self, request: web.Request) -> web.Response:
+        ids = await read_json(request)
+        if not isinstance(ids, list):
+            raise validation_error("getWorkflows.correlationIds", "must be a JSON array", ids)
+        return json_response({str(cid): self._correlated(request, str(cid)) for cid in ids})
+
+    async def search(self, request: web.Request) -> web.Response:
+        total, hits = search(
+            list(self.engine.store.workflows.values()),
+            query_str(request, "query"),
+            request.query.get("freeText", "*"),
+            query_int(request, "start", 0) or 0,
+            query_int(request, "size", 100) or 0,
+            query_str(request, "sort"),
+        )
+        return json_response({"totalHits": total, "results": [summary(wf) for wf in hits]})
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        self.engine.terminate(request.match_info["id"], query_str(request, "reason"))
+        return empty()
+
+    async def pause(self, request: web.Request) -> web.Response:
+        self.engine.pause(request.match_info["id"])
+        return empty()
+
+    async def resume(self, request: web.Request) -> web.Response:
+        self.engine.resume(request.match_info["id"])
+        return empty()
+
+    async def retry(self, request: web.Request) -> web.Response:
+        self.engine.retry(request.match_info["id"])
+        return no_content()
+
+    async def restart(self, request: web.Request) -> web.Response:
+        use_latest = query_bool(request, "useLatestDefinitions", False)
+        self.engine.restart(request.match_info["id"], use_latest)
+        return no_content()
+
+    async def rerun(self, request: web.Request) -> web.Response:
+        body = parse_model(RerunRequest, await read_object(request), "rerun")
+        return text_response(self.engine.rerun(request.match_info["id"], body))
+
+    async def variables(self, request: web.Request) -> web.Response:
+        body = await read_object(request)
+        wf = self.engine.update_variables(request.match_info["id"], body)
+        return json_response(wf.to_json())
+
+    # --- bulk (§4.16) ------------------------------------------------------------------
+
+    def bulk(self, op: Callable[[str], None]) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            ids = await self._bulk_ids(request)
+            return json_response(self._run_bulk(ids, op))
+
+        return handler
+
+    async def bulk_terminate(self, request: web.Request) -> web.Response:
+        reason = query_str(request, "reason")
+        ids = await self._bulk_ids(request)
+        return json_response(self._run_bulk(ids, lambda i: self.engine.terminate(i, reason)))
+
+    async def bulk_restart(self, request: web.Request) -> web.Response:
+        use_latest = query_bool(request, "useLatestDefinitions", False)
+        ids = await self._bulk_ids(request)
+        return json_response(self._run_bulk(ids, lambda i: self.engine.restart(i, use_latest)))
+
+    @staticmethod
+    async def _bulk_ids(request: web.Request) -> list[str]:
+        ids = await read_json(request)
+        if not isinstance(ids, list) or not ids:
+            raise validation_error("bulk.workflowIds", "Workflow ids list cannot be empty.", ids)
+        if len(ids) > MAX_BULK:
+            raise validation_error(
+                "bulk.workflowIds", f"Cannot process more than {MAX_BULK} workflows.", len(ids)
+            )
+        return [str(i) for i in ids]
+
+    @staticmethod
+    def _run_bulk(ids: list[str], op: Callable[[str], None]) -> dict[str, Any]:
+        ok: list[str] = []
+        failed: dict[str, str] = {}
+        for workflow_id in ids:
+            try:
+                op(workflow_id)
+                ok.append(workflow_id)
+            except ConductorError as exc:
+                failed[workflow_id] = exc.message
+        return {"bulkSuccessfulResults": ok, "bulkErrorResults": failed}

@@ -1,0 +1,142 @@
+"""The Conductor-compatible dev server: aiohttp.web routes over the in-memory engine.
+
+```python
+async with DevServer(port=0, flavor="orkes") as server:
+    server.url   # "http://127.0.0.1:<port>/api"
+```
+A background sweeper fires timers (WAIT durations, task and workflow timeouts) every
+`sweep_interval` seconds; retry delays need no timer, they are checked at poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Literal
+
+from aiohttp import web
+
+from gateway.devserver.auth import AuthError, TokenAuth
+from gateway.devserver.clock import Clock, SystemClock
+from gateway.devserver.engine import Engine
+from gateway.devserver.http import (
+    AUTH_KEY,
+    auth_middleware,
+    errors_middleware,
+    json_response,
+    read_object,
+)
+from gateway.devserver.routes_metadata import MetadataRoutes
+from gateway.devserver.routes_tasks import TaskRoutes
+from gateway.devserver.routes_workflow import WorkflowRoutes
+from gateway.devserver.taskops import TaskOps
+from gateway.errors import ConfigError, NotFound
+
+log = logging.getLogger(__name__)
+Flavor = Literal["oss", "orkes"]
+
+
+class DevServer:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        flavor: Flavor = "oss",
+        key_id: str | None = None,
+        key_secret: str | None = None,
+        token_ttl_seconds: float = 3600.0,
+        *,
+        clock: Clock | None = None,
+        sweep_interval: float = 0.1,
+    ) -> None:
+        if flavor not in ("oss", "orkes"):
+            raise ConfigError(f"flavor: {flavor!r} is not valid; use 'oss' or 'orkes'")
+        if (key_id is None) != (key_secret is None):
+            raise ConfigError("key_id and key_secret: give both or neither")
+        self.host = host
+        self.flavor: Flavor = flavor
+        self.clock = clock or SystemClock()
+        self.engine = Engine(self.clock, flavor)
+        self.tasks = TaskOps(self.engine.store, self.engine.decider, self.engine.orkes)
+        self.auth = None
+        if key_id is not None and key_secret is not None:
+            if flavor != "orkes":
+                raise ConfigError("key_id/key_secret: token auth exists only with flavor 'orkes'")
+            self.auth = TokenAuth(key_id, key_secret, token_ttl_seconds, self.clock)
+        self._requested_port = port
+        self._sweep_interval = sweep_interval
+        self._runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware, auth_middleware])
+        app[AUTH_KEY] = self.auth
+        if self.auth is not None:
+            app.router.add_post("/api/token", self._token)
+        else:
+            app.router.add_post("/api/token", self._no_token)
+        MetadataRoutes(self.engine).register(app.router)
+        WorkflowRoutes(self.engine).register(app.router)
+        TaskRoutes(self.engine, self.tasks).register(app.router)
+        return app
+
+    async def _token(self, request: web.Request) -> web.Response:
+        assert self.auth is not None
+        body = await read_object(request)
+        try:
+            token = self.auth.issue(body.get("keyId"), body.get("keySecret"))
+        except AuthError as exc:
+            return json_response(exc.body(), 401)
+        return json_response({"token": token})
+
+    async def _no_token(self, _request: web.Request) -> web.Response:
+        # The SDKs read a 404 here as "this Conductor has no auth" (§1.1).
+        raise NotFound("No static resource api/token.", status=404)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="devserver-sweeper")
+        log.info("conductor dev server (%s) listening on %s", self.flavor, self.url)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                self.tasks.sweep()
+            except Exception:
+                log.exception("dev server sweeper failed")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> DevServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
