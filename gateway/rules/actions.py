@@ -1,0 +1,306 @@
+"""Actions compiled into plan builders: one `ActionSpec` per rule renders a `Plan` per event.
+
+`Plan.method` and `Plan.params` are exactly a `ConductorClient` method and its keyword
+arguments (see gateway/plan.py). Parameters are rendered from templates and then checked
+against the type the method expects, so a wrong type is a TemplateError here and never a
+400 from Conductor later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.errors import TemplateError
+from gateway.plan import OnMany, OnMissing, Target
+from gateway.rules import schema
+from gateway.rules.template import Renderer, compile_query, compile_value
+
+Kind = Literal["any", "object", "object?", "string", "string?", "int?", "strings?", "bool"]
+
+
+class ParamError(ValueError):
+    """A parameter that is wrong at load time; `key` names it inside the action."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str  # the ConductorClient keyword argument
+    render: Renderer
+    kind: Kind
+    key: str  # the YAML key, for error messages
+
+    def value(self, doc: Mapping[str, Any]) -> Any:
+        return _coerce(self.render(doc), self.kind, self.key)
+
+
+def _coerce(value: Any, kind: Kind, key: str) -> Any:
+    if kind == "any" or (value is None and kind.endswith("?")):
+        return value
+    base = kind.rstrip("?")
+    if base == "object" and isinstance(value, dict):
+        return value
+    if base == "string" and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value if isinstance(value, str) else _number_text(value)
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base == "int" and isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if base == "strings" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    if base == "bool" and isinstance(value, bool):
+        return value
+    shown = "null" if value is None else type(value).__name__
+    raise TemplateError(f"{key} must be {_KIND_TEXT[base]}, got {shown}")
+
+
+def _number_text(value: int | float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+_KIND_TEXT = {
+    "object": "a JSON object",
+    "string": "a string",
+    "int": "an integer",
+    "strings": "a list of strings",
+    "bool": "true or false",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A compiled plan.Target: templates for how to find the workflow, plus the policies."""
+
+    workflow_id: Renderer | None
+    correlation_id: Renderer | None
+    workflow_name: str | None
+    query: Renderer | None
+    on_missing: OnMissing
+    retry_for_seconds: float
+    on_many: OnMany
+    action: str
+
+    def render(self, doc: Mapping[str, Any]) -> Target:
+        return Target(
+            workflow_id=self._text(self.workflow_id, doc, "workflow_id"),
+            correlation_id=self._text(self.correlation_id, doc, "correlation_id"),
+            workflow_name=self.workflow_name,
+            query=self._text(self.query, doc, "query"),
+            on_missing=self.on_missing,
+            retry_for_seconds=self.retry_for_seconds,
+            on_many=self.on_many,
+        )
+
+    def _text(self, render: Renderer | None, doc: Mapping[str, Any], key: str) -> str | None:
+        if render is None:
+            return None
+        value = _coerce(render(doc), "string", f"{self.action}.{key}")
+        if not value:
+            raise TemplateError(f"{self.action}.{key} rendered an empty string")
+        assert isinstance(value, str)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    action: str
+    method: str
+    params: tuple[Param, ...]
+    target: TargetSpec | None
+
+    def render_params(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        return {p.name: p.value(doc) for p in self.params}
+
+
+# --- compiling ---------------------------------------------------------------------------
+
+
+class _Builder:
+    """Collects the Params of one action, compiling each value's templates."""
+
+    def __init__(self, action: str, strict: bool) -> None:
+        self.action, self.strict = action, strict
+        self.params: list[Param] = []
+
+    def add(self, name: str, value: Any, kind: Kind, key: str | None = None) -> None:
+        yaml_key = f"{self.action}.{key or name}"
+        self.params.append(Param(name, self._compile(value, key or name), kind, yaml_key))
+
+    def literal(self, name: str, value: Any) -> None:
+        self.params.append(Param(name, _const(value), "any", f"{self.action}.{name}"))
+
+    def _compile(self, value: Any, key: str) -> Renderer:
+        from gateway.rules.template import TemplateSyntaxError
+
+        try:
+            return compile_value(value, strict=self.strict)
+        except TemplateSyntaxError as exc:
+            inner = ".".join(str(p) for p in exc.path)
+            raise ParamError(f"{key}.{inner}" if inner else key, str(exc)) from None
+
+
+def _const(value: Any) -> Renderer:
+    def const(_doc: Mapping[str, Any]) -> Any:
+        return value
+
+    return const
+
+
+def _no_template(key: str, value: str | None) -> None:
+    if value is not None and "${" in value:
+        raise ParamError(key, "must be a literal; a template would let an event choose it")
+
+
+def _start(b: _Builder, m: schema.StartWorkflowModel) -> str:
+    _no_template("name", m.name)
+    b.literal("name", m.name)
+    b.literal("version", m.version)
+    b.add("input", {} if m.input is None else m.input, "object")
+    b.add("correlation_id", m.correlation_id, "string?")
+    b.add("priority", m.priority, "int?")
+    b.literal("task_to_domain", m.task_to_domain)
+    b.literal("workflow_def", m.workflow_def)
+    return "start_workflow"
+
+
+def _execute(b: _Builder, m: schema.ExecuteWorkflowModel) -> str:
+    _no_template("name", m.name)
+    b.literal("name", m.name)
+    b.literal("version", m.version)
+    b.add("input", {} if m.input is None else m.input, "object")
+    b.add("correlation_id", m.correlation_id, "string?")
+    b.add("priority", m.priority, "int?")
+    b.literal("wait_until_task_refs", m.wait_until_task_refs)
+    b.literal("wait_for_seconds", m.wait_for_seconds)
+    return "execute_workflow"
+
+
+def _signal(b: _Builder, m: schema.SignalModel) -> str:
+    b.literal("status", m.status)
+    b.add("output", m.output, "object?")
+    b.add("task_ref", m.task_ref, "string?")
+    if m.reason is not None:
+        b.add("reason_for_incompletion", m.reason, "string?", "reason")
+    return "signal"
+
+
+def _task(b: _Builder, m: schema.CompleteTaskModel | schema.FailTaskModel, status: str) -> str:
+    reason = getattr(m, "reason", None)
+    if m.task_id is not None:
+        b.add("task_id", m.task_id, "string")
+        b.add("workflow_id", m.workflow_id, "string")
+        b.literal("status", status)
+        b.add("output", m.output, "object?")
+        if reason is not None:
+            b.add("reason_for_incompletion", reason, "string?", "reason")
+        return "update_task"
+    b.literal("status", status)
+    b.add("output", m.output, "object?")
+    b.add("task_ref", m.task_ref, "string")
+    if reason is not None:
+        b.add("reason_for_incompletion", reason, "string?", "reason")
+    return "signal"
+
+
+def _complete(b: _Builder, m: schema.CompleteTaskModel) -> str:
+    return _task(b, m, "COMPLETED")
+
+
+def _fail(b: _Builder, m: schema.FailTaskModel) -> str:
+    return _task(b, m, "FAILED_WITH_TERMINAL_ERROR" if m.terminal else "FAILED")
+
+
+def _variables(b: _Builder, m: schema.UpdateVariablesModel) -> str:
+    b.add("variables", m.variables, "object")
+    return "update_variables"
+
+
+def _terminate(b: _Builder, m: schema.TerminateModel) -> str:
+    b.add("reason", m.reason, "string?")
+    b.literal("trigger_failure_workflow", m.trigger_failure_workflow)
+    return "terminate"
+
+
+def _pause(_b: _Builder, _m: schema.PauseModel) -> str:
+    return "pause"
+
+
+def _resume(_b: _Builder, _m: schema.ResumeModel) -> str:
+    return "resume"
+
+
+def _retry(b: _Builder, m: schema.RetryActionModel) -> str:
+    b.literal("resume_subworkflow_tasks", m.resume_subworkflow_tasks)
+    return "retry"
+
+
+def _restart(b: _Builder, m: schema.RestartModel) -> str:
+    b.literal("use_latest_definitions", m.use_latest_definitions)
+    return "restart"
+
+
+def _rerun(b: _Builder, m: schema.RerunModel) -> str:
+    b.add("re_run_from_task_id", m.from_task_id, "string?", "from_task_id")
+    b.add("task_input", m.task_input, "object?")
+    b.add("workflow_input", m.workflow_input, "object?")
+    b.add("correlation_id", m.new_correlation_id, "string?", "new_correlation_id")
+    return "rerun"
+
+
+_BUILDERS: dict[str, Callable[[_Builder, Any], str]] = {
+    "start_workflow": _start,
+    "execute_workflow": _execute,
+    "signal": _signal,
+    "complete_task": _complete,
+    "fail_task": _fail,
+    "update_variables": _variables,
+    "terminate": _terminate,
+    "pause": _pause,
+    "resume": _resume,
+    "retry": _retry,
+    "restart": _restart,
+    "rerun": _rerun,
+}
+
+
+def compile_action(action: str, model: Any, *, strict: bool) -> ActionSpec:
+    """Compile one action's model; raises ParamError (key inside the action) or TemplateError."""
+    key = schema.ACTION_KEYS[action]
+    builder = _Builder(key, strict)
+    method = _BUILDERS[action](builder, model)
+    target = None
+    if isinstance(model, schema._Targeted) and method != "update_task":
+        target = _compile_target(key, model, strict)
+    return ActionSpec(action, method, tuple(builder.params), target)
+
+
+def _compile_target(key: str, m: schema._Targeted, strict: bool) -> TargetSpec:
+    _no_template("workflow_name", m.workflow_name)
+
+    def text(name: str, value: str | None, query: bool = False) -> Renderer | None:
+        if value is None:
+            return None
+        try:
+            return (
+                compile_query(value, strict=strict)
+                if query
+                else compile_value(value, strict=strict)
+            )
+        except TemplateError as exc:
+            raise ParamError(name, str(exc)) from None
+
+    return TargetSpec(
+        workflow_id=text("workflow_id", m.workflow_id),
+        correlation_id=text("correlation_id", m.correlation_id),
+        workflow_name=m.workflow_name,
+        query=text("query", m.query, query=True),
+        on_missing=m.on_missing,
+        retry_for_seconds=m.retry_for_seconds,
+        on_many=m.on_many,
+        action=key,
+    )
