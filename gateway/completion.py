@@ -1,0 +1,200 @@
+"""Completion events: CloudEvents 1.0 built from a workflow, encoded for Kafka or AMQP.
+
+Attributes:
+- `specversion` "1.0"
+- `id` `<workflowId>:<status>`: deterministic, so a consumer drops the duplicates that
+  at-least-once delivery can produce (a redelivered event carries the same id)
+- `source` `/conductor-gateway/rules/<rule>` (a URI-reference; the rule name percent-encoded)
+- `type` `io.conductor.workflow.<status lowercased>` (completed, failed, timed_out, terminated,
+  paused, running)
+- `subject` the workflow id; `time` the workflow's end time (else its last update), RFC 3339 UTC
+- `datacontenttype` application/json
+
+Content modes, following the CloudEvents protocol bindings:
+- structured (default): the whole event as JSON, content type
+  `application/cloudevents+json; charset=UTF-8` (Kafka: the `content-type` header; AMQP: the
+  content-type property).
+- binary: the body is `data` alone with content type `application/json`; every other attribute
+  is a header: `ce_<name>` on Kafka (Kafka binding 3.2.3), `cloudEvents:<name>` application
+  properties on AMQP (AMQP binding 3.1.3.1; RabbitMQ maps AMQP 1.0 application-properties to
+  0-9-1 headers, so AMQP 1.0 consumers read them under the same names).
+The Kafka record key is the workflow id in both modes (per-workflow ordering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+from urllib.parse import quote
+
+import orjson
+
+from gateway.conductor.models import Workflow, WorkflowRun
+from gateway.plan import Destination
+
+Mode = Literal["structured", "binary"]
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
+TRANSITIONS = frozenset({"PAUSED", "RUNNING"})  # optional, published when first seen
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+DATA_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """What made the gateway act: the rule and the incoming event."""
+
+    rule: str
+    event_id: str  # Event.source_id
+    source: str  # Event.channel
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionEvent:
+    """A CloudEvent: context attributes (all strings) and JSON data."""
+
+    attributes: Mapping[str, str]
+    data: Mapping[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.attributes["id"]
+
+    def to_json(self) -> dict[str, Any]:
+        """The structured-mode JSON document (JSON event format)."""
+        return {**self.attributes, "data": dict(self.data)}
+
+
+class Outgoing(NamedTuple):
+    """What to hand to `Publisher.publish`."""
+
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+    key: str | None
+
+
+def source_uri(rule: str) -> str:
+    return "/conductor-gateway/rules/" + quote(rule, safe="")
+
+
+def event_type(status: str) -> str:
+    return "io.conductor.workflow." + status.lower()
+
+
+def rfc3339(epoch_ms: int | None) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms else datetime.now(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_event(workflow: Workflow, trigger: Trigger) -> CompletionEvent:
+    """The event for the workflow's current status."""
+    return _event(
+        workflow_id=workflow.workflow_id,
+        status=workflow.status,
+        when=workflow.end_time or workflow.update_time,
+        data={
+            "workflowId": workflow.workflow_id,
+            "workflowType": workflow.workflow_name,
+            "version": workflow.workflow_version,
+            "status": workflow.status,
+            "correlationId": workflow.correlation_id,
+            "output": workflow.output,
+            "reasonForIncompletion": workflow.reason_for_incompletion,
+            "startTime": workflow.start_time,
+            "endTime": workflow.end_time,
+        },
+        trigger=trigger,
+    )
+
+
+def build_run_event(
+    run: WorkflowRun, trigger: Trigger, *, workflow_name: str | None = None
+) -> CompletionEvent:
+    """The event for a synchronous execution's answer (`execute_workflow`)."""
+    status = run.status or "RUNNING"
+    end = run.update_time if status in TERMINAL else None
+    return _event(
+        workflow_id=run.workflow_id or "",
+        status=status,
+        when=run.update_time,
+        data={
+            "workflowId": run.workflow_id,
+            "workflowType": workflow_name,
+            "version": None,
+            "status": status,
+            "correlationId": run.correlation_id,
+            "output": run.output,
+            "reasonForIncompletion": None,
+            "startTime": run.create_time,
+            "endTime": end,
+        },
+        trigger=trigger,
+    )
+
+
+def _event(
+    *, workflow_id: str, status: str, when: int | None, data: dict[str, Any], trigger: Trigger
+) -> CompletionEvent:
+    attributes = {
+        "specversion": SPECVERSION,
+        "id": f"{workflow_id}:{status}",
+        "source": source_uri(trigger.rule),
+        "type": event_type(status),
+        "subject": workflow_id,
+        "time": rfc3339(when),
+        "datacontenttype": DATA_CONTENT_TYPE,
+    }
+    data.update(
+        {"triggerEventId": trigger.event_id, "triggerSource": trigger.source, "rule": trigger.rule}
+    )
+    return CompletionEvent(attributes, data)
+
+
+def encode(event: CompletionEvent, destination: Destination, mode: Mode) -> Outgoing:
+    """Body, headers and content type for the destination's broker in the given mode."""
+    key = event.attributes["subject"] if destination.kind == "kafka" else None
+    if mode == "structured":
+        return Outgoing(orjson.dumps(event.to_json()), {}, STRUCTURED_CONTENT_TYPE, key)
+    prefix = "ce_" if destination.kind == "kafka" else "cloudEvents:"
+    headers = {
+        prefix + name: value
+        for name, value in event.attributes.items()
+        if name != "datacontenttype"  # it travels as the message's content type
+    }
+    return Outgoing(orjson.dumps(dict(event.data)), headers, DATA_CONTENT_TYPE, key)
+
+
+def build_reply(
+    run: WorkflowRun,
+    *,
+    rule: str,
+    trigger_event_id: str,
+    trigger_source: str,
+    workflow_name: str | None = None,
+    mode: Mode = "structured",
+) -> Outgoing:
+    """The answer to an AMQP request whose rule ran `execute_workflow`.
+
+    The daemon publishes it to the request's reply-to queue with the request's correlation id:
+
+        out = build_reply(run, rule=plan.rule, trigger_event_id=event.source_id,
+                          trigger_source=event.channel, workflow_name=plan.params["name"])
+        await publisher.publish(reply_destination(event.reply_to), out.body,
+                                headers=out.headers, content_type=out.content_type,
+                                correlation_id=event.correlation_id)
+
+    A run that had not finished within wait_for_seconds answers with its current status
+    (type io.conductor.workflow.running); track it to publish the rest.
+    """
+    trigger = Trigger(rule, trigger_event_id, trigger_source)
+    event = build_run_event(run, trigger, workflow_name=workflow_name)
+    return encode(event, Destination("amqp", "", "reply"), mode)
+
+
+def reply_destination(reply_to: str) -> Destination:
+    """An AMQP reply-to names a queue on the default exchange."""
+    return Destination("amqp", "", reply_to)

@@ -1,0 +1,229 @@
+"""The tracker: polls Conductor for the workflows in the outbox and publishes their completion.
+
+Each round takes up to `batch_size` due rows from the store and checks them with at most
+`concurrency` requests in flight (`get_workflow(include_tasks=False)`: one request gives the
+status and everything the event carries). A row's next poll backs off from `min_interval`,
+doubling up to `max_interval`, with jitter so that workflows started together do not poll
+together forever.
+
+Delivery: the row is marked done only after the broker confirmed the event, so a crash or a
+publish failure republishes it later with the same deterministic event id (at-least-once,
+deduplicable). A terminal status the rule did not ask for just closes the row; a workflow
+Conductor no longer knows (404) closes it with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from gateway.completion import TERMINAL, TRANSITIONS, Mode, Trigger, build_event, encode
+from gateway.conductor.models import Workflow
+from gateway.errors import ConductorError, NotFound, PublishError
+from gateway.plan import Destination
+from gateway.settings import TrackerSettings
+from gateway.sinks.base import Sink
+from gateway.store.base import PendingCompletion, Store
+
+log = logging.getLogger(__name__)
+
+
+class WorkflowReader(Protocol):
+    """The part of `ConductorClient` the tracker uses."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def wait_ready(self) -> None: ...
+
+    async def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> Workflow: ...
+
+
+class Tracker:
+    """`async with Tracker(store, client, publisher, settings.tracker):` runs it in the
+    background; `run_once()` does one round (tests, tools)."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: WorkflowReader,
+        publisher: Sink,
+        settings: TrackerSettings,
+        *,
+        mode: Mode = "structured",
+        clock: Callable[[], float] = time.time,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.publisher = publisher
+        self.settings = settings
+        self.mode = mode
+        self.clock = clock
+        self.stop_grace = stop_grace
+        self.polls = 0  # requests sent to Conductor (for metrics and the benchmark)
+        self.published = 0
+        self._limit = asyncio.Semaphore(settings.concurrency)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Tracker:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run(), name="completion-tracker")
+
+    async def stop(self) -> None:
+        """Finish the current round (up to `stop_grace`), then stop. Rows not done stay."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.stop_grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if not self.client.ready:
+                    await self._wait_ready()
+                    continue
+                done = await self.run_once()
+                if done < self.settings.batch_size:
+                    await self._idle()
+            except Exception:  # one bad round must not end tracking
+                log.exception("completion tracker round failed; retrying")
+                await self._sleep(self.settings.min_interval)
+
+    async def run_once(self) -> int:
+        """Check every due row once (up to batch_size); return how many were checked."""
+        rows = await self.store.due(self.clock(), self.settings.batch_size)
+        await asyncio.gather(*(self._guarded(row) for row in rows))
+        return len(rows)
+
+    async def _wait_ready(self) -> None:
+        # Conductor is down: wait for it instead of burning polls and backoff on every row.
+        wait = asyncio.ensure_future(self.client.wait_ready())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (wait, stop):
+            pending.cancel()
+
+    async def _idle(self) -> None:
+        next_due = await _next_due(self.store)
+        delay = self.settings.min_interval
+        if next_due is not None:
+            delay = min(delay, max(0.02, next_due - self.clock()))
+        await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _guarded(self, row: PendingCompletion) -> None:
+        async with self._limit:
+            try:
+                await self.check(row)
+            except Exception:
+                log.exception("tracking workflow %s failed; will retry", row.workflow_id)
+                await self._later(row, row.last_status)
+
+    async def check(self, row: PendingCompletion) -> None:
+        """Poll one workflow and act on its status."""
+        self.polls += 1
+        try:
+            workflow = await self.client.get_workflow(row.workflow_id, include_tasks=False)
+        except NotFound:
+            log.warning(
+                "workflow %s is gone from Conductor; dropping its completion (rule %s)",
+                row.workflow_id,
+                row.request.rule,
+            )
+            await self.store.mark_published(row.workflow_id)
+            return
+        except ConductorError as exc:
+            log.info("polling workflow %s failed: %s; backing off", row.workflow_id, exc)
+            await self._later(row, row.last_status)
+            return
+        await self._act(row, workflow)
+
+    async def _act(self, row: PendingCompletion, workflow: Workflow) -> None:
+        status = workflow.status
+        wanted = status in row.request.statuses
+        if status in TERMINAL:
+            if wanted and not await self._publish(row, workflow):
+                await self._later(row, row.last_status)
+                return
+            await self.store.mark_published(row.workflow_id)
+            return
+        first_seen = wanted and status in TRANSITIONS and status != row.last_status
+        if first_seen and not await self._publish(row, workflow):
+            await self._later(row, row.last_status)  # not recorded as seen: publish next time
+            return
+        await self._later(row, status)
+
+    async def _publish(self, row: PendingCompletion, workflow: Workflow) -> bool:
+        """Publish the event; True once the broker confirmed it."""
+        request = row.request
+        event = build_event(
+            workflow, Trigger(request.rule, request.source_event_id, request.source)
+        )
+        out = encode(event, Destination.parse(request.destination), self.mode)
+        try:
+            await self.publisher.publish(
+                Destination.parse(request.destination),
+                out.body,
+                key=out.key,
+                headers=out.headers,
+                correlation_id=request.reply_correlation_id,
+                content_type=out.content_type,
+            )
+        except PublishError as exc:
+            log.warning("completion %s not published, will retry: %s", event.id, exc)
+            return False
+        self.published += 1
+        log.info("published completion %s to %s", event.id, request.destination)
+        return True
+
+    async def _later(self, row: PendingCompletion, last_status: str | None) -> None:
+        await self.store.reschedule(
+            row.workflow_id, self.clock() + self.delay(row.attempts), last_status
+        )
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to the next poll after `attempts` polls: doubling, capped, jittered."""
+        base: float = self.settings.min_interval * 2.0 ** min(attempts, 30)
+        capped = min(self.settings.max_interval, base)
+        return capped * random.uniform(0.75, 1.0)
+
+
+async def _next_due(store: Store) -> float | None:
+    """When the next row is due, if the store can tell (SqliteStore can)."""
+    next_due_at: Any = getattr(store, "next_due_at", None)
+    if next_due_at is None:
+        return None
+    value: float | None = await next_due_at()
+    return value
+
+
+__all__ = ["Tracker", "WorkflowReader"]

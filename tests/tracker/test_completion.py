@@ -1,0 +1,123 @@
+"""CloudEvents built and encoded to the Kafka and AMQP bindings; decoded by the SDK's parser."""
+
+from __future__ import annotations
+
+import json
+
+from cloudevents.v1.http import from_json
+from cloudevents.v1.kafka import KafkaMessage, from_binary
+
+from gateway.completion import (
+    STRUCTURED_CONTENT_TYPE,
+    Trigger,
+    build_event,
+    build_reply,
+    encode,
+    reply_destination,
+)
+from gateway.conductor.models import Workflow, WorkflowRun
+from gateway.plan import Destination
+
+WF = Workflow.model_validate(
+    {
+        "workflowId": "wf-123",
+        "workflowName": "order_flow",
+        "workflowVersion": 2,
+        "status": "TIMED_OUT",
+        "correlationId": "order-9",
+        "output": {"total": 12.5},
+        "reasonForIncompletion": "task timed out",
+        "startTime": 1_764_201_600_000,
+        "endTime": 1_764_201_661_234,
+    }
+)
+TRIGGER = Trigger("orders start", "kafka:orders:0:41", "kafka:orders")
+
+EXPECTED_ATTRIBUTES = {
+    "specversion": "1.0",
+    "id": "wf-123:TIMED_OUT",
+    "source": "/conductor-gateway/rules/orders%20start",
+    "type": "io.conductor.workflow.timed_out",
+    "subject": "wf-123",
+    "time": "2025-11-27T00:01:01.234Z",
+    "datacontenttype": "application/json",
+}
+EXPECTED_DATA = {
+    "workflowId": "wf-123",
+    "workflowType": "order_flow",
+    "version": 2,
+    "status": "TIMED_OUT",
+    "correlationId": "order-9",
+    "output": {"total": 12.5},
+    "reasonForIncompletion": "task timed out",
+    "startTime": 1_764_201_600_000,
+    "endTime": 1_764_201_661_234,
+    "triggerEventId": "kafka:orders:0:41",
+    "triggerSource": "kafka:orders",
+    "rule": "orders start",
+}
+
+
+def test_structured_event_has_exact_attributes_and_data() -> None:
+    out = encode(build_event(WF, TRIGGER), Destination.parse("kafka:done"), "structured")
+    assert out.content_type == STRUCTURED_CONTENT_TYPE
+    assert out.key == "wf-123" and out.headers == {}
+    document = json.loads(out.body)
+    assert document == {**EXPECTED_ATTRIBUTES, "data": EXPECTED_DATA}
+    parsed = from_json(out.body)  # the CloudEvents SDK accepts it
+    assert parsed["id"] == "wf-123:TIMED_OUT" and parsed.data == EXPECTED_DATA
+
+
+def test_kafka_binary_mode_uses_ce_headers_and_content_type() -> None:
+    out = encode(build_event(WF, TRIGGER), Destination.parse("kafka:done"), "binary")
+    assert out.content_type == "application/json" and out.key == "wf-123"
+    assert out.headers == {
+        f"ce_{k}": v for k, v in EXPECTED_ATTRIBUTES.items() if k != "datacontenttype"
+    }
+    assert json.loads(out.body) == EXPECTED_DATA
+    headers = {k: v.encode() for k, v in out.headers.items()}
+    headers["content-type"] = out.content_type.encode()
+    parsed = from_binary(KafkaMessage(headers, out.key, out.body))
+    assert parsed["type"] == "io.conductor.workflow.timed_out"
+    assert parsed["datacontenttype"] == "application/json"
+
+
+def test_amqp_binary_mode_uses_cloudevents_prefix_and_no_key() -> None:
+    out = encode(build_event(WF, TRIGGER), Destination.parse("amqp:done"), "binary")
+    assert out.key is None
+    assert out.headers["cloudEvents:id"] == "wf-123:TIMED_OUT"
+    assert out.headers["cloudEvents:specversion"] == "1.0"
+    assert "cloudEvents:datacontenttype" not in out.headers
+
+
+def test_types_per_status() -> None:
+    for status in ("COMPLETED", "FAILED", "TERMINATED", "PAUSED", "RUNNING"):
+        event = build_event(WF.model_copy(update={"status": status}), TRIGGER)
+        assert event.attributes["type"] == f"io.conductor.workflow.{status.lower()}"
+        assert event.id == f"wf-123:{status}"
+
+
+def test_reply_for_a_synchronous_run() -> None:
+    run = WorkflowRun.model_validate(
+        {
+            "workflowId": "wf-7",
+            "status": "COMPLETED",
+            "output": {"ok": True},
+            "createTime": 1_764_201_600_000,
+            "updateTime": 1_764_201_600_500,
+        }
+    )
+    out = build_reply(
+        run,
+        rule="rpc",
+        trigger_event_id="amqp:requests:m-1",
+        trigger_source="amqp:requests",
+        workflow_name="quote",
+    )
+    document = json.loads(out.body)
+    assert document["id"] == "wf-7:COMPLETED"
+    assert document["type"] == "io.conductor.workflow.completed"
+    assert document["data"]["output"] == {"ok": True}
+    assert document["data"]["workflowType"] == "quote"
+    assert document["data"]["triggerEventId"] == "amqp:requests:m-1"
+    assert str(reply_destination("amq.gen-abc")) == "amqp:amq.gen-abc"

@@ -1,0 +1,189 @@
+"""Tracker logic with a real SqliteStore, a stand-in Conductor and a recording sink.
+
+The end-to-end tests (test_tracker_e2e.py) use the real client, dev server and brokers; this file
+pins down the decisions: publish-then-mark, retries, backoff, 404, readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.conductor.models import Workflow
+from gateway.errors import ConductorUnavailable, NotFound, PublishError
+from gateway.plan import Destination
+from gateway.settings import TrackerSettings
+from gateway.store.base import TrackRequest
+from gateway.store.sqlite import SqliteStore
+from gateway.tracker import Tracker
+
+SETTINGS = TrackerSettings(min_interval=0.05, max_interval=0.4, concurrency=4, batch_size=50)
+
+
+class FakeConductor:
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.errors: dict[str, Exception] = {}
+        self.ready = True
+        self.became_ready = asyncio.Event()
+        self.calls = 0
+
+    async def wait_ready(self) -> None:
+        await self.became_ready.wait()
+
+    async def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> Workflow:
+        self.calls += 1
+        if workflow_id in self.errors:
+            raise self.errors[workflow_id]
+        return Workflow(
+            workflow_id=workflow_id,
+            workflow_name="flow",
+            status=self.status[workflow_id],
+            end_time=1_764_201_600_000,
+        )
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any], str | None]] = []
+        self.fail = False
+
+    async def publish(
+        self,
+        destination: Destination,
+        body: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        if self.fail:
+            raise PublishError("broker down")
+        self.sent.append((str(destination), json.loads(body), correlation_id))
+
+
+def request(statuses: set[str] | None = None, reply: str | None = None) -> TrackRequest:
+    return TrackRequest(
+        destination="amqp:done",
+        statuses=frozenset(statuses or {"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"}),
+        rule="r",
+        source_event_id="amqp:in:m1",
+        source="amqp:in",
+        reply_correlation_id=reply,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore(tmp_path / "g.db", first_poll_delay=0.0) as s:
+        yield s
+
+
+async def test_terminal_status_is_published_once_then_the_row_is_done(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "FAILED"
+    await store.track("wf", request(reply="corr-1"))
+    tracker = Tracker(store, conductor, sink, SETTINGS)
+    assert await tracker.run_once() == 1
+    [(dest, event, corr)] = sink.sent
+    assert (dest, event["id"], corr) == ("amqp:done", "wf:FAILED", "corr-1")
+    assert await store.pending_count() == 0
+
+
+async def test_unrequested_terminal_status_closes_the_row_silently(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "TERMINATED"
+    await store.track("wf", request({"COMPLETED"}))
+    await Tracker(store, conductor, sink, SETTINGS).run_once()
+    assert sink.sent == [] and await store.pending_count() == 0
+
+
+async def test_running_workflow_is_polled_later_with_growing_delay(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "RUNNING"
+    await store.track("wf", request())
+    tracker = Tracker(store, conductor, sink, SETTINGS)
+    await tracker.run_once()
+    [row] = await store.due(time.time() + 10, 10)
+    assert row.attempts == 1 and row.last_status == "RUNNING"
+    assert time.time() < row.next_poll_at <= time.time() + SETTINGS.min_interval
+    assert sink.sent == []
+    delays = [tracker.delay(n) for n in range(12)]
+    assert all(d <= SETTINGS.max_interval for d in delays)
+    assert delays[-1] >= 0.75 * SETTINGS.max_interval
+
+
+async def test_publish_failure_keeps_the_row_and_a_later_round_publishes(
+    store: SqliteStore,
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "COMPLETED"
+    await store.track("wf", request())
+    tracker = Tracker(store, conductor, sink, SETTINGS)
+    sink.fail = True
+    await tracker.run_once()
+    assert await store.pending_count() == 1
+    sink.fail = False
+    await asyncio.sleep(SETTINGS.min_interval)
+    await tracker.run_once()
+    assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
+    assert await store.pending_count() == 0
+
+
+async def test_workflow_gone_from_conductor_is_dropped_with_a_warning(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.errors["wf"] = NotFound("no such workflow", status=404)
+    await store.track("wf", request())
+    with caplog.at_level(logging.WARNING, logger="gateway.tracker"):
+        await Tracker(store, conductor, sink, SETTINGS).run_once()
+    assert await store.pending_count() == 0
+    assert "wf is gone from Conductor" in caplog.text
+
+
+async def test_transient_conductor_error_keeps_the_row(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.errors["wf"] = ConductorUnavailable("connection refused")
+    await store.track("wf", request())
+    await Tracker(store, conductor, sink, SETTINGS).run_once()
+    [row] = await store.due(time.time() + 10, 10)
+    assert row.attempts == 1 and row.last_status is None
+
+
+async def test_paused_transition_is_published_once_when_requested(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "PAUSED"
+    await store.track("wf", request({"PAUSED", "COMPLETED"}))
+    tracker = Tracker(store, conductor, sink, SETTINGS)
+    for _ in range(3):
+        await tracker.run_once()
+        await asyncio.sleep(SETTINGS.max_interval)
+    conductor.status["wf"] = "COMPLETED"
+    await tracker.run_once()
+    assert [e["id"] for _, e, _ in sink.sent] == ["wf:PAUSED", "wf:COMPLETED"]
+
+
+async def test_background_tracker_waits_while_conductor_is_not_ready(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.ready = False
+    conductor.status["wf"] = "COMPLETED"
+    await store.track("wf", request())
+    async with Tracker(store, conductor, sink, SETTINGS):
+        await asyncio.sleep(0.3)
+        assert conductor.calls == 0  # no polls burnt while Conductor is down
+        conductor.ready = True
+        conductor.became_ready.set()
+        async with asyncio.timeout(5):
+            while not sink.sent:
+                await asyncio.sleep(0.02)
+    assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
+    assert await store.pending_count() == 0
