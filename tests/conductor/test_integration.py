@@ -1,0 +1,430 @@
+"""Every client operation against the dev server over real HTTP, in both flavours, including
+the error cells of the reference's state-by-operation table (conductor-api.md §7)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.conductor import Query, TaskDef
+from gateway.conductor.http import ConnectFailed
+from gateway.conductor.worker import work_once
+from gateway.errors import BadRequest, Conflict, NotFound, ServerError
+
+from .conftest import TWO_STEP, WAIT_FLOW, WORK_FLOW, WORK_TASK, Env, client_for, dev_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- start, read, execute ------------------------------------------------------------------------
+
+
+async def test_start_then_read_with_tasks_and_status(env: Env) -> None:
+    c = env.client
+    wf_id = await env.running(correlation_id="order-1", priority=5)
+    wf = await c.get_workflow(wf_id)
+    assert (wf.workflow_id, wf.workflow_name, wf.status) == (wf_id, WAIT_FLOW, "RUNNING")
+    assert wf.input == {"n": 1} and wf.correlation_id == "order-1" and wf.priority == 5
+    assert [t.reference_task_name for t in wf.tasks] == ["wait"]
+    assert wf.tasks[0].status == "IN_PROGRESS"
+    assert (await c.get_workflow(wf_id, include_tasks=False)).tasks == []
+    status = await c.get_status(wf_id)
+    assert (status.workflow_id, status.status, status.correlation_id) == (
+        wf_id,
+        "RUNNING",
+        "order-1",
+    )
+
+
+async def test_unknown_workflow_and_definition_are_not_found(env: Env) -> None:
+    with pytest.raises(NotFound, match="No such workflow"):
+        await env.client.get_workflow("no-such-id")
+    with pytest.raises(NotFound):
+        await env.client.get_status("no-such-id")
+    with pytest.raises(NotFound, match="no_such_flow"):
+        await env.client.start_workflow("no_such_flow")
+    with pytest.raises(BadRequest, match="priority"):
+        await env.client.start_workflow(WAIT_FLOW, priority=100)
+
+
+async def test_correlated_lookup_leaves_out_closed_unless_asked(env: Env) -> None:
+    c = env.client
+    running = await env.running(correlation_id="corr-7")
+    done = await env.running(correlation_id="corr-7")
+    await c.terminate(done)
+    assert [w.workflow_id for w in await c.get_by_correlation_id(WAIT_FLOW, "corr-7")] == [running]
+    every = await c.get_by_correlation_id(WAIT_FLOW, "corr-7", include_closed=True)
+    assert {w.workflow_id for w in every} == {running, done}
+    assert await c.get_by_correlation_id(WAIT_FLOW, "nobody") == []
+
+
+async def test_execute_returns_at_a_blocking_wait(env: Env) -> None:
+    run = await env.client.execute_workflow(WAIT_FLOW, input={"n": 3}, wait_for_seconds=5)
+    assert run.status == "RUNNING" and run.signal_timeout is False
+    assert run.workflow_id and run.input == {"n": 3}
+
+
+async def test_execute_reports_a_timed_out_wait(env: Env) -> None:
+    run = await env.client.execute_workflow(WORK_FLOW, wait_for_seconds=1, request_id="r-1")
+    assert run.signal_timeout is True and run.status == "RUNNING" and run.request_id == "r-1"
+
+
+async def test_execute_waits_for_completion(env: Env) -> None:
+    async def worker() -> None:
+        while await work_once(env.client, WORK_TASK, lambda t: {"done": t.input_data}) is None:
+            await asyncio.sleep(0.05)
+
+    job = asyncio.create_task(worker())
+    run = await env.client.execute_workflow(WORK_FLOW, input={"n": 4}, wait_for_seconds=5)
+    await job
+    assert run.status == "COMPLETED" and run.signal_timeout is False
+
+
+async def test_idempotency_key_is_enforced_only_by_orkes(env: Env) -> None:
+    key = dict(idempotency_key="idem-1", idempotency_strategy="RETURN_EXISTING")
+    first = await env.client.start_workflow(WAIT_FLOW, **key)  # type: ignore[arg-type]
+    second = await env.client.start_workflow(WAIT_FLOW, **key)  # type: ignore[arg-type]
+    assert (first == second) is env.orkes
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+async def test_search_with_query_and_free_text(env: Env) -> None:
+    c = env.client
+    a = await env.running(correlation_id="search-a")
+    b = await env.running(correlation_id="search-b")
+    await c.pause(b)
+    query = Query().eq("workflowType", WAIT_FLOW).in_("status", ["RUNNING", "PAUSED"])
+    found = await c.search(query=query, size=50)
+    assert {a, b} <= {s.workflow_id for s in found.results}
+    assert found.total_hits >= 2
+    only_a = await c.search(query=Query().eq("correlationId", "search-a"), free_text="*")
+    assert [s.workflow_id for s in only_a.results] == [a]
+    assert only_a.results[0].workflow_type == WAIT_FLOW
+    by_text = await c.search(free_text="search-b")
+    assert b in {s.workflow_id for s in by_text.results}
+    page = await c.search(query=query, start=0, size=1, sort="startTime:DESC")
+    assert len(page.results) == 1
+
+
+# -- variables ---------------------------------------------------------------------------------
+
+
+async def test_update_variables_is_orkes_only(env: Env) -> None:
+    wf_id = await env.running()
+    if env.orkes:
+        wf = await env.client.update_variables(wf_id, {"stage": "approved", "n": 2})
+        assert wf.variables["stage"] == "approved" and wf.workflow_id == wf_id
+        again = await env.client.update_variables(wf_id, {"n": 3})
+        assert again.variables == {**wf.variables, "n": 3}
+    else:
+        with pytest.raises(NotFound, match="Orkes only"):
+            await env.client.update_variables(wf_id, {"stage": "approved"})
+
+
+# -- the state table ---------------------------------------------------------------------------
+
+STATES = ["running", "paused", "completed", "failed", "terminated", "unknown"]
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("running", "TERMINATED"),
+        ("paused", "TERMINATED"),
+        ("completed", Conflict),
+        ("failed", "TERMINATED"),
+        ("terminated", "TERMINATED"),
+        ("unknown", NotFound),
+    ],
+)
+async def test_terminate(env: Env, state: str, outcome: Any) -> None:
+    wf_id = await env.in_state(state)
+    await expect(env, env.client.terminate(wf_id, reason="by test"), wf_id, outcome)
+    if outcome == "TERMINATED" and state != "terminated":
+        wf = await env.client.get_workflow(wf_id)
+        assert wf.reason_for_incompletion == "by test"
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("running", "PAUSED"),
+        ("paused", "PAUSED"),
+        ("completed", Conflict),
+        ("failed", Conflict),
+        ("terminated", Conflict),
+        ("unknown", NotFound),
+    ],
+)
+async def test_pause(env: Env, state: str, outcome: Any) -> None:
+    wf_id = await env.in_state(state)
+    await expect(env, env.client.pause(wf_id), wf_id, outcome)
+
+
+@pytest.mark.parametrize(
+    ("state", "oss", "orkes"),
+    [
+        ("running", ServerError, "RUNNING"),
+        ("paused", "RUNNING", "RUNNING"),
+        ("completed", ServerError, "COMPLETED"),
+        ("unknown", NotFound, NotFound),
+    ],
+)
+async def test_resume(env: Env, state: str, oss: Any, orkes: Any) -> None:
+    wf_id = await env.in_state(state)
+    await expect(env, env.client.resume(wf_id), wf_id, orkes if env.orkes else oss)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("running", NotFound),
+        ("paused", NotFound),
+        ("completed", Conflict),
+        ("failed", "RUNNING"),
+        ("terminated", "RUNNING"),
+        ("unknown", NotFound),
+    ],
+)
+async def test_retry(env: Env, state: str, outcome: Any) -> None:
+    wf_id = await env.in_state(state)
+    await expect(env, env.client.retry(wf_id), wf_id, outcome)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("running", Conflict),
+        ("paused", Conflict),
+        ("completed", "RUNNING"),
+        ("failed", "RUNNING"),
+        ("terminated", "RUNNING"),
+        ("unknown", NotFound),
+    ],
+)
+async def test_restart(env: Env, state: str, outcome: Any) -> None:
+    wf_id = await env.in_state(state)
+    await expect(env, env.client.restart(wf_id), wf_id, outcome)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [
+        ("running", Conflict),
+        ("paused", Conflict),
+        ("completed", "RUNNING"),
+        ("failed", "RUNNING"),
+        ("terminated", "RUNNING"),
+        ("unknown", NotFound),
+    ],
+)
+async def test_rerun(env: Env, state: str, outcome: Any) -> None:
+    wf_id = await env.in_state(state)
+    call = env.client.rerun(wf_id, workflow_input={"n": 9}, correlation_id="again")
+    await expect(env, call, wf_id, outcome)
+    if outcome == "RUNNING":
+        wf = await env.client.get_workflow(wf_id)
+        assert wf.input == {"n": 9} and wf.correlation_id == "again"
+
+
+async def expect(env: Env, call: Any, wf_id: str, outcome: Any) -> None:
+    """`outcome` is the status the workflow must have afterwards, or the error class."""
+    if isinstance(outcome, type):
+        with pytest.raises(outcome):
+            await call
+        return
+    result = await call
+    if isinstance(result, str) and result != wf_id:
+        pytest.fail(f"expected the same workflow id back, got {result}")
+    assert await env.status(wf_id) == outcome
+
+
+async def test_rerun_from_a_task(env: Env) -> None:
+    c = env.client
+    wf_id = await c.start_workflow(TWO_STEP, input={"n": 1})
+    assert await work_once(c, WORK_TASK, lambda t: {"v": 1}) is not None
+    await c.signal(wf_id, "COMPLETED", task_ref="wait")
+    wf = await c.get_workflow(wf_id)
+    assert wf.status == "COMPLETED"
+    wait_task = next(t for t in wf.tasks if t.reference_task_name == "wait")
+    assert await c.rerun(wf_id, re_run_from_task_id=wait_task.task_id) == wf_id
+    again = await c.get_workflow(wf_id)
+    assert again.status == "RUNNING"
+    assert [t.status for t in again.tasks if t.reference_task_name == "work"] == ["COMPLETED"]
+    await c.terminate(wf_id)
+    with pytest.raises(BadRequest, match="no-such-task"):
+        await c.rerun(wf_id, re_run_from_task_id="no-such-task")
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+async def test_signal_by_ref_and_its_error_cells(env: Env) -> None:
+    c = env.client
+    wf_id = await env.running()
+    task_id = await c.signal(wf_id, "COMPLETED", {"approved": True}, task_ref="wait")
+    wf = await c.get_workflow(wf_id)
+    assert wf.status == "COMPLETED" and task_id == wf.tasks[0].task_id
+    assert wf.tasks[0].output_data["approved"] is True
+    for target in (wf_id, "no-such-workflow"):  # nothing pending / unknown id
+        if env.orkes:
+            with pytest.raises(NotFound):
+                await c.signal(target, "COMPLETED", task_ref="wait")
+        else:
+            assert await c.signal(target, "COMPLETED", task_ref="wait") is None
+
+
+async def test_signal_the_first_waiting_task(env: Env) -> None:
+    wf_id = await env.running()
+    assert await env.client.signal(wf_id, "COMPLETED", {"via": "signal"}) is None
+    wf = await env.client.get_workflow(wf_id)
+    assert wf.status == "COMPLETED" and wf.tasks[0].output_data["via"] == "signal"
+    with pytest.raises(NotFound):
+        await env.client.signal("no-such-workflow", "COMPLETED")
+
+
+async def test_fail_a_task_with_a_reason(env: Env) -> None:
+    wf_id = await env.running()
+    task_id = await env.client.signal(
+        wf_id, "FAILED", {"why": "rejected"}, task_ref="wait", reason_for_incompletion="no"
+    )
+    wf = await env.client.get_workflow(wf_id)
+    assert wf.status == "FAILED" and wf.tasks[0].task_id == task_id
+    assert wf.tasks[0].reason_for_incompletion == "no"
+
+
+async def test_worker_polls_and_completes(env: Env) -> None:
+    c = env.client
+    assert await c.poll_task(WORK_TASK) is None
+    wf_id = await c.start_workflow(WORK_FLOW, input={"x": 5})
+    task = await work_once(c, WORK_TASK, lambda t: {"double": t.input_data.get("x", 0) * 2})
+    assert task is not None and task.workflow_instance_id == wf_id
+    wf = await c.get_workflow(wf_id)
+    assert wf.status == "COMPLETED" and wf.tasks[0].output_data == {"double": 10}
+    with pytest.raises(NotFound):
+        await c.update_task("no-such-task", wf_id, "COMPLETED")
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+async def test_task_definitions(env: Env) -> None:
+    c = env.client
+    task_def = TaskDef(
+        name="it_policy_task",
+        retry_count=4,
+        retry_logic="EXPONENTIAL_BACKOFF",
+        retry_delay_seconds=2,
+        backoff_scale_factor=3,
+        timeout_seconds=300,
+        response_timeout_seconds=60,
+        poll_timeout_seconds=30,
+        timeout_policy="RETRY",
+        concurrent_exec_limit=10,
+        rate_limit_per_frequency=100,
+        rate_limit_frequency_in_seconds=1,
+        owner_email="it@example.com",
+    )
+    await c.register_task_defs([task_def])
+    got = await c.get_task_def("it_policy_task")
+    fields = set(TaskDef.model_fields) - {"create_time", "update_time", "description"}
+    assert {f: getattr(got, f) for f in fields} == {f: getattr(task_def, f) for f in fields}
+    await c.update_task_def(task_def.model_copy(update={"retry_count": 1}))
+    assert (await c.get_task_def("it_policy_task")).retry_count == 1
+    with pytest.raises(NotFound):
+        await c.update_task_def(task_def.model_copy(update={"name": "it_missing"}))
+    with pytest.raises(NotFound):
+        await c.get_task_def("it_missing")
+    with pytest.raises(BadRequest, match="responseTimeoutSeconds"):
+        await c.register_task_defs([{"name": "x", "timeoutSeconds": 10}])
+
+
+async def test_workflow_definitions(env: Env) -> None:
+    c = env.client
+    wf_def = {
+        "name": "it_def",
+        "version": 1,
+        "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
+    }
+    await c.register_workflow_def(wf_def)
+    with pytest.raises(Conflict, match="already exists"):
+        await c.register_workflow_def(wf_def)
+    await c.register_workflow_def({**wf_def, "description": "v1 again"}, overwrite=True)
+    got = await c.get_workflow_def("it_def")
+    assert got.description == "v1 again" and got.tasks[0]["type"] == "WAIT"
+    with pytest.raises(NotFound):
+        await c.get_workflow_def("it_def", version=7)
+
+
+# -- bulk --------------------------------------------------------------------------------------
+
+
+async def test_bulk_operations_report_per_id(env: Env) -> None:
+    c = env.client
+    a, b = await env.running(), await env.running()
+    done = await env.completed()
+    paused = await c.bulk_pause([a, b, "no-such-id"])
+    assert set(paused.bulk_successful_results) == {a, b}
+    assert set(paused.bulk_error_results) == {"no-such-id"}
+    resumed = await c.bulk_resume([a, b])
+    assert set(resumed.bulk_successful_results) == {a, b}
+    terminated = await c.bulk_terminate([a, b, done], reason="bulk")
+    assert set(terminated.bulk_successful_results) == {a, b}
+    assert set(terminated.bulk_error_results) == {done}
+    retried = await c.bulk_retry([a])
+    assert retried.bulk_successful_results == [a]
+    await c.terminate(a)
+    restarted = await c.bulk_restart([a, b])
+    assert set(restarted.bulk_successful_results) == {a, b}
+    assert await env.status(b) == "RUNNING"
+    with pytest.raises(BadRequest, match="1..1000"):
+        await c.bulk_pause([])
+
+
+# -- capabilities, auth, readiness ------------------------------------------------------------
+
+
+async def test_capabilities_are_probed_without_side_effects(env: Env) -> None:
+    before = await env.client.search(size=0)
+    caps = await env.client.capabilities()
+    assert caps.flavor == env.flavor
+    assert caps.variables is env.orkes and caps.idempotency is env.orkes
+    assert caps.signal is True and caps.sync_execute is True
+    assert (await env.client.search(size=0)).total_hits == before.total_hits
+
+
+async def test_expired_tokens_are_refreshed() -> None:
+    async with dev_server("orkes", token_ttl_seconds=0.3) as server:
+        async with client_for(server) as c:
+            await c.register_task_defs([{"name": "t1", "ownerEmail": "it@example.com"}])
+            await asyncio.sleep(0.4)
+            await c.get_task_def("t1")
+            assert c.token_refreshes == 2
+        async with client_for(server, key_secret="wrong") as bad:
+            with pytest.raises(Exception, match="rejected"):
+                await bad.get_task_def("t1")
+
+
+async def test_readiness_follows_the_server() -> None:
+    server = dev_server("oss")
+    await server.start()
+    port = server.port
+    c = client_for(server, max_retries=0)
+    try:
+        await c.register_task_defs([{"name": "t2", "ownerEmail": "it@example.com"}])
+        assert c.ready
+        await server.stop()
+        with pytest.raises(ConnectFailed):
+            await c.get_task_def("t2")
+        assert not c.ready
+        server = dev_server("oss", port=port)
+        await server.start()
+        await asyncio.wait_for(c.wait_ready(), 10)
+        assert c.ready
+    finally:
+        await c.aclose()
+        await server.stop()
