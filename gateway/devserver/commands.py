@@ -2,12 +2,80 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import os
+import signal
 from typing import Any
+
+from gateway.errors import ConfigError
+
+log = logging.getLogger("gateway.devserver")
 
 
 def register(sub: Any) -> None:
     dev = sub.add_parser("dev", help="run a local stack: brokers, Conductor dev server, gateway")
     dev_sub = dev.add_subparsers(dest="dev_command", metavar="WHAT")
-    conductor = dev_sub.add_parser("conductor", help="run the Conductor dev server alone")
-    conductor.set_defaults(func=lambda _a: print("not built yet (issue 3)") or 2)
+    conductor = dev_sub.add_parser(
+        "conductor",
+        help="run the Conductor dev server alone",
+        description="A Conductor-compatible REST server with an in-memory engine, for tests "
+        "and local development. Stops on Ctrl-C or SIGTERM.",
+    )
+    conductor.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    conductor.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")
+    conductor.add_argument("--flavor", choices=("oss", "orkes"), default="oss")
+    conductor.add_argument("--key-id", default=None, help="Orkes key id; enables token auth")
+    conductor.add_argument(
+        "--key-secret-env",
+        default=None,
+        metavar="VAR",
+        help="name of the environment variable holding the key secret (never the secret)",
+    )
+    conductor.add_argument("--log-level", default="INFO")
+    conductor.set_defaults(func=run_conductor)
     dev.set_defaults(func=lambda _a: print("not built yet (issue 6)") or 2)
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    if args.key_id is None and args.key_secret_env is None:
+        return None
+    if args.key_id is None or args.key_secret_env is None:
+        raise ConfigError("--key-id and --key-secret-env: give both or neither")
+    secret = os.environ.get(args.key_secret_env)
+    if not secret:
+        raise ConfigError(
+            f"--key-secret-env: environment variable {args.key_secret_env} is not set or empty; "
+            "export the key secret in it"
+        )
+    return secret
+
+
+def run_conductor(args: argparse.Namespace) -> int:
+    from gateway.logs import configure
+
+    configure(args.log_level, "text")
+    secret = _secret(args)
+    asyncio.run(_serve(args, secret))
+    return 0
+
+
+async def _serve(args: argparse.Namespace, secret: str | None) -> None:
+    from gateway.devserver.server import DevServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with DevServer(
+        host=args.host,
+        port=args.port,
+        flavor=args.flavor,
+        key_id=args.key_id,
+        key_secret=secret,
+    ) as server:
+        # The line tests and users wait for; flush so a pipe sees it at once.
+        print(f"Conductor dev server ({server.flavor}) ready at {server.url}", flush=True)
+        await stop.wait()
+        log.info("stopping Conductor dev server")

@@ -42,8 +42,8 @@ class Engine:
 
     # --- start -------------------------------------------------------------------------
 
-    def start(self, request: StartWorkflowRequest) -> str:
-        definition = self._definition_for(request)
+    def start(self, request: StartWorkflowRequest, by_name: bool = False) -> str:
+        definition = self._definition_for(request, by_name)
         if request.input is None:
             raise BadRequest("NULL input passed when starting workflow", status=400)
         existing = self._idempotent_existing(definition.name, request)
@@ -69,17 +69,20 @@ class Engine:
         self.decider.decide(wf)
         return wf.workflow_id
 
-    def _definition_for(self, request: StartWorkflowRequest) -> WorkflowDef:
+    def _definition_for(self, request: StartWorkflowRequest, by_name: bool) -> WorkflowDef:
         if request.workflow_def is not None:
             return request.workflow_def
         if not request.name:
             raise BadRequest("Workflow name cannot be null or empty", status=400)
         found = self.metadata.find_workflow(request.name, request.version)
         if found is None:
-            raise NotFound(
-                f"No such workflow defined. name={request.name}, version={request.version}",
-                status=404,
+            version = "null" if request.version is None else request.version
+            message = (
+                f"No such workflow found by name: {request.name}, version: {version}"
+                if by_name
+                else f"No such workflow defined. name={request.name}, version={version}"
             )
+            raise NotFound(message, status=404)
         return found
 
     def _idempotent_existing(self, name: str, request: StartWorkflowRequest) -> str | None:

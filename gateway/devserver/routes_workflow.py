@@ -88,7 +88,7 @@ class WorkflowRoutes:
             idempotency_key=request.headers.get("X-Idempotency-key") or None,
             idempotency_strategy=self._strategy(request.headers.get("X-on-conflict")),
         )
-        return text_response(self.engine.start(start))
+        return text_response(self.engine.start(start, by_name=True))
 
     @staticmethod
     def _strategy(value: str | None) -> Any:

@@ -1,0 +1,39 @@
+"""Reference §1.1 / §1.2 / §8.9: content types and Conductor's error mapping."""
+
+from __future__ import annotations
+
+from tests.devserver.conftest import Api, simple
+
+
+async def test_section1_2_malformed_json_is_500_with_error_body(api: Api) -> None:
+    r = await api.http.post(
+        "/workflow", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 500
+    body = r.json()
+    assert body["status"] == 500 and body["retryable"] is False and body["instance"]
+
+
+async def test_section4_2_missing_body_on_start_by_name_is_500(api: Api) -> None:
+    await api.workflow_def("wf", [simple("t")])
+    r = await api.http.post("/workflow/wf")
+    assert r.status_code == 500 and "body is missing" in r.json()["message"]
+
+
+async def test_section1_2_unknown_path_404_and_wrong_method_405(api: Api) -> None:
+    r = await api.http.get("/nothing/here")
+    assert r.status_code == 404 and r.json()["status"] == 404
+    r = await api.http.patch("/workflow")
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
+async def test_section1_3_invalid_status_in_path_is_500(api: Api) -> None:
+    await api.workflow_def("wf", [simple("t")])
+    wf_id = await api.start("wf")
+    r = await api.http.post(f"/tasks/{wf_id}/t/DONE", json={})
+    assert r.status_code == 500
+
+
+async def test_section1_2_error_body_omits_nulls(api: Api) -> None:
+    r = await api.http.get("/workflow/does-not-exist")
+    assert set(r.json()) == {"status", "message", "instance", "retryable"}
