@@ -112,6 +112,7 @@ class ActionSpec:
     method: str
     params: tuple[Param, ...]
     target: TargetSpec | None
+    capability: str | None = None  # optional Conductor capability needed (capabilities.py)
 
     def render_params(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         return {p.name: p.value(doc) for p in self.params}
@@ -276,7 +277,17 @@ def compile_action(action: str, model: Any, *, strict: bool) -> ActionSpec:
     target = None
     if isinstance(model, schema._Targeted) and method != "update_task":
         target = _compile_target(key, model, strict)
-    return ActionSpec(action, method, tuple(builder.params), target)
+    return ActionSpec(action, method, tuple(builder.params), target, _capability(action, model))
+
+
+def _capability(action: str, model: Any) -> str | None:
+    if action == "update_variables":
+        return "variables"
+    if action == "execute_workflow":
+        return "sync_execute"
+    if action == "signal" and model.task_ref is None and model.reason is None:
+        return "signal"  # the first waiting task: only the signal endpoint finds it
+    return None
 
 
 def _compile_target(key: str, m: schema._Targeted, strict: bool) -> TargetSpec:
