@@ -381,7 +381,7 @@ async def test_bulk_operations_report_per_id(env: Env) -> None:
     restarted = await c.bulk_restart([a, b])
     assert set(restarted.bulk_successful_results) == {a, b}
     assert await env.status(b) == "RUNNING"
-    with pytest.raises(BadRequest, match="1..1000"):
+    with pytest.raises(BadRequest, match=r"1\.\.1000"):
         await c.bulk_pause([])
 
 
