@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -194,16 +195,12 @@ QUERY = compile_query("correlationId = ${body.a}")
 def test_rendering_arbitrary_json_raises_only_template_errors(body: Any) -> None:
     doc = {"body": body, "headers": {}, "key": None}
     for render_template in [*COMPILED, QUERY]:
-        try:
+        with contextlib.suppress(TemplateError):
             render_template(doc)
-        except TemplateError:
-            pass
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=60))
 def test_compiling_arbitrary_text_raises_only_template_errors(text: str) -> None:
-    try:
+    with contextlib.suppress(TemplateError):
         compile_string(text)({"body": {"a": 1}})
-    except TemplateError:
-        pass
