@@ -32,6 +32,7 @@ class TokenAuth:
         self._ttl_ms = int(ttl_seconds * 1000)
         self._clock = clock
         self._tokens: dict[str, int] = {}  # token -> expiry (epoch ms)
+        self.issued = 0
 
     def issue(self, key_id: Any, key_secret: Any) -> str:
         ok_id = isinstance(key_id, str) and hmac.compare_digest(key_id, self._key_id)
@@ -44,6 +45,7 @@ class TokenAuth:
         self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now - self._ttl_ms}
         token = secrets.token_urlsafe(32)
         self._tokens[token] = now + self._ttl_ms
+        self.issued += 1
         return token
 
     def check(self, token: str | None) -> None:
