@@ -9,15 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
-pytest.importorskip("conductor.client")
-
-from conductor.client.configuration.configuration import Configuration  # noqa: E402
-from conductor.client.configuration.settings.authentication_settings import (  # noqa: E402
+from conductor.client.configuration.configuration import Configuration
+from conductor.client.configuration.settings.authentication_settings import (
     AuthenticationSettings,
 )
-from conductor.client.http.models import (  # noqa: E402
+from conductor.client.http.models import (
     RerunWorkflowRequest,
     StartWorkflowRequest,
     TaskDef,
@@ -25,10 +21,10 @@ from conductor.client.http.models import (  # noqa: E402
     WorkflowDef,
     WorkflowTask,
 )
-from conductor.client.orkes_clients import OrkesClients  # noqa: E402
+from conductor.client.orkes_clients import OrkesClients
 
-from gateway.devserver.clock import ManualClock  # noqa: E402
-from gateway.devserver.server import DevServer  # noqa: E402
+from gateway.devserver.clock import ManualClock
+from gateway.devserver.server import DevServer
 
 
 def _clients(url: str, auth: AuthenticationSettings | None = None) -> OrkesClients:
