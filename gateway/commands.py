@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
 from typing import Any
+
+log = logging.getLogger("gateway")
 
 
 def register(sub: Any) -> None:
@@ -13,10 +19,67 @@ def register(sub: Any) -> None:
     add_config_argument(run)
     run.set_defaults(func=_run)
 
+    dlq = sub.add_parser("dlq", help="dead-letter tools")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="WHAT")
+    replay = dlq_sub.add_parser(
+        "replay", help="re-inject dead letters into the topic or queue they came from"
+    )
+    add_config_argument(replay)
+    replay.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="TARGET",
+        help="the dead-letter destination: kafka:<topic> or amqp:<queue>",
+    )
+    replay.add_argument("--rule", default=None, help="replay only dead letters of this rule")
+    replay.add_argument("--limit", type=int, default=None, help="replay at most N messages")
+    replay.set_defaults(func=_replay)
+
 
 def _run(args: argparse.Namespace) -> int:
+    from gateway import logs
     from gateway.settings import load_settings
 
-    load_settings(args.config)
-    print("gateway: the daemon is not built yet (issue 6)")
-    return 2
+    settings = load_settings(args.config)
+    logs.configure(settings.logging.level, settings.logging.format)
+    return asyncio.run(run_daemon(settings))
+
+
+async def run_daemon(settings: Any) -> int:
+    """Run until SIGTERM/SIGINT; a second signal exits at once."""
+    from gateway.app import Gateway
+
+    async with Gateway(settings) as gateway:
+        _install_signals(gateway)
+        log.info("gateway running (rules: %s)", settings.rules_file)
+        await gateway.serve()
+    return 0
+
+
+def _install_signals(gateway: Any) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            log.error("second signal: exiting now without draining")
+            os._exit(130)
+        log.info("received %s: draining", signal.Signals(signum).name)
+        gateway.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.replay import replay
+    from gateway.settings import load_settings
+
+    settings = load_settings(args.config)
+    logs.configure(settings.logging.level, settings.logging.format)
+    count = asyncio.run(replay(settings, args.source, rule=args.rule, limit=args.limit))
+    print(f"replayed {count} dead letters from {args.source}")
+    return 0

@@ -1,0 +1,90 @@
+"""The admin HTTP endpoint (aiohttp.web): /healthz, /readyz, /metrics, /rules.
+
+- /healthz: 200 while the process is alive and no consumer is stalled (lag without progress);
+  503 otherwise, so a supervisor can restart a stuck consumer.
+- /readyz: 200 when Conductor answers and every source is connected.
+- /metrics: Prometheus text.
+- /rules: the loaded rules (names, sources, actions), never templates' rendered values.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+class Admin:
+    """`async with Admin(gateway, host, port):` serves until the block ends."""
+
+    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+        self._gateway = gateway
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    async def __aenter__(self) -> Admin:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/healthz", self._healthz),
+                web.get("/readyz", self._readyz),
+                web.get("/metrics", self._metrics),
+                web.get("/rules", self._rules),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        stalled = self._gateway.kafka is not None and self._gateway.kafka.stalled
+        if stalled:
+            return web.json_response({"status": "stalled"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        gw = self._gateway
+        body = {
+            "conductor": bool(gw.client is not None and gw.client.ready),
+            "sources": {type(s).__name__: s.connected for s in gw.sources},
+        }
+        return web.json_response(body, status=200 if gw.ready else 503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        text = self._gateway.metrics.render()
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def _rules(self, _request: web.Request) -> web.Response:
+        rules: list[dict[str, Any]] = [
+            {
+                "name": rule.name,
+                "source": rule.source.describe(),
+                "action": rule.action.action,
+                "line": rule.line,
+            }
+            for rule in self._gateway.ruleset.rules
+        ]
+        return web.json_response(
+            {"on_unmatched": self._gateway.ruleset.on_unmatched, "rules": rules}
+        )

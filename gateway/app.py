@@ -1,0 +1,212 @@
+"""The daemon: store, Conductor client, publisher, tracker, sources and admin, composed.
+
+    async with Gateway(settings) as gateway:   # opens everything, in dependency order
+        await gateway.serve()                  # until request_stop() (SIGTERM/SIGINT)
+
+Shutdown order (uvicorn's): stop intake, finish in-flight work within
+`shutdown_grace_seconds` (Kafka commits what finished), cancel the rest (it is redelivered),
+then close sources, tracker, publisher, client and store. Nothing is acked without its effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from types import TracebackType
+from typing import Any
+
+from gateway.admin import Admin
+from gateway.conductor.client import ConductorClient
+from gateway.executor import Executor
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, Policy
+from gateway.plan import Destination
+from gateway.rules.loader import load_rules
+from gateway.rules.router import Router
+from gateway.rules.ruleset import RuleSet
+from gateway.settings import Settings
+from gateway.sinks import Publisher
+from gateway.sources.amqp import AmqpSource, QueueSpec
+from gateway.sources.kafka import KafkaSource
+from gateway.store.sqlite import SqliteStore
+from gateway.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+CAPABILITY_PROBE_SECONDS = 10.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, ruleset: RuleSet | None = None) -> None:
+        self.settings = settings
+        self.ruleset = ruleset if ruleset is not None else load_rules(settings.rules_file)
+        self.metrics = Metrics()
+        self._stack = contextlib.AsyncExitStack()
+        self._stop = asyncio.Event()
+        self.kafka: KafkaSource | None = None
+        self.amqp: AmqpSource | None = None
+        self.client: ConductorClient | None = None
+        self.pipeline: Pipeline | None = None
+        self.admin: Admin | None = None
+
+    async def __aenter__(self) -> Gateway:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _open(self) -> None:
+        s, stack = self.settings, self._stack
+        store = await stack.enter_async_context(SqliteStore(s.store.sqlite_path))
+        client = await stack.enter_async_context(ConductorClient.from_settings(s.conductor))
+        publisher = await stack.enter_async_context(Publisher(s))
+        self.client = client
+        executor = Executor(client, store, orkes_idempotency=await self._orkes_idempotency(client))
+        self.pipeline = Pipeline(
+            router=Router(self.ruleset),
+            executor=executor,
+            publisher=publisher,
+            conductor=client,
+            metrics=self.metrics,
+            policy=Policy(dead_letter=self.ruleset.default_dead_letter),
+        )
+        self.metrics.gauge_fn("gateway_conductor_ready", lambda: float(client.ready))
+        await stack.enter_async_context(Tracker(store, client, publisher, s.tracker))
+        await self._open_sources()
+        if s.admin.port:
+            self.admin = await stack.enter_async_context(Admin(self, s.admin.host, s.admin.port))
+
+    async def _open_sources(self) -> None:
+        s, rs = self.settings, self.ruleset
+        assert self.pipeline is not None
+        topics, pattern = sorted(rs.kafka_topics()), kafka_pattern(rs)
+        if topics or pattern:
+            self.kafka = await self._stack.enter_async_context(
+                KafkaSource(
+                    s.kafka,
+                    topics,
+                    self.pipeline,
+                    limits=s.limits,
+                    metrics=self.metrics,
+                    pattern=pattern,
+                )
+            )
+        queues = amqp_queues(rs)
+        if queues:
+            self.amqp = await self._stack.enter_async_context(
+                AmqpSource(
+                    s.amqp,
+                    queues,
+                    self.pipeline,
+                    limits=s.limits,
+                    metrics=self.metrics,
+                    declare=amqp_destination_queues(rs, queues),
+                )
+            )
+
+    @staticmethod
+    async def _orkes_idempotency(client: ConductorClient) -> bool:
+        try:
+            caps = await asyncio.wait_for(client.capabilities(), CAPABILITY_PROBE_SECONDS)
+        except Exception as exc:
+            log.warning("could not probe Conductor's capabilities (%s); assuming OSS", exc)
+            return False
+        log.info("Conductor flavor: %s", caps.flavor)
+        return bool(caps.idempotency)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def sources(self) -> list[KafkaSource | AmqpSource]:
+        return [src for src in (self.kafka, self.amqp) if src is not None]
+
+    @property
+    def ready(self) -> bool:
+        client_ready = self.client is not None and self.client.ready
+        return client_ready and all(src.connected for src in self.sources)
+
+    async def serve(self) -> None:
+        """Consume until `request_stop()`, then drain within the grace period."""
+        runs = [asyncio.create_task(src.run(), name=type(src).__name__) for src in self.sources]
+        stop = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([*runs, stop], return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not stop and t.exception() is not None]
+        for task in failed:
+            log.error("source %s failed: %r", task.get_name(), task.exception())
+        await self._shutdown(runs)
+        stop.cancel()
+        if failed:
+            raise RuntimeError(f"source {failed[0].get_name()} failed: {failed[0].exception()}")
+
+    async def _shutdown(self, runs: list[asyncio.Task[None]]) -> None:
+        assert self.pipeline is not None
+        grace = self.settings.shutdown_grace_seconds
+        log.info("stopping: no new messages; finishing in-flight work (up to %gs)", grace)
+        if self.kafka is not None:
+            self.kafka.stop_intake()
+        if self.amqp is not None:
+            await self.amqp.stop_intake()
+        # Deliveries waiting out a backoff or a Conductor outage are left for redelivery.
+        self.pipeline.stopping.set()
+        await asyncio.gather(*(src.drain(grace) for src in self.sources))
+        for task in runs:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        log.info("stopped: in-flight work settled, offsets committed")
+
+
+def kafka_pattern(ruleset: RuleSet) -> str | None:
+    """One anchored regex for every topic pattern of the rules (aiokafka takes one)."""
+    patterns = ruleset.kafka_topic_patterns()
+    if not patterns:
+        return None
+    exact = [re.escape(t) for t in sorted(ruleset.kafka_topics())]
+    return "^(?:" + "|".join([*(f"(?:{p})" for p in patterns), *exact]) + ")$"
+
+
+def amqp_queues(ruleset: RuleSet) -> list[QueueSpec]:
+    bindings: dict[str, list[tuple[str, str]]] = {q: [] for q in sorted(ruleset.amqp_queues())}
+    for queue, exchange, routing_key in ruleset.amqp_bindings():
+        bindings.setdefault(queue, []).append((exchange, routing_key))
+    return [QueueSpec(q, tuple(b)) for q, b in bindings.items()]
+
+
+def amqp_destination_queues(ruleset: RuleSet, queues: list[QueueSpec]) -> list[str]:
+    """Queues the gateway publishes to through the default exchange: declared so a publish
+    is routable (dead letters by default go to `<queue>.dlq`)."""
+    names = {f"{spec.name}.dlq" for spec in queues}
+    for destination in _destinations(ruleset):
+        if destination.kind == "amqp" and destination.name == "":
+            names.add(destination.routing_key)
+    return sorted(names)
+
+
+def _destinations(ruleset: RuleSet) -> list[Destination]:
+    found: list[Destination] = []
+    if ruleset.default_dead_letter is not None:
+        found.append(ruleset.default_dead_letter)
+    for rule in ruleset.rules:
+        opts: Any = rule.options
+        if opts.dead_letter is not None:
+            found.append(opts.dead_letter)
+        if opts.completion is not None:
+            found.append(opts.completion.destination)
+        if opts.reply is not None and opts.reply.destination is not None:
+            found.append(opts.reply.destination)
+    return found

@@ -1,0 +1,290 @@
+"""Execute one Plan against Conductor: find the target, make the call, treat repeats as done.
+
+Every source delivers at least once, so every action must tolerate running twice. The treatment
+per action (documented in the README's `guarantees` section):
+
+- start_workflow / execute_workflow: deduplicated by the gateway's store (key: the rule's
+  idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.
+  The workflow id is recorded before the delivery is settled.
+- terminate of a TERMINATED workflow, pause of a PAUSED one, resume of a RUNNING one: no-ops
+  that count as success (OSS answers resume-of-running with a 500).
+- retry, restart, rerun of a workflow that is RUNNING again: success when the message may have
+  been processed before (a redelivery), otherwise the Conductor error stands (dead letter).
+- signal / complete / fail a task: a workflow with no waiting task is treated like a missing
+  target (the rule's on_missing policy), so a signal that races ahead of its WAIT task retries.
+- update_variables: setting the same values twice is harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.errors import ConductorError, DeadLetter, NotFound, RetryLater, TransientError
+from gateway.events import Event
+from gateway.plan import Plan, Target
+from gateway.store.base import Store, TrackRequest
+
+ACTIVE = frozenset({"RUNNING", "PAUSED"})
+TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
+RETRYABLE = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
+STARTS = frozenset({"start_workflow", "execute_workflow"})
+TASK_METHODS = frozenset({"signal", "update_task"})
+
+
+@dataclass(frozen=True, slots=True)
+class ActionStates:
+    """Which workflow states an action applies to, and which mean it already happened."""
+
+    eligible: frozenset[str]  # empty: any state
+    noop: frozenset[str] = frozenset()  # success without a call, always
+    repeated: frozenset[str] = frozenset()  # success when the delivery may be a redelivery
+
+
+STATES: dict[str, ActionStates] = {
+    "terminate": ActionStates(ACTIVE, noop=frozenset({"TERMINATED"})),
+    "pause": ActionStates(frozenset({"RUNNING"}), noop=frozenset({"PAUSED"})),
+    "resume": ActionStates(frozenset({"PAUSED"}), noop=frozenset({"RUNNING"})),
+    "signal": ActionStates(ACTIVE),
+    "update_task": ActionStates(ACTIVE),
+    "update_variables": ActionStates(frozenset()),
+    "retry": ActionStates(RETRYABLE, repeated=frozenset({"RUNNING"})),
+    "restart": ActionStates(TERMINAL, repeated=frozenset({"RUNNING"})),
+    "rerun": ActionStates(TERMINAL, repeated=frozenset({"RUNNING"})),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the executor needs to know about the delivery beyond the event."""
+
+    event: Event
+    suspect: bool  # may have been processed before (redelivery, or just after a restart)
+    first_seen: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    workflow_id: str
+    status: str
+    start_time: float
+
+
+class Conductor(Protocol):
+    """The part of ConductorClient the executor uses (method names come from plans)."""
+
+    async def get_by_correlation_id(
+        self, name: str, correlation_id: str, include_closed: bool = ..., include_tasks: bool = ...
+    ) -> Sequence[Any]: ...
+
+    async def search(
+        self,
+        query: str | None = ...,
+        free_text: str = ...,
+        start: int = ...,
+        size: int = ...,
+        sort: str | None = ...,
+    ) -> Any: ...
+
+    async def get_status(self, workflow_id: str) -> Any: ...
+
+
+def start_key(plan: Plan, event: Event) -> str:
+    """The dedupe key of a start: the rule's key, else the message's stable id and the rule.
+
+    The rule name is added to the default key so two rules starting workflows for one event
+    (match_mode: all) do not take each other's record for their own.
+    """
+    key = plan.idempotency_key
+    if not key or key == event.source_id:
+        return f"{event.source_id}#{plan.rule}"
+    return key
+
+
+class Executor:
+    """Runs plans; raises Conductor errors or Outcomes (DeadLetter/RetryLater) for settlement."""
+
+    def __init__(self, client: Any, store: Store, *, orkes_idempotency: bool = False) -> None:
+        self._client = client
+        self._store = store
+        self._orkes_idempotency = orkes_idempotency
+
+    async def execute(self, plan: Plan, ctx: Context) -> str:
+        """Run one plan; return a word for metrics: started, reused, done, skipped, noop."""
+        if plan.method in STARTS:
+            return await self._start(plan, ctx)
+        if plan.target is None:
+            await self._call(plan, None)
+            return "done"
+        found = await self._resolve(plan, ctx)
+        if not found:
+            return "skipped"
+        results = [await self._act(plan, wf, ctx) for wf in found]
+        return "done" if "done" in results else "noop"
+
+    # -- starts ------------------------------------------------------------------------------
+
+    async def _start(self, plan: Plan, ctx: Context) -> str:
+        key = start_key(plan, ctx.event)
+        if await self._store.find_start(key) is not None:
+            return "reused"
+        track = self._track_request(plan, ctx.event)
+        earlier = await self._started_before(plan, ctx)
+        if earlier is not None:
+            await self._store.record_start(key, earlier, plan.rule, track)
+            return "reused"
+        params = dict(plan.params)
+        if self._orkes_idempotency:
+            params.update(idempotency_key=key, idempotency_strategy="RETURN_EXISTING")
+        if plan.method == "execute_workflow":
+            params.pop("idempotency_key", None)
+            params.pop("idempotency_strategy", None)
+            run = await self._client.execute_workflow(**params)
+            workflow_id = str(run.workflow_id)
+        else:
+            workflow_id = str(await self._client.start_workflow(**params))
+        await self._store.record_start(key, workflow_id, plan.rule, track)
+        return "started"
+
+    async def _started_before(self, plan: Plan, ctx: Context) -> str | None:
+        """After a crash, the start may have reached Conductor without reaching the store.
+
+        When the rule declares its correlation id to be the event's identity (idempotency_key
+        equal to correlation_id), a possibly redelivered start looks for that workflow first.
+        """
+        cid = plan.params.get("correlation_id")
+        if not ctx.suspect or not cid or cid != plan.idempotency_key:
+            return None
+        found = await self._client.get_by_correlation_id(
+            plan.params["name"], cid, include_closed=True, include_tasks=False
+        )
+        return str(found[0].workflow_id) if found else None
+
+    @staticmethod
+    def _track_request(plan: Plan, event: Event) -> TrackRequest | None:
+        if plan.reply is not None:
+            destination = plan.reply.destination
+            spec = str(destination) if destination else f"amqp:{event.reply_to}"
+            if destination is None and not event.reply_to:
+                return None
+            statuses = plan.completion.statuses if plan.completion else TERMINAL
+            return TrackRequest(
+                spec, statuses, plan.rule, event.source_id, event.channel, event.correlation_id
+            )
+        if plan.completion is not None:
+            return TrackRequest(
+                str(plan.completion.destination),
+                plan.completion.statuses,
+                plan.rule,
+                event.source_id,
+                event.channel,
+            )
+        return None
+
+    # -- targets -----------------------------------------------------------------------------
+
+    async def _resolve(self, plan: Plan, ctx: Context) -> list[Found]:
+        target = plan.target
+        assert target is not None
+        if target.workflow_id:
+            return [Found(target.workflow_id, "", 0.0)]
+        candidates = await self._lookup(target)
+        states = STATES.get(plan.method, ActionStates(frozenset()))
+        eligible = [f for f in candidates if not states.eligible or f.status in states.eligible]
+        if eligible:
+            return self._pick(plan, target, eligible)
+        already = states.noop | (states.repeated if ctx.suspect else frozenset())
+        if any(f.status in already for f in candidates):
+            return []
+        return self._missing(plan, target, ctx, f"no workflow matched {_describe(target)}")
+
+    async def _lookup(self, target: Target) -> list[Found]:
+        if target.correlation_id:
+            if not target.workflow_name:
+                raise DeadLetter("target by correlation_id needs workflow_name")
+            rows = await self._client.get_by_correlation_id(
+                target.workflow_name, target.correlation_id, include_closed=True
+            )
+        else:
+            result = await self._client.search(query=target.query, size=100)
+            rows = result.results
+        return [Found(r.workflow_id, str(r.status or ""), _epoch(r.start_time)) for r in rows]
+
+    @staticmethod
+    def _pick(plan: Plan, target: Target, found: list[Found]) -> list[Found]:
+        if len(found) == 1 or target.on_many == "all":
+            return found
+        if target.on_many == "error":
+            raise DeadLetter(f"{len(found)} workflows matched {_describe(target)}; on_many=error")
+        ordered = sorted(found, key=lambda f: f.start_time)
+        return [ordered[-1] if target.on_many == "newest" else ordered[0]]
+
+    @staticmethod
+    def _missing(plan: Plan, target: Target, ctx: Context, reason: str) -> list[Found]:
+        if target.on_missing == "skip":
+            return []
+        if target.on_missing == "retry" and time.time() - ctx.first_seen < target.retry_for_seconds:
+            raise RetryLater(f"{reason}; retrying (on_missing=retry)")
+        raise DeadLetter(reason)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    async def _act(self, plan: Plan, found: Found, ctx: Context) -> str:
+        try:
+            result = await self._call(plan, found.workflow_id)
+        except ConductorError as exc:
+            if isinstance(exc, TransientError) or exc.retryable:
+                raise
+            if plan.method in TASK_METHODS and isinstance(exc, NotFound):
+                self._no_waiting_task(plan, ctx)
+                return "skipped"
+            if await self._already_done(plan, found.workflow_id, ctx):
+                return "noop"
+            raise
+        if plan.method == "signal" and plan.params.get("task_ref") and result is None:
+            self._no_waiting_task(plan, ctx)
+            return "skipped"
+        return "done"
+
+    def _no_waiting_task(self, plan: Plan, ctx: Context) -> None:
+        target = plan.target or Target()
+        self._missing(plan, target, ctx, "the workflow has no task waiting for this signal")
+
+    async def _already_done(self, plan: Plan, workflow_id: str, ctx: Context) -> bool:
+        states = STATES.get(plan.method)
+        if states is None:
+            return False
+        try:
+            status = str((await self._client.get_status(workflow_id)).status)
+        except ConductorError:
+            return False
+        return status in states.noop or (ctx.suspect and status in states.repeated)
+
+    async def _call(self, plan: Plan, workflow_id: str | None) -> Any:
+        method = getattr(self._client, plan.method)
+        if workflow_id is None:
+            return await method(**plan.params)
+        return await method(workflow_id, **plan.params)
+
+
+def _describe(target: Target) -> str:
+    if target.correlation_id:
+        return f"workflow '{target.workflow_name}' correlation id '{target.correlation_id}'"
+    if target.query:
+        return f"query '{target.query}'"
+    return f"workflow id '{target.workflow_id}'"
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+        except ValueError:
+            return 0.0
+    return 0.0

@@ -1,0 +1,320 @@
+"""AMQP source (aio-pika): robust consumers that ack only settled deliveries.
+
+- `connect_robust` with a prefetch window; every queue and exchange object is held by this
+  source (aio-pika restores only what is still referenced, pitfall A31), declared again on
+  reconnect by aio-pika, and a missing consumer is re-created by aio-pika 10's consumer
+  recovery (pitfall A32).
+- Retry without blocking the queue: a retryable failure publishes a copy to a TTL queue
+  `<queue>.gateway-retry.<ms>` that dead-letters back to the source queue, then acks the
+  original. Delays are rounded up to a power-of-two tier, so one queue holds one delay and a
+  long delay never holds back a short one. `x-gateway-attempts` and `x-gateway-first-seen`
+  travel with the copy and bound the attempts and the age.
+- Dead letters are published by the pipeline (through the Publisher) before the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from gateway.deadletters import ATTEMPTS_HEADER, FIRST_SEEN_HEADER
+from gateway.errors import EventError
+from gateway.events import Event, parse_body
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline
+from gateway.settings import AmqpSettings, LimitSettings
+from gateway.sources.base import Ordered
+
+log = logging.getLogger(__name__)
+
+ORIGIN_EXCHANGE = "x-gateway-exchange"
+ORIGIN_ROUTING_KEY = "x-gateway-routing-key"
+MIN_TIER_MS = 250
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue to consume, and the bindings the rules need (exchange, routing key)."""
+
+    name: str
+    bindings: tuple[tuple[str, str], ...] = ()
+
+
+def retry_tier_ms(delay: float) -> int:
+    """The smallest power-of-two multiple of 250 ms that is at least `delay`."""
+    tier = MIN_TIER_MS
+    while tier < delay * 1000 and tier < 86_400_000:
+        tier *= 2
+    return tier
+
+
+def retry_queue_name(queue: str, tier_ms: int) -> str:
+    return f"{queue}.gateway-retry.{tier_ms}"
+
+
+class AmqpDelivery:
+    defers = True
+
+    def __init__(
+        self, source: AmqpSource, message: AbstractIncomingMessage, event: Event, error: str | None
+    ) -> None:
+        self._source = source
+        self._message = message
+        self.event = event
+        self.error = error
+        headers = message.headers or {}
+        self.attempts = _int(headers.get(ATTEMPTS_HEADER), 0)
+        self.first_seen = _int(headers.get(FIRST_SEEN_HEADER), int(time.time() * 1000)) / 1000
+        self.suspect = bool(message.redelivered)
+
+    async def ack(self) -> None:
+        try:
+            await self._message.ack()
+        except Exception as exc:  # channel gone: the broker redelivers, the store dedupes
+            log.warning(
+                "ack of %s failed (%s); it will be redelivered",
+                self.event.source_id,
+                type(exc).__name__,
+            )
+
+    async def defer(self, delay: float, attempts: int) -> None:
+        try:
+            await self._source.publish_retry(
+                self._message, self.event, delay, attempts, self.first_seen
+            )
+        except Exception as exc:
+            log.warning(
+                "retry publish of %s failed (%s); requeueing it",
+                self.event.source_id,
+                type(exc).__name__,
+            )
+            try:
+                await self._message.nack(requeue=True)
+            except Exception:
+                log.debug("nack failed; the broker requeues on channel close")
+            return
+        await self.ack()
+
+
+class AmqpSource:
+    """`async with AmqpSource(...) as source: await source.run()`; `stop_intake()` ends it."""
+
+    def __init__(
+        self,
+        settings: AmqpSettings,
+        queues: list[QueueSpec],
+        pipeline: Pipeline,
+        *,
+        limits: LimitSettings,
+        metrics: Metrics,
+        declare: list[str] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._specs = queues
+        self._declare = sorted(set(declare or ()))
+        self._pipeline = pipeline
+        self._limits = limits
+        self._metrics = metrics
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._queues: dict[str, AbstractQueue] = {}  # strong references (A31)
+        self._keep: list[Any] = []  # exchanges and retry queues, also kept alive
+        self._retry_queues: dict[str, AbstractQueue] = {}
+        self._tags: dict[str, str] = {}
+        self._ordered = Ordered()
+        self._stopping = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def __aenter__(self) -> AmqpSource:
+        self._connection = await aio_pika.connect_robust(
+            self._settings.url.get_secret_value(),
+            ssl_context=self._ssl_context(),
+            reconnect_interval=self._settings.reconnect_interval,
+        )
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self.channel.set_qos(prefetch_count=self._settings.prefetch)
+        for name in self._declare:
+            self._keep.append(await self.channel.declare_queue(name, durable=True))
+        for spec in self._specs:
+            await self._declare_source(spec)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    @property
+    def channel(self) -> AbstractRobustChannel:
+        assert self._channel is not None, "use `async with AmqpSource(...)`"
+        return self._channel
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        s = self._settings
+        if not s.url.get_secret_value().startswith("amqps://"):
+            return None
+        context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
+        if s.ssl_certfile:
+            context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile or "") or None)
+        return context
+
+    async def _declare_source(self, spec: QueueSpec) -> None:
+        queue = await self.channel.declare_queue(spec.name, durable=True)
+        for exchange_name, routing_key in spec.bindings:
+            exchange = await self.channel.declare_exchange(
+                exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._keep.append(exchange)
+            await queue.bind(exchange, routing_key)
+        self._queues[spec.name] = queue
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume every queue until `stop_intake()`."""
+        for name, queue in self._queues.items():
+            self._tags[name] = await queue.consume(self._on_message)
+        log.info("consuming %s", ", ".join(self._queues))
+        await self._stopping.wait()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping.is_set():
+            await message.nack(requeue=True)
+            return
+        queue = _queue_of(message, self._tags)
+        event, error = to_event(message, queue, self._limits)
+        delivery = AmqpDelivery(self, message, event, error)
+        job = self._pipeline.admit(delivery)
+        self._ordered.spawn(job.key, lambda: self._pipeline.run(job))
+
+    async def publish_retry(
+        self,
+        message: AbstractIncomingMessage,
+        event: Event,
+        delay: float,
+        attempts: int,
+        first_seen: float,
+    ) -> None:
+        assert event.queue is not None
+        tier = retry_tier_ms(delay)
+        name = retry_queue_name(event.queue, tier)
+        if name not in self._retry_queues:
+            self._retry_queues[name] = await self.channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-message-ttl": tier,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": event.queue,
+                },
+            )
+        headers: dict[str, Any] = dict(message.headers or {})
+        headers[ATTEMPTS_HEADER] = attempts
+        headers[FIRST_SEEN_HEADER] = int(first_seen * 1000)
+        headers.setdefault(ORIGIN_EXCHANGE, message.exchange or "")
+        headers.setdefault(ORIGIN_ROUTING_KEY, message.routing_key or "")
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            timestamp=message.timestamp,
+            type=message.type,
+            app_id=message.app_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self.channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def stop_intake(self) -> None:
+        self._stopping.set()
+        for name, tag in list(self._tags.items()):
+            try:
+                await self._queues[name].cancel(tag)
+            except Exception as exc:
+                log.warning("cancel of consumer on %s failed (%s)", name, type(exc).__name__)
+        self._tags.clear()
+
+    async def drain(self, timeout: float) -> None:
+        cut = await self._ordered.drain(timeout)
+        if cut:
+            log.warning("%d AMQP deliveries unfinished at shutdown; they will be redelivered", cut)
+
+
+def _queue_of(message: AbstractIncomingMessage, tags: Mapping[str, str]) -> str:
+    for name, tag in tags.items():
+        if tag == message.consumer_tag:
+            return name
+    return message.routing_key or ""
+
+
+def to_event(
+    message: AbstractIncomingMessage, queue: str, limits: LimitSettings
+) -> tuple[Event, str | None]:
+    headers = {str(k): _text(v) for k, v in (message.headers or {}).items()}
+    exchange = headers.pop(ORIGIN_EXCHANGE, None)
+    routing_key = headers.pop(ORIGIN_ROUTING_KEY, None)
+    error = None
+    try:
+        body, body_error = parse_body(
+            message.body, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
+        )
+    except EventError as exc:
+        body, body_error, error = None, str(exc), str(exc)
+    timestamp = message.timestamp
+    event = Event(
+        source="amqp",
+        raw=message.body,
+        body=body,
+        body_error=body_error,
+        headers={
+            k: v for k, v in headers.items() if not k.startswith("x-gateway-") and k != "x-death"
+        },
+        queue=queue,
+        exchange=exchange if exchange is not None else message.exchange,
+        routing_key=routing_key if routing_key is not None else message.routing_key,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        timestamp=int(timestamp.timestamp() * 1000) if isinstance(timestamp, datetime) else None,
+    )
+    return event, error
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,386 @@
+"""Kafka source (aiokafka): a consumer group member that commits only finished work.
+
+- `enable_auto_commit=False`. Each partition keeps a window of the offsets it handed out; an
+  offset leaves the window when its delivery is settled, and the committed offset is the first
+  one still unsettled (a contiguous watermark), so a crash never skips unfinished work.
+- Messages of one key (the plan's ordering key, else the message key) run one after another;
+  different keys run concurrently. A partition whose window is full is paused, and so is every
+  partition while the pipeline has closed intake (Conductor down) or the gateway is stopping.
+- On revoke, the listener stops intake for those partitions, drains their work within
+  `revoke_drain_seconds`, and commits. It takes no lock that the poll loop holds (aiokafka's
+  listener deadlock): the poll loop is simply suspended inside `getmany` while it runs.
+- A watchdog reports a partition that has lag but commits no progress (log + metric).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from gateway.errors import EventError
+from gateway.events import Event, parse_body
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline
+from gateway.settings import KafkaSettings, LimitSettings
+from gateway.sources.base import Ordered
+
+log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL = 1.0  # seconds between commits of advanced watermarks
+STALL_SECONDS = 60.0  # lag without progress for this long is reported
+
+
+@dataclass(slots=True)
+class PartitionWindow:
+    """Offsets handed out and not yet below the watermark, for one partition."""
+
+    tp: TopicPartition
+    pending: deque[int] = field(default_factory=deque)
+    finished: set[int] = field(default_factory=set)
+    next_offset: int | None = None  # first offset not settled: what to commit
+    committed: int | None = None
+    first_offset: int | None = None  # first offset fetched since assignment
+    last_progress: float = field(default_factory=time.monotonic)
+    ordered: Ordered = field(default_factory=Ordered)
+    revoked: bool = False
+
+    def add(self, offset: int) -> None:
+        if self.first_offset is None:
+            self.first_offset = offset
+        self.pending.append(offset)
+        if self.next_offset is None:
+            self.next_offset = offset
+
+    def finish(self, offset: int) -> None:
+        self.finished.add(offset)
+        while self.pending and self.pending[0] in self.finished:
+            done = self.pending.popleft()
+            self.finished.discard(done)
+            self.next_offset = done + 1
+        if self.pending:
+            self.next_offset = self.pending[0]
+        self.last_progress = time.monotonic()
+
+    def to_commit(self) -> int | None:
+        if self.next_offset is None or self.next_offset == self.committed:
+            return None
+        return self.next_offset
+
+
+class KafkaDelivery:
+    """One Kafka record; ack marks its offset finished (the commit follows in the loop)."""
+
+    defers = False
+    attempts = 0
+
+    def __init__(
+        self, window: PartitionWindow, event: Event, error: str | None, suspect: bool
+    ) -> None:
+        self._window = window
+        self.event = event
+        self.error = error
+        self.suspect = suspect
+        self.first_seen = time.time()
+
+    async def ack(self) -> None:
+        assert self.event.offset is not None
+        self._window.finish(self.event.offset)
+
+    async def defer(self, delay: float, attempts: int) -> None:  # pragma: no cover
+        raise NotImplementedError("Kafka deliveries are retried in place")
+
+
+class KafkaSource:
+    """`async with KafkaSource(...) as source: await source.run()`; `stop()` ends `run`."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: list[str],
+        pipeline: Pipeline,
+        *,
+        limits: LimitSettings,
+        metrics: Metrics,
+        pattern: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topics = sorted(set(topics))
+        self._pattern = pattern
+        self._pipeline = pipeline
+        self._limits = limits
+        self._metrics = metrics
+        self._windows: dict[TopicPartition, PartitionWindow] = {}
+        self._paused: set[TopicPartition] = set()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.connected = False
+        self.stalled = False
+
+    async def __aenter__(self) -> KafkaSource:
+        self._consumer = AIOKafkaConsumer(**consumer_options(self._settings))
+        if self._pattern:
+            self._consumer.subscribe(pattern=self._pattern, listener=_Listener(self))
+        else:
+            self._consumer.subscribe(self._topics, listener=_Listener(self))
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise ConnectionError(
+                f"cannot reach Kafka at {self._settings.bootstrap_servers}: {exc}"
+            ) from None
+        self.connected = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self.connected = False
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None, "use `async with KafkaSource(...)`"
+        return self._consumer
+
+    # -- the poll loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll, admit and commit until `stop()`; then drain and commit once more."""
+        watchdog = asyncio.create_task(self._watch())
+        last_commit = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                await self._poll_once()
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                    await self._commit(list(self._windows.values()))
+                    last_commit = time.monotonic()
+        finally:
+            watchdog.cancel()
+
+    async def _poll_once(self) -> None:
+        self._apply_pauses()
+        try:
+            batch = await self.consumer.getmany(
+                timeout_ms=200, max_records=self._settings.max_in_flight_per_partition
+            )
+        except ConsumerStoppedError:
+            self._stopping.set()
+            return
+        except KafkaError as exc:
+            self.connected = False
+            log.error("Kafka poll failed (%s); retrying in 1s", type(exc).__name__)
+            await asyncio.sleep(1.0)
+            return
+        self.connected = True
+        for tp, records in batch.items():
+            window = self._windows.get(tp)
+            if window is None or window.revoked:
+                continue  # not ours any more; the new owner reads it from the commit
+            for record in records:
+                self._admit(window, record)
+
+    def _admit(self, window: PartitionWindow, record: Any) -> None:
+        window.add(record.offset)
+        first = window.first_offset or 0
+        suspect = record.offset < first + 2 * self._settings.max_in_flight_per_partition
+        event, error = to_event(record, self._limits)
+        delivery = KafkaDelivery(window, event, error, suspect)
+        job = self._pipeline.admit(delivery)
+        window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
+
+    def _apply_pauses(self) -> None:
+        limit = self._settings.max_in_flight_per_partition
+        closed = not self._pipeline.intake.is_set() or self._stopping.is_set()
+        want = {tp for tp, w in self._windows.items() if closed or len(w.pending) >= limit}
+        assigned = self.consumer.assignment()
+        want &= assigned
+        if want - self._paused:
+            self.consumer.pause(*(want - self._paused))
+        if (self._paused - want) & assigned:
+            self.consumer.resume(*((self._paused - want) & assigned))
+        self._paused = want
+
+    async def _commit(self, windows: list[PartitionWindow]) -> None:
+        offsets = {w.tp: off for w in windows if (off := w.to_commit()) is not None}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning(
+                "commit of %d partitions failed (%s); the next commit retries",
+                len(offsets),
+                type(exc).__name__,
+            )
+            return
+        for window in windows:
+            if window.tp in offsets:
+                window.committed = offsets[window.tp]
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def stop_intake(self) -> None:
+        """Stop taking new messages; the poll loop ends at its next turn."""
+        self._stopping.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Finish in-flight work within `timeout`, then commit what finished."""
+        windows = list(self._windows.values())
+        deadline = time.monotonic() + timeout
+        for window in windows:
+            cut = await window.ordered.drain(max(0.0, deadline - time.monotonic()))
+            if cut:
+                log.warning(
+                    "%s: %d deliveries unfinished at shutdown; they will be redelivered",
+                    window.tp,
+                    cut,
+                )
+        await self._commit(windows)
+
+    # -- rebalance ---------------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        windows = [w for tp in revoked if (w := self._windows.pop(tp, None)) is not None]
+        for window in windows:
+            window.revoked = True
+        self._paused -= set(revoked)
+        deadline = time.monotonic() + self._settings.revoke_drain_seconds
+        for window in windows:
+            cut = await window.ordered.drain(max(0.0, deadline - time.monotonic()))
+            if cut:
+                log.warning(
+                    "%s revoked with %d deliveries unfinished; the new owner redoes them",
+                    window.tp,
+                    cut,
+                )
+        await self._commit(windows)
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self._windows.setdefault(tp, PartitionWindow(tp))
+        log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+    # -- watchdog ----------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self._check_progress()
+
+    def _check_progress(self) -> None:
+        total_lag = 0
+        stalled = False
+        now = time.monotonic()
+        for tp, window in list(self._windows.items()):
+            highwater = self.consumer.highwater(tp)
+            position = window.committed if window.committed is not None else window.next_offset
+            if highwater is None or position is None:
+                continue
+            lag = max(0, highwater - position)
+            total_lag += lag
+            self._metrics.set(
+                "gateway_consumer_lag", lag, topic=tp.topic, partition=str(tp.partition)
+            )
+            if lag and now - window.last_progress > STALL_SECONDS:
+                stalled = True
+                log.warning(
+                    "%s/%d: no progress for %.0fs with lag %d",
+                    tp.topic,
+                    tp.partition,
+                    now - window.last_progress,
+                    lag,
+                )
+        self.stalled = stalled
+        self._metrics.set("gateway_consumer_stalled", 1 if stalled else 0)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Revoke: drain and commit, taking no lock the poll loop holds (aiokafka deadlock A15)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._source.on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._source.on_assigned(list(assigned))
+
+
+def to_event(record: Any, limits: LimitSettings) -> tuple[Event, str | None]:
+    """Build the Event; a message that cannot be used at all gets an error instead of a body."""
+    raw: bytes = record.value or b""
+    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    error = None
+    try:
+        body, body_error = parse_body(
+            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
+        )
+    except EventError as exc:
+        body, body_error, error = None, str(exc), str(exc)
+    event = Event(
+        source="kafka",
+        raw=raw,
+        body=body,
+        body_error=body_error,
+        headers=headers,
+        key=key,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        message_id=headers.get("message-id"),
+        correlation_id=headers.get("correlation-id"),
+        timestamp=record.timestamp,
+    )
+    return event, error
+
+
+def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "group_id": settings.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": settings.auto_offset_reset,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+        "rebalance_timeout_ms": max(
+            settings.session_timeout_ms, int(settings.revoke_drain_seconds * 1000) + 5_000
+        ),
+    }
+    if settings.group_instance_id:
+        options["group_instance_id"] = settings.group_instance_id
+    options.update(security_options(settings))
+    return options
+
+
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """TLS (verification always on) and SASL, shared by the consumer and the producer."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
