@@ -1,0 +1,88 @@
+"""The daemon against real RabbitMQ and the dev server: signals, delayed retries, dead letters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from gateway.conductor.client import ConductorClient
+from gateway.devserver.server import DevServer
+from tests.daemon.conftest import eventually, make_settings, running, unique, wait_workflow
+
+pytestmark = pytest.mark.brokers
+
+
+def signal_rules(queue: str, exchange: str, workflow: str, retry_for: float = 0) -> str:
+    missing = f"on_missing: retry\n      retry_for_seconds: {retry_for}" if retry_for else ""
+    return f"""
+version: 1
+rules:
+  - name: payment-received
+    source: {{queue: {queue}, exchange: {exchange}, routing_key: "payment.*"}}
+    retry: {{initial_backoff: 0.2, max_backoff: 1.0, max_attempts: 50}}
+    signal:
+      workflow_name: {workflow}
+      correlation_id: "${{body.order_id}}"
+      status: COMPLETED
+      output: {{paid: "${{body.amount}}"}}
+      {missing}
+"""
+
+
+async def publish(url: str, exchange: str, routing_key: str, body: dict[str, object],
+                  message_id: str) -> None:  # fmt: skip
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        ex = await channel.get_exchange(exchange)
+        message = aio_pika.Message(json.dumps(body).encode(), message_id=message_id,
+                                   content_type="application/json")  # fmt: skip
+        await ex.publish(message, routing_key=routing_key, mandatory=True)
+
+
+async def test_amqp_event_signals_the_waiting_workflow_found_by_correlation_id(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    workflow_id = await conductor.start_workflow(workflow, correlation_id="order-1")
+    other_id = await conductor.start_workflow(workflow, correlation_id="order-2")
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    async with running(settings, signal_rules(queue, exchange, workflow)):
+        body = {"order_id": "order-1", "amount": 42}
+        await publish(amqp_url, exchange, "payment.card", body, "m-1")
+
+        async def completed() -> bool:
+            return (await conductor.get_workflow(workflow_id)).status == "COMPLETED"
+
+        await eventually(completed, timeout=30)
+    done = await conductor.get_workflow(workflow_id)
+    assert done.tasks[0].output_data.get("paid") == 42
+    assert (await conductor.get_workflow(other_id)).status == "RUNNING"
+
+
+async def test_signal_ahead_of_its_workflow_is_retried_through_the_retry_queue(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    rules = signal_rules(queue, exchange, workflow, retry_for=60)
+    async with running(settings, rules) as gateway:
+        await publish(amqp_url, exchange, "payment.card", {"order_id": "late", "amount": 7}, "m-2")
+
+        async def retried() -> bool:
+            return gateway.metrics.total("gateway_retries_total") >= 2
+
+        await eventually(retried, timeout=30)
+        workflow_id = await conductor.start_workflow(workflow, correlation_id="late")
+
+        async def completed() -> bool:
+            return (await conductor.get_workflow(workflow_id)).status == "COMPLETED"
+
+        await eventually(completed, timeout=30)
+    done = await conductor.get_workflow(workflow_id)
+    assert done.tasks[0].output_data.get("paid") == 7
