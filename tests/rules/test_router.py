@@ -1,0 +1,153 @@
+"""Routing: source index, first/all, conditions, raw text, failures, explanations."""
+
+from __future__ import annotations
+
+from gateway.errors import EventError, TemplateError
+from gateway.rules.router import Router
+
+from .helpers import amqp_event, kafka_event, rules, text_event
+
+RULES = """\
+    match_mode: {mode}
+    on_unmatched: dead_letter
+    rules:
+      - name: created
+        source: {{topic: orders}}
+        match: {{body: {{type: [OrderCreated]}}}}
+        start_workflow: {{name: order, correlation_id: "${{body.id}}"}}
+      - name: big
+        source: {{topic: orders}}
+        match: {{body: {{total: [{{numeric: [">", 100]}}]}}}}
+        pause: {{workflow_id: "${{body.wf}}"}}
+      - name: any-topic
+        source: {{topic_pattern: "ord.*"}}
+        pause: {{workflow_id: x}}
+      - name: payments
+        source: {{queue: payments, exchange: pay, routing_key: "payment.*.eu"}}
+        pause: {{workflow_id: "${{body.wf}}"}}
+"""
+
+
+def router(mode: str = "first") -> Router:
+    return Router(rules(RULES.format(mode=mode)))
+
+
+def test_first_mode_takes_the_first_match_in_file_order() -> None:
+    result = router().route(kafka_event({"type": "OrderCreated", "id": "o", "total": 500}))
+    assert [p.rule for p in result.plans] == ["created"]
+
+
+def test_all_mode_takes_every_match_in_file_order() -> None:
+    event = kafka_event({"type": "OrderCreated", "id": "o", "total": 500, "wf": "w"})
+    result = router("all").route(event)
+    assert [p.rule for p in result.plans] == ["created", "big", "any-topic"]
+
+
+def test_candidates_are_indexed_by_source() -> None:
+    r = router()
+    assert [x.name for x in r.candidates(kafka_event({}, topic="orders"))] == [
+        "created",
+        "big",
+        "any-topic",
+    ]
+    assert [x.name for x in r.candidates(kafka_event({}, topic="ordinals"))] == ["any-topic"]
+    assert [x.name for x in r.candidates(kafka_event({}, topic="other"))] == []
+    assert [x.name for x in r.candidates(amqp_event({}, queue="payments"))] == ["payments"]
+
+
+def test_unmatched_reports_the_policy() -> None:
+    result = router().route(kafka_event({}, topic="other"))
+    assert result.unmatched and result.on_unmatched == "dead_letter"
+
+
+def test_amqp_binding_key_filters_messages_of_the_queue() -> None:
+    r = router()
+    hit = amqp_event({"wf": "w1"}, exchange="pay", routing_key="payment.card.eu")
+    assert [p.rule for p in r.route(hit).plans] == ["payments"]
+    miss = amqp_event({"wf": "w1"}, exchange="pay", routing_key="payment.card.us")
+    result = r.route(miss, explain=True)
+    assert result.unmatched
+    assert "routing key 'payment.card.us' does not match 'payment.*.eu'" in result.misses[-1].reason
+
+
+def test_binding_key_hash_matches_zero_or_more_words() -> None:
+    from gateway.rules.ruleset import binding_matches
+
+    def m(pattern: str, key: str) -> bool:
+        return binding_matches(tuple(pattern.split(".")), tuple(key.split(".")))
+
+    assert m("a.#", "a") and m("a.#", "a.b.c") and m("#", "x.y") and m("#.z", "z")
+    assert m("a.#.z", "a.z") and m("a.#.z", "a.b.c.z") and not m("a.#.z", "a.b")
+    assert m("a.*", "a.b") and not m("a.*", "a") and not m("a.*", "a.b.c")
+
+
+def test_a_body_that_is_not_json_is_a_permanent_error_unless_accepted() -> None:
+    result = router().route(text_event("not json"))
+    assert [f.rule for f in result.failures] == ["created"]
+    assert isinstance(result.failures[0].error, EventError)
+    assert "accept_raw_text" in str(result.failures[0].error)
+    accepting = rules(
+        """\
+        rules:
+          - name: raw
+            source: {topic: orders}
+            accept_raw_text: true
+            match: {body: [{prefix: "PING"}]}
+            start_workflow: {name: ping, input: {text: "${body}"}}
+        """
+    )
+    (plan,) = Router(accepting).route(text_event("PING 1")).plans
+    assert plan.params["input"] == {"text": "PING 1"}
+
+
+def test_condition_uses_jmespath_truthiness() -> None:
+    ruleset = rules(
+        """\
+        rules:
+          - name: c
+            source: {topic: orders}
+            condition: "body.items[?qty > `1`]"
+            pause: {workflow_id: x}
+        """
+    )
+    r = Router(ruleset)
+    assert r.route(kafka_event({"items": [{"qty": 2}]})).plans
+    result = r.route(kafka_event({"items": [{"qty": 1}]}), explain=True)
+    assert result.unmatched
+    assert result.misses[0].reason == "condition: 'body.items[?qty > `1`]' is []"
+    zero = Router(rules(RULES_ZERO))
+    assert zero.route(kafka_event({"n": 0})).plans  # 0 is true in JMESPath
+
+
+RULES_ZERO = """\
+rules:
+  - name: z
+    source: {topic: orders}
+    condition: body.n
+    pause: {workflow_id: x}
+"""
+
+
+def test_rendering_failures_are_template_errors_and_stop_first_mode() -> None:
+    result = router().route(kafka_event({"type": "OrderCreated", "id": {"not": "text"}}))
+    assert not result.plans
+    (failure,) = result.failures
+    assert failure.rule == "created" and isinstance(failure.error, TemplateError)
+    assert "correlation_id must be a string" in str(failure.error)
+
+
+def test_explain_says_why_each_rule_did_not_match() -> None:
+    result = router().route(kafka_event({"type": "OrderPaid", "total": 5}), explain=True)
+    reasons = {m.rule: m.reason for m in result.misses}
+    assert reasons == {
+        "created": 'match: body.type is "OrderPaid", wanted "OrderCreated"',
+        "big": "match: body.total is 5, wanted numeric > 100",
+        "payments": "source is amqp:payments (bound to pay with 'payment.*.eu'), "
+        "the event came from kafka:orders",
+    }
+    assert [p.rule for p in result.plans] == ["any-topic"]
+
+
+def test_routing_does_not_explain_unless_asked() -> None:
+    result = router().route(kafka_event({"type": "OrderPaid"}))
+    assert result.misses == ()
