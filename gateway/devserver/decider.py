@@ -35,12 +35,29 @@ class Store:
     metadata: Metadata
     workflows: dict[str, WorkflowRecord] = field(default_factory=dict)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    # Non-terminal tasks, for the sweeper and the poll queues (insertion order = FIFO).
-    active: dict[str, TaskRecord] = field(default_factory=dict)
+    # SCHEDULED worker tasks by task type (insertion order = FIFO), and IN_PROGRESS tasks,
+    # so poll and the sweeper touch only what can change, not every execution ever started.
+    queues: dict[str, dict[str, TaskRecord]] = field(default_factory=dict)
+    running: dict[str, TaskRecord] = field(default_factory=dict)
+    # Workflows with a TIME_OUT_WF workflow timeout, for the sweeper.
+    timed: set[str] = field(default_factory=set)
     changes: int = 0
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    def enqueue(self, task: TaskRecord) -> None:
+        self.running.pop(task.task_id, None)
+        self.queues.setdefault(task.workflow_task.name, {})[task.task_id] = task
+
+    def mark_running(self, task: TaskRecord) -> None:
+        self.queues.get(task.workflow_task.name, {}).pop(task.task_id, None)
+        self.running[task.task_id] = task
+
+    def forget(self, task: TaskRecord) -> None:
+        """Stop tracking `task` as queued or running (it ended or was removed)."""
+        self.queues.get(task.workflow_task.name, {}).pop(task.task_id, None)
+        self.running.pop(task.task_id, None)
 
     def touch(self, wf: WorkflowRecord) -> None:
         wf.update_time = self.now()
@@ -183,7 +200,7 @@ class Decider:
         self.store.touch(wf)
         kind = task.task_type
         if kind == "SIMPLE":
-            self.store.active[task.task_id] = task
+            self.store.enqueue(task)
         elif kind in ("WAIT", "HUMAN"):
             self._start_waiting(task)
         elif kind == "SET_VARIABLE":
@@ -199,7 +216,7 @@ class Decider:
             duration = parse_duration_ms(task.input_data["duration"])
             if duration is not None:
                 task.wait_until = task.start_time + duration
-        self.store.active[task.task_id] = task
+        self.store.mark_running(task)
 
     def _terminate_task(self, wf: WorkflowRecord, task: TaskRecord) -> None:
         status = str(task.input_data.get("terminationStatus", "COMPLETED")).upper()
@@ -218,7 +235,7 @@ class Decider:
         task.start_time = task.start_time or now
         if reason is not None:
             task.reason_for_incompletion = reason
-        self.store.active.pop(task.task_id, None)
+        self.store.forget(task)
 
     def end(self, wf: WorkflowRecord, status: str, reason: str | None, output: Any = None) -> None:
         """Put `wf` in a terminal state, cancelling what is still running."""

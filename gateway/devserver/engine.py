@@ -65,6 +65,7 @@ class Engine:
             wf.idempotency_key = request.idempotency_key
             self._idempotency[(definition.name, request.idempotency_key)] = wf.workflow_id
         self.store.workflows[wf.workflow_id] = wf
+        self._track_timeout(wf)
         self.store.touch(wf)
         self.decider.decide(wf)
         return wf.workflow_id
@@ -166,7 +167,13 @@ class Engine:
         last_by_ref = {t.ref: t for t in wf.tasks}
         return [t for t in last_by_ref.values() if t.status in RETRYABLE_ON_RETRY]
 
+    def _track_timeout(self, wf: WorkflowRecord) -> None:
+        definition = wf.definition
+        if definition.timeout_seconds > 0 and definition.timeout_policy == "TIME_OUT_WF":
+            self.store.timed.add(wf.workflow_id)
+
     def _reopen(self, wf: WorkflowRecord) -> None:
+        self._track_timeout(wf)
         wf.status = "RUNNING"
         wf.reason_for_incompletion = None
         wf.end_time = 0
@@ -190,7 +197,7 @@ class Engine:
     def _start_over(self, wf: WorkflowRecord) -> None:
         for task in wf.tasks:
             self.store.tasks.pop(task.task_id, None)
-            self.store.active.pop(task.task_id, None)
+            self.store.forget(task)
         wf.tasks = []
         wf.output = {}
         wf.variables = copy.deepcopy(wf.definition.variables)
@@ -224,7 +231,7 @@ class Engine:
         old = wf.tasks[index]
         for task in wf.tasks[index:]:
             self.store.tasks.pop(task.task_id, None)
-            self.store.active.pop(task.task_id, None)
+            self.store.forget(task)
         wf.tasks = wf.tasks[:index]
         wf.output = {}
         self._reopen(wf)

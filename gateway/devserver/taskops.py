@@ -43,30 +43,24 @@ class TaskOps:
     ) -> list[TaskRecord]:
         now = self.store.now()
         picked: list[TaskRecord] = []
-        for task in list(self.store.active.values()):
+        for task in list(self.store.queues.get(task_type, {}).values()):
             if len(picked) >= count:
                 break
-            if self._pollable(task, task_type, domain, now) and self._within_limits(task, now):
+            if self._pollable(task, domain, now) and self._within_limits(task, now):
                 self._hand_out(task, worker_id, now)
                 picked.append(task)
         return picked
 
-    def _pollable(self, task: TaskRecord, task_type: str, domain: str | None, now: int) -> bool:
-        return (
-            task.status == "SCHEDULED"
-            and task.workflow_task.name == task_type
-            and task.domain == domain
-            and task.available_at <= now
-        )
+    @staticmethod
+    def _pollable(task: TaskRecord, domain: str | None, now: int) -> bool:
+        return task.status == "SCHEDULED" and task.domain == domain and task.available_at <= now
 
     def _within_limits(self, task: TaskRecord, now: int) -> bool:
         task_def = task.task_def
         limit = task_def.concurrent_exec_limit
         if limit is not None and limit > 0:
             running = sum(
-                1
-                for t in self.store.active.values()
-                if t.status == "IN_PROGRESS" and t.workflow_task.name == task_def.name
+                1 for t in self.store.running.values() if t.workflow_task.name == task_def.name
             )
             if running >= limit:
                 return False
@@ -91,6 +85,7 @@ class TaskOps:
         task.update_time = now
         task.poll_count += 1
         task.worker_id = worker_id
+        self.store.mark_running(task)
         self.store.changes += 1
 
     def get_task(self, task_id: str) -> TaskRecord | None:
@@ -134,6 +129,7 @@ class TaskOps:
             task.status = "SCHEDULED"
             task.callback_after_seconds = callback_after_seconds
             task.available_at = now + callback_after_seconds * 1000
+            self.store.enqueue(task)
 
     def pending_by_ref(self, workflow_id: str, ref: str) -> TaskRecord | None:
         wf = self.store.workflows.get(workflow_id)
@@ -180,12 +176,14 @@ class TaskOps:
     def sweep(self) -> None:
         """Fire due timers: WAIT durations, task timeouts, workflow timeouts."""
         now = self.store.now()
-        active = list(self.store.active.values())
-        for task in active:
+        for task in list(self.store.running.values()):
             self._check_task(task, now)
-        # A RUNNING sequential workflow always has an active task, so this finds them all.
-        for workflow_id in {t.workflow_id for t in active}:
-            self._check_workflow(self.store.workflows[workflow_id], now)
+        for workflow_id in list(self.store.timed):
+            wf = self.store.workflows.get(workflow_id)
+            if wf is None or wf.terminal:
+                self.store.timed.discard(workflow_id)
+            else:
+                self._check_workflow(wf, now)
 
     def _check_task(self, task: TaskRecord, now: int) -> None:
         wf = self.store.workflows[task.workflow_id]

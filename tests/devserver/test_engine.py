@@ -270,3 +270,17 @@ async def test_background_sweeper_fires_timers(api: Api) -> None:
             break
         await asyncio.sleep(0.05)
     assert await api.status(wf_id) == "COMPLETED"
+
+
+async def test_workflow_timeout_applies_again_after_restart(timed: Api, clock: ManualClock) -> None:
+    await timed.workflow_def("wf", [wait("w")], timeoutSeconds=30, timeoutPolicy="TIME_OUT_WF")
+    wf_id = await timed.start("wf")
+    clock.advance(30)
+    timed.server.tasks.sweep()
+    assert (await timed.http.post(f"/workflow/{wf_id}/restart")).status_code == 204
+    clock.advance(29)
+    timed.server.tasks.sweep()
+    assert await timed.status(wf_id) == "RUNNING"
+    clock.advance(1)
+    timed.server.tasks.sweep()
+    assert await timed.status(wf_id) == "TIMED_OUT"
