@@ -148,10 +148,12 @@ def _extras(plan: Plan) -> list[str]:
     lines = []
     if plan.rate_limit is not None:
         rl = plan.rate_limit
-        lines.append(
-            f"  rate limit: max_concurrent {rl.max_concurrent}, "
-            f"{rl.max_per_interval} per {rl.interval_seconds:g}s"
-        )
+        limits = []
+        if rl.max_concurrent is not None:
+            limits.append(f"at most {rl.max_concurrent} at once")
+        if rl.max_per_interval is not None:
+            limits.append(f"at most {rl.max_per_interval} per {rl.interval_seconds:g}s")
+        lines.append("  rate limit: " + ", ".join(limits))
     if plan.completion is not None:
         statuses = ", ".join(sorted(plan.completion.statuses))
         lines.append(f"  completion: publish to {plan.completion.destination} on {statuses}")

@@ -57,13 +57,13 @@ def lookup_request(target: Target) -> Request:
             "GET",
             f"/api/workflow/{_seg(name)}/correlated/{_seg(target.correlation_id)}",
             {"includeClosed": "true", "includeTasks": "false"},
-            note=f"find the workflow (on_missing={target.on_missing}, on_many={target.on_many})",
+            note="find the workflow",
         )
     return Request(
         "GET",
         "/api/workflow/search",
         {"start": "0", "size": "100", "freeText": "*", "query": target.query or ""},
-        note=f"find the workflow (on_missing={target.on_missing}, on_many={target.on_many})",
+        note="find the workflow",
     )
 
 

@@ -108,7 +108,9 @@ class Router:
             if rule.name in decided:
                 continue
             if rule.name in candidates:
-                out[rule.name] = Miss(rule.name, "not evaluated: an earlier rule matched first")
+                out[rule.name] = Miss(
+                    rule.name, "not evaluated: an earlier rule took the event (match_mode first)"
+                )
             else:
                 out[rule.name] = Miss(rule.name, rule.source.refuses(event) or "other source")
         order = {r.name: r.index for r in self.ruleset.rules}
