@@ -113,7 +113,9 @@ class WorkflowRoutes:
         wf = self.engine.get(workflow_id)
         timed_out = await wait_blocked(wf, refs, float(wait))
         request_id = query_str(request, "requestId") or new_id()
-        return json_response(run_json(wf, request_id, timed_out))
+        # OSS answers 200 with signalTimeout=true; Orkes documents 206 for an incomplete run.
+        status = 206 if timed_out and self.engine.orkes else 200
+        return json_response(run_json(wf, request_id, timed_out), status)
 
     # --- reads -------------------------------------------------------------------------
 

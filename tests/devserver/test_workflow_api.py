@@ -246,3 +246,10 @@ async def test_section4_16_bulk_empty_or_too_many_is_400(api: Api) -> None:
     assert (await api.http.put("/workflow/bulk/pause", json=[])).status_code == 400
     ids = [str(i) for i in range(1001)]
     assert (await api.http.post("/workflow/bulk/terminate", json=ids)).status_code == 400
+
+
+async def test_section4_3_execute_timeout_is_206_in_orkes(orkes: Api) -> None:
+    """§4.3: on timeout OSS still answers 200; Orkes documents 206 Partial Content."""
+    await orkes.workflow_def("h", [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}])
+    r = await orkes.http.post("/workflow/execute/h/1", params={"waitForSeconds": 1}, json={})
+    assert r.status_code == 206 and r.json()["signalTimeout"] is True
