@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -122,3 +123,45 @@ async def test_dead_rabbitmq_fails_with_a_message_without_the_password() -> None
             await publisher.publish(Destination.parse("amqp:q"), b"x")
     assert "s3cret" not in str(info.value)
     assert "guest@127.0.0.1" in str(info.value)
+
+
+async def test_a_stuck_rabbitmq_fails_each_publish_within_its_deadline(
+    kafka_bootstrap: str, amqp_url: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    from .helpers import FreezableProxy
+
+    parts = urlsplit(amqp_url)
+    queue = await declare_queue(amqp_url)
+    async with FreezableProxy(parts.hostname or "", parts.port or 5672) as proxy:
+        url = amqp_url.replace(f":{parts.port}/", f":{proxy.port}/")
+        settings = Settings(amqp={"url": url})
+        async with Publisher(settings, timeout=1.5) as publisher:
+            await publisher.publish(Destination.parse(f"amqp:{queue}"), b"before")
+            proxy.frozen.set()
+            started = time.monotonic()
+            with pytest.raises(PublishError, match="no confirm within"):
+                await publisher.publish(Destination.parse(f"amqp:{queue}"), b"stuck")
+            assert time.monotonic() - started < 3
+
+
+async def test_a_kafka_that_accepts_but_never_answers_fails_within_the_deadline(
+    amqp_url: str,
+) -> None:
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # read requests, answer nothing, until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        settings = settings_for(f"127.0.0.1:{port}", amqp_url)
+        async with Publisher(settings, timeout=1.5) as publisher:
+            started = time.monotonic()
+            with pytest.raises(PublishError, match="kafka"):
+                await publisher.publish(Destination.parse("kafka:t"), b"x")
+            assert time.monotonic() - started < 5  # start + stop, each under the deadline
+    finally:
+        server.close()
+        await server.wait_closed()
