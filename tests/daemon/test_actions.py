@@ -1,0 +1,105 @@
+"""Every workflow operation driven by events, checked on the workflow's state (OSS and Orkes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.conductor.client import ConductorClient
+from gateway.devserver.server import DevServer
+from tests.daemon.conftest import (
+    create_topic,
+    eventually,
+    make_settings,
+    producer,
+    running,
+    unique,
+    wait_workflow,
+)
+
+pytestmark = pytest.mark.brokers
+
+
+def action_rules(topic: str, workflow: str) -> str:
+    def rule(op: str, body: str, target: str = "correlation") -> str:
+        if target == "correlation":
+            where = f'workflow_name: {workflow}\n      correlation_id: "${{body.cid}}"'
+        else:
+            where = 'workflow_id: "${body.wid}"'
+        return f"""
+  - name: {op}
+    source: {{topic: {topic}}}
+    match: {{body: {{op: [{op}]}}}}
+    {op if op != "retry" else "retry_workflow"}:
+      {where}
+      {body}"""
+
+    return (
+        "version: 1\nrules:"
+        + rule("pause", "")
+        + rule("resume", "", target="id")
+        + rule("update_variables", 'variables: "${body.vars}"')
+        + rule("terminate", 'reason: "${body.reason}"')
+        + rule("retry", "")
+        + rule("restart", "")
+        + rule("rerun", "")
+    )
+
+
+@pytest.fixture(params=["oss", "orkes"])
+async def flavored(request: Any) -> AsyncIterator[tuple[DevServer, ConductorClient]]:
+    async with DevServer(port=0, flavor=request.param) as server:
+        async with ConductorClient(server.url, flavor=request.param, transport="httpx") as c:
+            yield server, c
+
+
+async def test_operations_driven_by_events(
+    kafka_bootstrap: str, flavored: tuple[DevServer, ConductorClient], tmp_path: Path
+) -> None:
+    server, conductor = flavored
+    topic, workflow = unique("ops"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(kafka_bootstrap, topic, 1)
+    wid = await conductor.start_workflow(workflow, correlation_id="c-1")
+    settings = make_settings(
+        tmp_path,
+        conductor_url=server.url,
+        kafka_bootstrap=kafka_bootstrap,
+        conductor={"flavor": server.flavor},
+    )
+    steps: list[tuple[dict[str, Any], str]] = [
+        ({"op": "pause"}, "PAUSED"),
+        ({"op": "pause"}, "PAUSED"),  # pausing a paused workflow is a no-op
+        ({"op": "resume"}, "RUNNING"),
+        ({"op": "resume"}, "RUNNING"),  # OSS answers 500 here; the gateway counts it done
+        ({"op": "terminate", "reason": "by event"}, "TERMINATED"),
+        ({"op": "terminate", "reason": "again"}, "TERMINATED"),  # no-op
+        ({"op": "retry"}, "RUNNING"),
+        ({"op": "terminate", "reason": "before restart"}, "TERMINATED"),
+        ({"op": "restart"}, "RUNNING"),
+        ({"op": "terminate", "reason": "before rerun"}, "TERMINATED"),
+        ({"op": "rerun"}, "RUNNING"),
+    ]
+    if server.flavor == "orkes":
+        steps.insert(0, ({"op": "update_variables", "vars": {"stage": "paid"}}, "RUNNING"))
+    async with running(settings, action_rules(topic, workflow)) as gateway:
+        async with producer(kafka_bootstrap) as p:
+            for n, (body, status) in enumerate(steps):
+                payload = json.dumps({**body, "cid": "c-1", "wid": wid}).encode()
+                await p.send_and_wait(topic, payload, key=b"c-1")
+
+                async def reached(status: str = status, n: int = n) -> bool:
+                    settled = gateway.metrics.total("gateway_events_settled_total")
+                    wf = await conductor.get_workflow(wid)
+                    return settled >= n + 1 and wf.status == status
+
+                await eventually(reached, timeout=20)
+                if body["op"] == "update_variables":
+                    variables = (await conductor.get_workflow(wid)).variables
+                    assert variables.get("stage") == "paid"
+        assert gateway.metrics.total("gateway_dead_letters_total") == 0
+    assert (await conductor.get_workflow(wid)).status == "RUNNING"
