@@ -52,9 +52,12 @@ def action_rules(topic: str, workflow: str) -> str:
 
 @pytest.fixture(params=["oss", "orkes"])
 async def flavored(request: Any) -> AsyncIterator[tuple[DevServer, ConductorClient]]:
-    async with DevServer(port=0, flavor=request.param) as server:
-        async with ConductorClient(server.url, flavor=request.param, transport="httpx") as c:
-            yield server, c
+    flavor = request.param
+    async with (
+        DevServer(port=0, flavor=flavor) as server,
+        ConductorClient(server.url, flavor=flavor, transport="httpx") as client,
+    ):
+        yield server, client
 
 
 async def test_operations_driven_by_events(
