@@ -34,9 +34,25 @@ class Param:
     render: Renderer
     kind: Kind
     key: str  # the YAML key, for error messages
+    fast: type | None = None  # a value of exactly this type needs no check (None: any value)
 
     def value(self, doc: Mapping[str, Any]) -> Any:
-        return _coerce(self.render(doc), self.kind, self.key)
+        value = self.render(doc)
+        if self.fast is None or type(value) is self.fast:
+            return value
+        return _coerce(value, self.kind, self.key)
+
+
+_FAST: dict[str, type | None] = {
+    "any": None,
+    "object": dict,
+    "object?": dict,
+    "string": str,
+    "string?": str,
+    "int?": int,
+    "strings?": type(None),  # a list needs its items checked
+    "bool": bool,
+}
 
 
 def _coerce(value: Any, kind: Kind, key: str) -> Any:
@@ -115,7 +131,13 @@ class ActionSpec:
     capability: str | None = None  # optional Conductor capability needed (capabilities.py)
 
     def render_params(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        return {p.name: p.value(doc) for p in self.params}
+        out = {}
+        for p in self.params:
+            value = p.render(doc)
+            if p.fast is not None and type(value) is not p.fast:
+                value = _coerce(value, p.kind, p.key)
+            out[p.name] = value
+        return out
 
 
 # --- compiling ---------------------------------------------------------------------------
@@ -130,7 +152,8 @@ class _Builder:
 
     def add(self, name: str, value: Any, kind: Kind, key: str | None = None) -> None:
         yaml_key = f"{self.action}.{key or name}"
-        self.params.append(Param(name, self._compile(value, key or name), kind, yaml_key))
+        render = self._compile(value, key or name)
+        self.params.append(Param(name, render, kind, yaml_key, _FAST[kind]))
 
     def literal(self, name: str, value: Any) -> None:
         self.params.append(Param(name, _const(value), "any", f"{self.action}.{name}"))

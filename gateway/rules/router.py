@@ -87,7 +87,7 @@ class Router:
         for rule in self.candidates(event):
             if doc is None:
                 doc = event.envelope()
-            miss = _evaluate(rule, event, doc, plans, failures)
+            miss = _evaluate(rule, event, doc, plans, failures, explain)
             if miss is not None:
                 if explain:
                     misses.append(Miss(rule.name, miss))
@@ -123,8 +123,10 @@ def _evaluate(
     doc: Mapping[str, Any],
     plans: list[Plan],
     failures: list[Failure],
+    explain: bool,
 ) -> str | None:
-    """Append the rule's Plan (or Failure) and return None, or return why it does not match."""
+    """Append the rule's Plan (or Failure) and return None, or return why it does not match
+    (the full reason only when explaining: building it costs more than matching)."""
     if rule.source.exchange is not None:
         refused = rule.source.refuses(event)
         if refused is not None:
@@ -134,7 +136,7 @@ def _evaluate(
         failures.append(Failure(rule.name, error))
         return None
     if not rule.pattern.matches(doc):
-        return "match: " + (rule.pattern.mismatch(doc) or "no match")
+        return "match: " + (rule.pattern.mismatch(doc) or "no match") if explain else "match"
     try:
         if rule.condition is not None:
             value = rule.condition.evaluate(doc, strict=False)

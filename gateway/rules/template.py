@@ -218,45 +218,62 @@ def compile_string(text: str, *, strict: bool = False, guard: Guard | None = Non
     parts = split_template(text)
     exprs = [compile_expression(p) if isinstance(p, str_expr) else p for p in parts]
     if len(exprs) == 1 and isinstance(exprs[0], Expression) and guard is None:
-        expr = exprs[0]
-
-        def typed(doc: Mapping[str, Any]) -> Any:
-            return expr.evaluate(doc, strict=strict)
-
-        return typed
+        return _typed(exprs[0], strict)
     if all(isinstance(e, str) for e in exprs):
         return _constant("".join(e for e in exprs if isinstance(e, str)))
     return _interpolation(text, exprs, strict, guard)
+
+
+def _typed(expr: Expression, strict: bool) -> Renderer:
+    if expr.bounded and not strict:
+        return expr.search  # a plain field path: dict lookups that cannot raise
+    evaluate = expr.evaluate
+
+    def typed(doc: Mapping[str, Any]) -> Any:
+        return evaluate(doc, strict=strict)
+
+    return typed
 
 
 def _interpolation(
     text: str, exprs: list[str | Expression], strict: bool, guard: Guard | None
 ) -> Renderer:
     to_text = guard or _as_text
+    pieces = [_piece(e, strict, to_text) for e in exprs]
 
     def render(doc: Mapping[str, Any]) -> str:
-        out = []
-        size = 0
-        for part in exprs:
-            piece = (
-                part
-                if isinstance(part, str)
-                else to_text(part.evaluate(doc, strict=strict), part.source)
+        out = "".join([piece(doc) for piece in pieces])
+        if len(out) > MAX_RENDERED_CHARS:
+            raise TemplateError(
+                f"template '{text[:60]}' rendered more than {MAX_RENDERED_CHARS} characters"
             )
-            size += len(piece)
-            if size > MAX_RENDERED_CHARS:
-                raise TemplateError(
-                    f"template '{text[:60]}' rendered more than {MAX_RENDERED_CHARS} characters"
-                )
-            out.append(piece)
-        return "".join(out)
+        return out
 
     return render
 
 
+def _piece(part: str | Expression, strict: bool, to_text: Guard) -> Callable[[Any], str]:
+    if isinstance(part, str):
+        return _constant(part)
+    value = _typed(part, strict)
+    source = part.source
+
+    def piece(doc: Mapping[str, Any]) -> str:
+        return to_text(value(doc), source)
+
+    return piece
+
+
 def _as_text(value: Any, _source: str) -> str:
-    if isinstance(value, str):
-        return value
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
