@@ -1,0 +1,231 @@
+"""The shared store: PostgreSQL, for several gateway replicas (asyncpg).
+
+Same tables as the SQLite store, prefixed `gateway_`. What changes with several replicas:
+- `record_start` relies on the primary key: `INSERT ... ON CONFLICT DO NOTHING RETURNING`, and
+  the loser of a race reads the winner's workflow id, in one transaction with the outbox row.
+- `due` CLAIMS the rows it returns: it selects due rows `FOR UPDATE SKIP LOCKED` and pushes
+  their next poll `claim_seconds` ahead in the same statement, so two replicas never poll the
+  same workflow at once; if a replica dies, its claimed rows come due again after the claim.
+- Migrations run under a transaction-scoped advisory lock, so replicas starting together do
+  not race on CREATE.
+Commits are durable (`synchronous_commit` is left at the server's default, on).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from gateway.store.base import PendingCompletion, TrackRequest
+
+SCHEMA_VERSION = 1
+_MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateway_schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gateway_starts (
+    key         TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gateway_outbox (
+    workflow_id          TEXT PRIMARY KEY,
+    destination          TEXT NOT NULL,
+    statuses             TEXT NOT NULL,
+    rule                 TEXT NOT NULL,
+    source_event_id      TEXT NOT NULL,
+    source               TEXT NOT NULL,
+    reply_correlation_id TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    next_poll_at         DOUBLE PRECISION NOT NULL,
+    last_status          TEXT,
+    created_at           DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gateway_outbox_due ON gateway_outbox (next_poll_at);
+CREATE INDEX IF NOT EXISTS gateway_starts_created ON gateway_starts (created_at);
+"""
+
+_OUTBOX_INSERT = (
+    "INSERT INTO gateway_outbox (workflow_id, destination, statuses, rule, source_event_id,"
+    " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9) ON CONFLICT DO NOTHING"
+)
+_COLUMNS = (
+    "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
+    " attempts, next_poll_at, last_status"
+)
+_CLAIM = f"""
+WITH due AS (
+    SELECT workflow_id, next_poll_at AS was_due FROM gateway_outbox
+    WHERE next_poll_at <= $1 ORDER BY next_poll_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+UPDATE gateway_outbox o SET next_poll_at = $3 FROM due
+WHERE o.workflow_id = due.workflow_id
+RETURNING {", ".join("o." + c.strip() for c in _COLUMNS.split(","))}, due.was_due
+"""
+
+
+class PostgresStore:
+    """`Store` on PostgreSQL. `async with PostgresStore(dsn) as store:`."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        first_poll_delay: float = 0.5,
+        claim_seconds: float = 60.0,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        self.dsn = dsn
+        self.first_poll_delay = first_poll_delay
+        self.claim_seconds = claim_seconds
+        self.min_size, self.max_size = min_size, max_size
+        self._pool: Any = None
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        # Optional dependency, imported only when a PostgreSQL store is configured.
+        asyncpg: Any = importlib.import_module("asyncpg")
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.min_size, max_size=self.max_size
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise OSError(
+                f"store.postgres_dsn: cannot connect ({type(exc).__name__}: {exc}); "
+                "check host, port, database and credentials"
+            ) from exc
+        async with self._pool.acquire() as db, db.transaction():
+            await db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            await db.execute(_SCHEMA)
+            version = await db.fetchval("SELECT max(version) FROM gateway_schema_version")
+            if version is None:
+                await db.execute(
+                    "INSERT INTO gateway_schema_version (version) VALUES ($1)", SCHEMA_VERSION
+                )
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"store.postgres_dsn: schema version {version} is newer than this "
+                    f"gateway's {SCHEMA_VERSION}; upgrade the gateway"
+                )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _db(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the store is not open; use `async with PostgresStore(dsn)`")
+        return self._pool
+
+    async def find_start(self, key: str) -> str | None:
+        value = await self._db().fetchval(
+            "SELECT workflow_id FROM gateway_starts WHERE key = $1", key
+        )
+        return None if value is None else str(value)
+
+    async def record_start(
+        self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
+    ) -> str:
+        now = time.time()
+        async with self._db().acquire() as db, db.transaction():
+            inserted = await db.fetchval(
+                "INSERT INTO gateway_starts (key, workflow_id, rule, created_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING workflow_id",
+                key,
+                workflow_id,
+                rule,
+                now,
+            )
+            if inserted is None:
+                existing = await db.fetchval(
+                    "SELECT workflow_id FROM gateway_starts WHERE key = $1", key
+                )
+                return str(existing)
+            if track is not None:
+                await db.execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, now))
+            return workflow_id
+
+    async def track(self, workflow_id: str, track: TrackRequest) -> None:
+        await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))
+
+    def _outbox_row(self, workflow_id: str, track: TrackRequest, now: float) -> tuple[Any, ...]:
+        return (
+            workflow_id,
+            track.destination,
+            ",".join(sorted(track.statuses)),
+            track.rule,
+            track.source_event_id,
+            track.source,
+            track.reply_correlation_id,
+            now + self.first_poll_delay,
+            now,
+        )
+
+    async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
+        """Claim up to `limit` due rows for this replica, oldest first."""
+        rows = await self._db().fetch(_CLAIM, now, limit, now + self.claim_seconds)
+        rows = sorted(rows, key=lambda r: r["was_due"])
+        return [_pending(row) for row in rows]
+
+    async def next_due_at(self) -> float | None:
+        value = await self._db().fetchval("SELECT min(next_poll_at) FROM gateway_outbox")
+        return None if value is None else float(value)
+
+    async def reschedule(
+        self, workflow_id: str, next_poll_at: float, last_status: str | None
+    ) -> None:
+        await self._db().execute(
+            "UPDATE gateway_outbox SET next_poll_at = $1, last_status = $2,"
+            " attempts = attempts + 1 WHERE workflow_id = $3",
+            next_poll_at,
+            last_status,
+            workflow_id,
+        )
+
+    async def mark_published(self, workflow_id: str) -> None:
+        await self._db().execute("DELETE FROM gateway_outbox WHERE workflow_id = $1", workflow_id)
+
+    async def pending_count(self) -> int:
+        return int(await self._db().fetchval("SELECT count(*) FROM gateway_outbox"))
+
+    async def purge_starts(self, older_than: float) -> int:
+        status = await self._db().execute(
+            "DELETE FROM gateway_starts WHERE created_at < $1", older_than
+        )
+        return int(str(status).rsplit(" ", 1)[-1])
+
+
+def _pending(row: Any) -> PendingCompletion:
+    request = TrackRequest(
+        destination=row["destination"],
+        statuses=frozenset(s for s in row["statuses"].split(",") if s),
+        rule=row["rule"],
+        source_event_id=row["source_event_id"],
+        source=row["source"],
+        reply_correlation_id=row["reply_correlation_id"],
+    )
+    return PendingCompletion(
+        row["workflow_id"],
+        request,
+        int(row["attempts"]),
+        float(row["was_due"]),
+        row["last_status"],
+    )

@@ -1,0 +1,113 @@
+"""The Store contract, run against both stores: SQLite (default) and PostgreSQL (shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.store.base import TrackRequest
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+TRACK = TrackRequest(
+    destination="amqp:replies",
+    statuses=frozenset({"COMPLETED", "TIMED_OUT"}),
+    rule="rpc",
+    source_event_id="amqp:requests:m-1",
+    source="amqp:requests",
+    reply_correlation_id="corr-9",
+)
+
+StoreFactory = Callable[[], Any]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "g.db", first_poll_delay=0.0)
+    dsn = request.getfixturevalue("postgres_dsn")
+    return lambda: PostgresStore(dsn, first_poll_delay=0.0)
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> AsyncIterator[Any]:
+    async with make_store() as s:
+        yield s
+
+
+async def test_record_start_keeps_the_first_workflow_and_one_outbox_row(store: Any) -> None:
+    assert await store.find_start("k") is None
+    assert await store.record_start("k", "wf-a", "rpc", TRACK) == "wf-a"
+    assert await store.record_start("k", "wf-b", "rpc", TRACK) == "wf-a"
+    assert await store.find_start("k") == "wf-a"
+    assert await store.pending_count() == 1
+
+
+async def test_concurrent_starts_of_one_key_agree_on_one_winner(store: Any) -> None:
+    results = await asyncio.gather(
+        *(store.record_start("same", f"wf-{i}", "rpc", TRACK) for i in range(30))
+    )
+    assert len(set(results)) == 1
+    assert await store.pending_count() == 1
+
+
+async def test_outbox_rows_roundtrip_and_come_due_oldest_first(store: Any) -> None:
+    for i in range(4):
+        await store.track(f"wf-{i}", TRACK)
+    now = time.time()
+    await store.reschedule("wf-0", now + 60, "RUNNING")
+    await store.reschedule("wf-2", now - 100, "PAUSED")
+    rows = await store.due(now + 1, 2)
+    assert [r.workflow_id for r in rows] == ["wf-2", "wf-1"]
+    assert rows[0].request == TRACK
+    assert (rows[0].attempts, rows[0].last_status) == (1, "PAUSED")
+    await store.mark_published("wf-2")
+    assert await store.pending_count() == 3
+
+
+async def test_record_start_without_tracking_adds_no_row(store: Any) -> None:
+    await store.record_start("k", "wf", "rpc")
+    assert await store.pending_count() == 0
+
+
+async def test_state_survives_close_and_reopen(make_store: StoreFactory) -> None:
+    async with make_store() as store:
+        await asyncio.gather(
+            *(store.record_start(f"k{i}", f"wf-{i}", "rpc", TRACK) for i in range(100))
+        )
+        await store.mark_published("wf-5")
+    async with make_store() as store:
+        assert await store.find_start("k99") == "wf-99"
+        assert await store.pending_count() == 99
+        ids = {r.workflow_id for r in await store.due(time.time() + 1, 500)}
+    assert len(ids) == 99 and "wf-5" not in ids
+
+
+async def test_purge_forgets_old_dedupe_records(store: Any) -> None:
+    await store.record_start("old", "wf", "rpc")
+    assert await store.purge_starts(time.time() + 1) == 1
+    assert await store.find_start("old") is None
+
+
+async def test_postgres_replicas_claim_disjoint_rows(postgres_dsn: str) -> None:
+    async with (
+        PostgresStore(postgres_dsn, first_poll_delay=0.0) as one,
+        PostgresStore(postgres_dsn, first_poll_delay=0.0, claim_seconds=0.3) as two,
+    ):
+        for i in range(50):
+            await one.track(f"wf-{i}", TRACK)
+        now = time.time()
+        first, second = await asyncio.gather(one.due(now, 30), two.due(now, 30))
+        a = {r.workflow_id for r in first}
+        b = {r.workflow_id for r in second}
+        assert not a & b and len(a | b) == 50
+        # A replica that claimed rows and died: they come due again after its claim.
+        assert await one.due(now, 100) == []
+        await asyncio.sleep(0.4)
+        again = {r.workflow_id for r in await one.due(time.time(), 100)}
+        assert again == b
