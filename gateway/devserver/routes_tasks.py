@@ -35,6 +35,7 @@ class TaskRoutes:
         router.add_get(p + "/poll/batch/{type}", self.batch_poll)
         router.add_get(p + "/poll/{type}", self.poll)
         router.add_post(p, self.update)
+        router.add_post(f"{p}/update-v2", self.update_v2)
         router.add_post(p + "/{wf}/{status}/signal", self.signal)
         router.add_post(p + "/{wf}/{status}/signal/sync", self.signal_sync)
         router.add_post(p + "/{wf}/{ref}/{status}", self.update_by_ref)
@@ -71,6 +72,15 @@ class TaskRoutes:
     async def update(self, request: web.Request) -> web.Response:
         result = parse_model(TaskResult, await read_object(request), "updateTask")
         return text_response(self.ops.update(result))
+
+    async def update_v2(self, request: web.Request) -> web.Response:
+        """TaskResource.updateTaskV2: update, then hand out the next task of the same type."""
+        result = parse_model(TaskResult, await read_object(request), "updateTaskV2")
+        self.ops.update(result)
+        task = self.ops.get_task(result.task_id)
+        assert task is not None
+        polled = self.ops.poll(task.workflow_task.name, result.worker_id, task.domain)
+        return json_response(polled[0].to_json()) if polled else no_content()
 
     async def update_by_ref(self, request: web.Request) -> web.Response:
         body = await read_object(request)

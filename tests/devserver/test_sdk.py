@@ -7,8 +7,10 @@ event loop. This is the evidence that the wire contract (§1-§4) is what real c
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from conductor.client.automator.task_runner import TaskRunner
 from conductor.client.configuration.configuration import Configuration
 from conductor.client.configuration.settings.authentication_settings import (
     AuthenticationSettings,
@@ -22,6 +24,7 @@ from conductor.client.http.models import (
     WorkflowTask,
 )
 from conductor.client.orkes_clients import OrkesClients
+from conductor.client.worker.worker import Worker
 
 from gateway.devserver.clock import ManualClock
 from gateway.devserver.server import DevServer
@@ -112,6 +115,33 @@ async def test_official_sdk_lifecycle_against_oss_flavour() -> None:
     async with DevServer(port=0) as server:
         ids = await asyncio.to_thread(_lifecycle, server.url)
         assert server.engine.get(ids["running"]).status == "RUNNING"
+
+
+def _run_worker(url: str, workflow_ids: list[str]) -> list[str]:
+    """The SDK's own worker loop (batch poll, execute, update-v2) until the workflows finish."""
+    config = Configuration(server_api_url=url)
+    worker = Worker(
+        "sdk_task", lambda task: {"result": task.input_data["x"] * 10}, poll_interval=0.01
+    )
+    runner = TaskRunner(worker, config)
+    wf = OrkesClients(config).get_workflow_client()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        runner.run_once()
+        statuses = [wf.get_workflow(i, include_tasks=False).status for i in workflow_ids]
+        if all(s == "COMPLETED" for s in statuses):
+            break
+    return [str(wf.get_workflow(i).output["result"]) for i in workflow_ids]
+
+
+async def test_official_sdk_worker_runner_completes_tasks() -> None:
+    """§4.14 worker protocol via the SDK's TaskRunner: batch poll, POST /tasks/update-v2."""
+    async with DevServer(port=0) as server:
+        clients = _clients(server.url)
+        await asyncio.to_thread(_register, clients)
+        ids = [await asyncio.to_thread(_start, clients, x) for x in (1, 2, 3)]
+        results = await asyncio.to_thread(_run_worker, server.url, ids)
+        assert results == ["10", "20", "30"]
 
 
 def _orkes_flow(url: str, auth: AuthenticationSettings) -> None:

@@ -114,3 +114,20 @@ async def test_section4_15_sync_signal_returns_next_blocking_state(api: Api) -> 
     assert [t["status"] for t in run["tasks"]] == ["COMPLETED", "IN_PROGRESS"]
     run = (await api.http.post(f"/tasks/{wf_id}/COMPLETED/signal/sync", json={})).json()
     assert run["status"] == "COMPLETED"
+
+
+async def test_update_v2_returns_next_task_or_204(api: Api) -> None:
+    """TaskResource.updateTaskV2: update, then the next task of the same type (204 if none)."""
+    await api.workflow_def("wf", [simple("t")])
+    await api.start("wf")
+    await api.start("wf")
+    first = await api.poll("t", workerid="w")
+    assert first is not None
+    body = {"taskId": first["taskId"], "status": "COMPLETED", "workerId": "w"}
+    r = await api.http.post("/tasks/update-v2", json=body)
+    assert r.status_code == 200 and r.json()["taskId"] != first["taskId"]
+    second = r.json()
+    assert second["status"] == "IN_PROGRESS" and second["workerId"] == "w"
+    body = {"taskId": second["taskId"], "status": "COMPLETED", "workerId": "w"}
+    r = await api.http.post("/tasks/update-v2", json=body)
+    assert r.status_code == 204
