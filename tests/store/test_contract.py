@@ -111,3 +111,16 @@ async def test_postgres_replicas_claim_disjoint_rows(postgres_dsn: str) -> None:
         await asyncio.sleep(0.4)
         again = {r.workflow_id for r in await one.due(time.time(), 100)}
         assert again == b
+
+
+def test_settings_pick_the_store(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from gateway.settings import Settings
+    from gateway.store.factory import build_store
+
+    sqlite = build_store(Settings(store={"sqlite_path": tmp_path / "x.db"}))
+    assert isinstance(sqlite, SqliteStore) and sqlite.path == tmp_path / "x.db"
+    dsn = SecretStr("postgresql://gw@db/gateway")
+    postgres = build_store(Settings(store={"postgres_dsn": dsn}))
+    assert isinstance(postgres, PostgresStore)
