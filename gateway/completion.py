@@ -198,3 +198,53 @@ def build_reply(
 def reply_destination(reply_to: str) -> Destination:
     """An AMQP reply-to names a queue on the default exchange."""
     return Destination("amqp", "", reply_to)
+
+
+def build_listener_event(
+    message: Mapping[str, Any], trigger: Trigger, statuses: frozenset[str] = TERMINAL
+) -> CompletionEvent | None:
+    """Relay: the CloudEvent for one message of Conductor's Kafka status listener, or None.
+
+    The listener's value is `{"workflowName", "eventType", "payload": WorkflowSummary}`
+    (conductor-api.md §6.1). FAILED and TIMED_OUT arrive as eventType `terminated`, so the
+    status is taken from the payload; `finalized` repeats completed/terminated and is skipped.
+    The event is the same one the tracker would publish (same id), so both paths deduplicate.
+    """
+    payload = message.get("payload")
+    if message.get("eventType") == "finalized" or not isinstance(payload, Mapping):
+        return None
+    status = str(payload.get("status") or "")
+    workflow_id = str(payload.get("workflowId") or "")
+    if status not in statuses or not workflow_id:
+        return None
+    end = _epoch_ms(payload.get("endTime"))
+    output = payload.get("output")
+    return _event(
+        workflow_id=workflow_id,
+        status=status,
+        when=end or _epoch_ms(payload.get("updateTime")),
+        data={
+            "workflowId": workflow_id,
+            "workflowType": payload.get("workflowType") or message.get("workflowName"),
+            "version": payload.get("version"),
+            "status": status,
+            "correlationId": payload.get("correlationId"),
+            "output": output if isinstance(output, dict) else {},
+            "reasonForIncompletion": payload.get("reasonForIncompletion"),
+            "startTime": _epoch_ms(payload.get("startTime")),
+            "endTime": end,
+        },
+        trigger=trigger,
+    )
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """Conductor summaries give times as epoch ms or ISO strings (`...T12:00:00.000Z`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value:
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return None
+    return None

@@ -121,3 +121,34 @@ def test_reply_for_a_synchronous_run() -> None:
     assert document["data"]["workflowType"] == "quote"
     assert document["data"]["triggerEventId"] == "amqp:requests:m-1"
     assert str(reply_destination("amq.gen-abc")) == "amqp:amq.gen-abc"
+
+
+def test_status_listener_message_relays_as_the_same_event() -> None:
+    from gateway.completion import build_listener_event
+
+    message = {
+        "workflowName": "order_flow",
+        "eventType": "terminated",  # how the listener reports a TIMED_OUT workflow
+        "payload": {
+            "workflowId": "wf-123",
+            "workflowType": "order_flow",
+            "version": 2,
+            "status": "TIMED_OUT",
+            "correlationId": "order-9",
+            "output": {"total": 12.5},
+            "reasonForIncompletion": "task timed out",
+            "startTime": "2025-11-27T00:00:00.000Z",
+            "endTime": "2025-11-27T00:01:01.234Z",
+        },
+    }
+    event = build_listener_event(message, TRIGGER)
+    assert event is not None
+    assert dict(event.attributes) == EXPECTED_ATTRIBUTES
+    assert dict(event.data) == EXPECTED_DATA
+    assert build_listener_event({**message, "eventType": "finalized"}, TRIGGER) is None
+    running = {
+        **message,
+        "eventType": "started",
+        "payload": {"workflowId": "w", "status": "RUNNING"},
+    }
+    assert build_listener_event(running, TRIGGER) is None  # not asked for
