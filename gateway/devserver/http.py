@@ -77,6 +77,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except web.HTTPNotFound:
         return json_response(error_body(404, f"No static resource {request.path[1:]}."), 404)
+    except web.HTTPException as exc:  # e.g. 413 for a body over the size limit
+        return json_response(error_body(exc.status, exc.reason), exc.status)
     except Exception as exc:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(error_body(500, f"{type(exc).__name__}: {exc}"), 500)

@@ -284,3 +284,25 @@ async def test_workflow_timeout_applies_again_after_restart(timed: Api, clock: M
     clock.advance(1)
     timed.server.tasks.sweep()
     assert await timed.status(wf_id) == "TIMED_OUT"
+
+
+async def test_concurrent_starts_and_polls_hand_each_task_out_once(api: Api) -> None:
+    """Correct under concurrent requests: no task is handed to two workers, none is lost."""
+    await api.workflow_def("wf", [simple("t")])
+    ids = await asyncio.gather(*(api.start("wf", {"i": i}) for i in range(100)))
+    seen: list[str] = []
+
+    async def worker() -> None:
+        while True:
+            r = await api.http.get("/tasks/poll/batch/t", params={"count": 3, "timeout": 50})
+            tasks = r.json()
+            if not tasks:
+                return
+            for task in tasks:
+                seen.append(task["taskId"])
+                await api.complete(task)
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    assert len(seen) == len(set(seen)) == 100
+    statuses = await asyncio.gather(*(api.status(i) for i in ids))
+    assert set(statuses) == {"COMPLETED"}

@@ -37,3 +37,10 @@ async def test_section1_3_invalid_status_in_path_is_500(api: Api) -> None:
 async def test_section1_2_error_body_omits_nulls(api: Api) -> None:
     r = await api.http.get("/workflow/does-not-exist")
     assert set(r.json()) == {"status", "message", "instance", "retryable"}
+
+
+async def test_section1_2_oversized_body_is_413_json(api: Api) -> None:
+    """Input size limit: bodies over 1 MiB are refused with a JSON error body."""
+    big = {"name": "wf", "input": {"blob": "x" * (2 * 1024 * 1024)}}
+    r = await api.http.post("/workflow", json=big)
+    assert r.status_code == 413 and r.json()["status"] == 413

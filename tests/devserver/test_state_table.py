@@ -236,10 +236,9 @@ async def test_section7_retry_restart_rerun_keep_the_workflow_id(harness: Harnes
     assert wf["endTime"] == 0 and wf["output"] == {} and len(wf["tasks"]) == 1
 
 
+@pytest.mark.parametrize("harness", ["oss"], indirect=True)
 async def test_section7_variables_endpoint_absent_in_oss(harness: Harness) -> None:
     """§4.6 / §8.6: POST /workflow/{id}/variables does not exist in OSS (404)."""
-    if harness.server.flavor != "oss":
-        pytest.skip("OSS only")
     wf_id = await harness.in_state("RUNNING")
     r = await harness.apply("variables", wf_id)
     assert r.status_code == 404 and r.json()["status"] == 404
