@@ -85,19 +85,26 @@ def parse_rules(text: str, *, file: str = "<rules>") -> RuleSet:
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines: dict[Loc, int] = {}
+        if node is not None:
+            _record_lines(node, (), lines, file)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleError(f"not valid YAML: {problem}", file=file, line=line) from None
-    lines: dict[Loc, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines, file)
     return data, lines
 
 
+MAX_YAML_NODES = 200_000  # aliases can multiply a small file (a "billion laughs" file)
+
+
 def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
+    if len(lines) > MAX_YAML_NODES:
+        raise RuleError(
+            f"has more than {MAX_YAML_NODES} values (too many YAML aliases?)", file=file
+        )
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()

@@ -191,3 +191,13 @@ rules:
         a.action.target.render({"body": {}})  # type: ignore[union-attr]
     with pytest.raises(TemplateError, match="must be a string, got null"):
         b.action.target.render({"body": {}})  # type: ignore[union-attr]
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdef", "bcdefg", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RuleError, match="too many YAML aliases"):
+        load_rules(bomb)

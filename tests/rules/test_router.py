@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gateway.errors import EventError, TemplateError
+from gateway.rules.loader import load_rules
 from gateway.rules.router import Router
 
 from .helpers import amqp_event, kafka_event, rules, text_event
@@ -151,3 +157,49 @@ def test_explain_says_why_each_rule_did_not_match() -> None:
 def test_routing_does_not_explain_unless_asked() -> None:
     result = router().route(kafka_event({"type": "OrderPaid"}))
     assert result.misses == ()
+
+
+# --- properties ----------------------------------------------------------------------------
+
+
+EXAMPLE = Router(load_rules(Path(__file__).resolve().parents[2] / "config" / "rules.yaml"))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "orderId", "items", "total", "status", "amount", "x"]),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
+bodies = (
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["OrderCreated", "OrderCancelled"]) | json_values},
+        optional={
+            "orderId": json_values,
+            "items": json_values,
+            "total": json_values,
+            "status": st.sampled_from(["captured", "CAPTURED"]) | json_values,
+            "amount": json_values,
+            "paymentId": json_values,
+        },
+    )
+    | json_values
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies, queue=st.sampled_from(["orders", "payments", "quotes"]))
+def test_routing_arbitrary_json_never_raises(body: object, queue: str) -> None:
+    """Whatever the body, routing ends in plans, declared failures or no match."""
+    if queue == "orders":
+        event = kafka_event(body)
+    else:
+        event = amqp_event(body, queue=queue, headers={"type": "quote.x"}, message_id="m")
+    result = EXAMPLE.route(event, explain=True)
+    for failure in result.failures:
+        assert isinstance(failure.error, TemplateError | EventError)
+    assert len(result.plans) + len(result.failures) <= 1
