@@ -19,10 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import SecretStr
 
+from gateway.conductor.wire import Reply
 from gateway.errors import ConductorError, Unauthorized
 
 log = logging.getLogger("gateway.conductor.auth")
@@ -33,7 +33,7 @@ EARLY = 60.0  # refresh this many seconds before exp, or at 90% of short lifetim
 TOKEN_ERRORS = frozenset({"EXPIRED_TOKEN", "INVALID_TOKEN"})
 
 # Sends a POST of a JSON body to a path under the API base, without auth; returns the answer.
-Send = Callable[[str, bytes], Awaitable[httpx.Response]]
+Send = Callable[[str, bytes], Awaitable[Reply]]
 
 
 class TokenAuth:
@@ -104,7 +104,7 @@ class TokenAuth:
         self._refresh_at = now + max(0.0, min(lifetime - EARLY, lifetime * 0.9))
 
 
-def _token_from(response: httpx.Response) -> str:
+def _token_from(response: Reply) -> str:
     try:
         token = orjson.loads(response.content).get("token")
     except (orjson.JSONDecodeError, AttributeError):
@@ -128,7 +128,7 @@ def jwt_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
-def is_token_error(response: httpx.Response) -> bool:
+def is_token_error(response: Reply) -> bool:
     """401/403 whose body names an expired or invalid token: refresh and try once more."""
     if response.status_code not in (401, 403):
         return False

@@ -13,7 +13,6 @@ retried, and when, is explained in `gateway.conductor.session`.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -41,7 +40,7 @@ from gateway.conductor.models import (
 )
 from gateway.conductor.query import Query
 from gateway.conductor.session import Session
-from gateway.conductor.transport import AiohttpTransport
+from gateway.conductor.wire import make_wire
 from gateway.errors import BadRequest, NotFound
 from gateway.settings import ConductorSettings
 
@@ -79,12 +78,9 @@ class ConductorClient:
 
             secret = key_secret if isinstance(key_secret, SecretStr) else SecretStr(key_secret)
             auth = TokenAuth(key_id, secret)
-        http = httpx.AsyncClient(
-            transport=_transport(transport, max_connections, ca_file), follow_redirects=False
-        )
         self._session = Session(
             url,
-            http,
+            make_wire(transport, max_connections, ca_file),
             auth=auth,
             timeout=timeout,
             max_retries=max_retries,
@@ -124,7 +120,6 @@ class ConductorClient:
 
     async def aclose(self) -> None:
         await self._session.aclose()
-        await self._session.http.aclose()
 
     # -- readiness and capabilities ---------------------------------------------------------
 
@@ -604,17 +599,3 @@ def _pending_task(tasks: Sequence[Task], task_ref: str | None) -> Task | None:
         if task_ref is not None and (ref == task_ref or ref.rsplit("__", 1)[0] == task_ref):
             return task
     return None
-
-
-def _transport(
-    choice: httpx.AsyncBaseTransport | str, max_connections: int, ca_file: str | None
-) -> httpx.AsyncBaseTransport:
-    if isinstance(choice, httpx.AsyncBaseTransport):
-        return choice
-    context = ssl.create_default_context(cafile=ca_file)  # verification always on
-    if choice == "aiohttp":
-        return AiohttpTransport(max_connections=max_connections, ssl_context=context)
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return httpx.AsyncHTTPTransport(verify=context, limits=limits)

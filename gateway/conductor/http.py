@@ -1,31 +1,31 @@
-"""The boundary between httpx and the gateway: transport errors and HTTP statuses become the
-`gateway.errors` tree here, and nowhere else.
+"""Conductor's answers, read the way the REST contract says: status codes become the
+`gateway.errors` tree (message built from Conductor's error body), text/plain ids are read as
+text, and empty or 204 bodies are never parsed as JSON.
 
 Whether a failed request may be retried depends on whether it can have reached Conductor:
-`ConnectFailed` (connection refused or not opened in time) and 429/503 never did, so any
-operation may retry them; a read timeout, a reset after sending, 502, 504 or a retryable 500
-may have taken effect, so only idempotent operations retry those.
+`ConnectFailed` (connection refused or not opened in time) and `Throttled` (429, 503) never
+did, so any operation may retry them; a read timeout, a reset after sending, 502, 504 or a
+retryable 500 may have taken effect, so only idempotent operations retry those.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from gateway.errors import (
     BadRequest,
     ConductorError,
-    ConductorTimeout,
     ConductorUnavailable,
     Conflict,
     NotFound,
     ServerError,
     Unauthorized,
 )
+
+if TYPE_CHECKING:
+    from gateway.conductor.wire import Reply
 
 
 class ConnectFailed(ConductorUnavailable):
@@ -45,27 +45,7 @@ def never_sent(exc: ConductorError) -> bool:
     return isinstance(exc, ConnectFailed | Throttled)
 
 
-@contextlib.contextmanager
-def translate_transport_errors(method: str, url: str) -> Iterator[None]:
-    """Turn httpx's transport exceptions into ConductorTimeout / ConductorUnavailable."""
-    where = f"{method} {url}"
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise ConnectFailed(
-            f"{where}: cannot connect to Conductor: {exc or type(exc).__name__}"
-        ) from exc
-    except httpx.TimeoutException as exc:
-        raise ConductorTimeout(
-            f"{where}: no answer within the request timeout; it may or may not have taken effect"
-        ) from exc
-    except httpx.TransportError as exc:
-        raise ConductorUnavailable(
-            f"{where}: connection failed: {exc or type(exc).__name__}"
-        ) from exc
-
-
-def error_body(response: httpx.Response) -> dict[str, Any]:
+def error_body(response: Reply) -> dict[str, Any]:
     """Conductor's error body as a dict; {} when it is empty or not a JSON object."""
     if not response.content:
         return {}
@@ -89,12 +69,12 @@ def describe(method: str, url: str, status: int, body: dict[str, Any]) -> str:
     return f"{method} {url}: {status} {message}"
 
 
-def raise_for_status(response: httpx.Response) -> None:
+def raise_for_status(response: Reply) -> None:
     """Raise the ConductorError subclass for a non-2xx response; return for 2xx."""
     status = response.status_code
     if status < 400:
         return
-    method, url = response.request.method, response.request.url.path
+    method, url = response.method, response.path
     body = error_body(response)
     message = describe(method, url, status, body)
     if status in (429, 503):
@@ -126,7 +106,7 @@ def _retryable(status: int, body: dict[str, Any]) -> bool | None:
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
@@ -134,7 +114,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def text_id(response: httpx.Response) -> str | None:
+def text_id(response: Reply) -> str | None:
     """A text/plain id (start, rerun, task update); None for an empty 200 body."""
     text = response.text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':  # tolerate a JSON-quoted string
@@ -142,7 +122,7 @@ def text_id(response: httpx.Response) -> str | None:
     return text or None
 
 
-def json_body(response: httpx.Response) -> Any:
+def json_body(response: Reply) -> Any:
     """The JSON body; None for 204 or an empty body (never response.json() on those)."""
     if response.status_code == 204 or not response.content.strip():
         return None
@@ -150,7 +130,7 @@ def json_body(response: httpx.Response) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
         raise ServerError(
-            f"{response.request.method} {response.request.url.path}: "
+            f"{response.method} {response.path}: "
             f"{response.status_code} answer is not JSON: {response.text[:200]!r}",
             status=response.status_code,
         ) from exc

@@ -23,16 +23,11 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
-from gateway.conductor.http import (
-    Throttled,
-    never_sent,
-    raise_for_status,
-    translate_transport_errors,
-)
+from gateway.conductor.http import Throttled, never_sent, raise_for_status
+from gateway.conductor.wire import Reply, Wire
 from gateway.errors import ConductorError, ConductorUnavailable
 
 log = logging.getLogger("gateway.conductor")
@@ -44,12 +39,12 @@ TEXT = "text/plain, application/json"
 
 
 class Session:
-    """Sends requests below `base_url` (which ends in /api) through an httpx.AsyncClient."""
+    """Sends requests below `base_url` (which ends in /api) over a Wire."""
 
     def __init__(
         self,
         base_url: str,
-        http: httpx.AsyncClient,
+        wire: Wire,
         *,
         auth: TokenAuth | None = None,
         timeout: float = 10.0,
@@ -58,7 +53,7 @@ class Session:
         backoff_cap: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = http
+        self.wire = wire
         self.auth = auth
         self.timeout = timeout
         self.max_retries = max_retries
@@ -111,6 +106,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
+        await self.wire.aclose()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -124,7 +120,7 @@ class Session:
         accept_text: bool = False,
         idempotent: bool,
         timeout: float | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send with auth, map errors, retry transient failures where safe; 2xx or raise."""
         content = None if json is None else orjson.dumps(json)
         accept = TEXT if accept_text else JSON
@@ -161,7 +157,7 @@ class Session:
         content: bytes | None,
         accept: str,
         timeout: float,
-    ) -> httpx.Response:
+    ) -> Reply:
         headers = await self._auth_headers()
         response = await self._send_once(method, path, params, content, accept, headers, timeout)
         if self.auth is not None and is_token_error(response):
@@ -178,7 +174,7 @@ class Session:
             return {}
         return await self.auth.headers(self.post_token)
 
-    async def post_token(self, path: str, body: bytes) -> httpx.Response:
+    async def post_token(self, path: str, body: bytes) -> Reply:
         return await self._send_once("POST", path, None, body, JSON, {}, self.timeout)
 
     async def _send_once(
@@ -190,21 +186,14 @@ class Session:
         accept: str,
         headers: dict[str, str],
         timeout: float,
-    ) -> httpx.Response:
+    ) -> Reply:
         all_headers = {"Accept": accept, **headers}
         if content is not None:
             all_headers["Content-Type"] = JSON
-        request = self.http.build_request(
-            method,
-            self.base_url + path,
-            params=params,
-            content=content,
-            headers=all_headers,
-            timeout=timeout,
-        )
         try:
-            with translate_transport_errors(method, request.url.path):
-                response = await self.http.send(request)
+            response = await self.wire.send(
+                method, self.base_url + path, params, all_headers, content, timeout
+            )
         except ConductorUnavailable as exc:
             self._mark_down(str(exc))
             raise
