@@ -68,6 +68,7 @@ class Job:
     key: str | None = None
     unmatched: str | None = None  # the rule set's on_unmatched policy when no rule applied
     done: set[int] = field(default_factory=set)  # plans already executed (not repeated)
+    retried: bool = False  # a call failed before: it may have taken effect (ambiguous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,7 @@ class Pipeline:
             try:
                 outcome = await self._dispatch(job, attempts)
             except RetryLater as retry:
+                job.retried = True
                 if await self._conductor_down(retry):
                     continue  # Conductor was unreachable: not the message's fault
                 attempts += 1
@@ -186,7 +188,8 @@ class Pipeline:
         if job.unmatched is not None:
             return self._unmatched(job.unmatched)
         delivery = job.delivery
-        ctx = Context(delivery.event, delivery.suspect or attempts > 0, delivery.first_seen)
+        suspect = delivery.suspect or attempts > 0 or job.retried
+        ctx = Context(delivery.event, suspect, delivery.first_seen)
         outcome = "done"
         for index, plan in enumerate(job.plans):
             if index in job.done:

@@ -48,14 +48,12 @@ class PartitionWindow:
     finished: set[int] = field(default_factory=set)
     next_offset: int | None = None  # first offset not settled: what to commit
     committed: int | None = None
-    first_offset: int | None = None  # first offset fetched since assignment
+    suspect_below: int | None = None  # high-water mark at the first fetch after assignment
     last_progress: float = field(default_factory=time.monotonic)
     ordered: Ordered = field(default_factory=Ordered)
     revoked: bool = False
 
     def add(self, offset: int) -> None:
-        if self.first_offset is None:
-            self.first_offset = offset
         self.pending.append(offset)
         if self.next_offset is None:
             self.next_offset = offset
@@ -195,8 +193,11 @@ class KafkaSource:
 
     def _admit(self, window: PartitionWindow, record: Any) -> None:
         window.add(record.offset)
-        first = window.first_offset or 0
-        suspect = record.offset < first + 2 * self._settings.max_in_flight_per_partition
+        if window.suspect_below is None:
+            # Anything that existed when we took the partition over may have been processed by
+            # the previous owner without a commit (a crash, a lost revoke).
+            window.suspect_below = self.consumer.highwater(window.tp) or 0
+        suspect = record.offset < window.suspect_below
         event, error = to_event(record, self._limits)
         delivery = KafkaDelivery(window, event, error, suspect)
         job = self._pipeline.admit(delivery)

@@ -1,0 +1,171 @@
+"""Faults: Conductor unreachable mid-stream, and the gateway killed with SIGKILL mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gateway.conductor.client import ConductorClient
+from gateway.devserver.server import DevServer
+from tests.daemon.conftest import (
+    committed_and_end,
+    create_topic,
+    eventually,
+    make_settings,
+    producer,
+    running,
+    unique,
+    wait_workflow,
+    workflows_of,
+)
+from tests.daemon.proxy import TcpProxy
+
+pytestmark = pytest.mark.brokers
+
+
+def exactly_once_rules(topic: str, workflow: str) -> str:
+    # The correlation id is the event's identity (and its idempotency key), so a start whose
+    # answer was lost can be found again instead of repeated.
+    return f"""
+version: 1
+rules:
+  - name: start-order
+    source: {{topic: {topic}}}
+    idempotency_key: "${{body.id}}"
+    retry: {{initial_backoff: 0.2, max_backoff: 2.0, max_attempts: 100}}
+    start_workflow:
+      name: {workflow}
+      input: {{order: "${{body.id}}"}}
+      correlation_id: "${{body.id}}"
+"""
+
+
+async def produce_slowly(bootstrap: str, topic: str, count: int, partitions: int,
+                         per_second: float) -> None:  # fmt: skip
+    async with producer(bootstrap) as p:
+        for i in range(count):
+            body = json.dumps({"id": f"e{i}"}).encode()
+            await p.send(topic, body, key=f"k{i % 31}".encode(), partition=i % partitions)
+            if i % 10 == 9:
+                await p.flush()
+                await asyncio.sleep(10 / per_second)
+        await p.flush()
+
+
+def assert_one_workflow_per_event(found: list[object], count: int) -> None:
+    per_event = Counter(getattr(w, "correlation_id", None) for w in found)
+    duplicates = {cid: n for cid, n in per_event.items() if n > 1}
+    assert not duplicates, f"events with more than one workflow: {duplicates}"
+    assert len(per_event) == count
+
+
+async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    topic, workflow, count = unique("orders"), unique("order_flow"), 600
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(kafka_bootstrap, topic, 2)
+    async with TcpProxy("127.0.0.1", devserver.port) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}/api"
+        settings = make_settings(tmp_path, conductor_url=url, kafka_bootstrap=kafka_bootstrap,
+                                 conductor={"max_retries": 1, "request_timeout": 2.0})  # fmt: skip
+        async with running(settings, exactly_once_rules(topic, workflow)) as gateway:
+            feeding = asyncio.create_task(
+                produce_slowly(kafka_bootstrap, topic, count, 2, per_second=60)
+            )
+
+            async def some_started() -> bool:
+                return len(await workflows_of(conductor, workflow)) >= 100
+
+            await eventually(some_started, timeout=60)
+            await proxy.cut()
+            await asyncio.sleep(10)
+            assert gateway.pipeline is not None
+            paused = not gateway.pipeline.intake.is_set()
+            during = len(await workflows_of(conductor, workflow))
+            await proxy.restore()
+            await feeding
+
+            async def all_started() -> bool:
+                return len(await workflows_of(conductor, workflow)) >= count
+
+            await eventually(all_started, timeout=90)
+
+            async def all_committed() -> bool:
+                committed, end = await committed_and_end(
+                    kafka_bootstrap, settings.kafka.group_id, topic, 2
+                )
+                return committed == end
+
+            await eventually(all_committed, timeout=30)
+            dead = gateway.metrics.total("gateway_dead_letters_total")
+    assert paused, "intake was not paused while Conductor was unreachable"
+    assert during < count, "the outage happened after everything was processed"
+    assert dead == 0
+    await asyncio.sleep(0.5)  # a late duplicate would show up now
+    assert_one_workflow_per_event(await workflows_of(conductor, workflow), count)
+
+
+async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
+    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    topic, workflow, count = unique("orders"), unique("order_flow"), 1500
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(kafka_bootstrap, topic, 3)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(exactly_once_rules(topic, workflow))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        json.dumps({
+            "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": unique("gw"),
+                      "enable_idempotence": False, "session_timeout_ms": 6000,
+                      "group_instance_id": "gw-1"},
+            "conductor": {"url": devserver.url, "flavor": "oss"},
+            "store": {"sqlite_path": str(tmp_path / "gw.db")},
+            "admin": {"port": 0},
+            "rules_file": str(rules),
+            "logging": {"format": "text"},
+        })
+    )  # fmt: skip
+    async with producer(kafka_bootstrap) as p:
+        for i in range(count):
+            body = json.dumps({"id": f"e{i}"}).encode()
+            await p.send(topic, body, key=f"k{i % 31}".encode(), partition=i % 3)
+        await p.flush()
+    command = [sys.executable, "-m", "gateway", "run", "--config", str(config)]
+    first = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+    try:
+
+        async def some_started() -> bool:
+            return len(await workflows_of(conductor, workflow)) >= 300
+
+        await eventually(some_started, timeout=60)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    killed_at = len(await workflows_of(conductor, workflow))
+    assert killed_at < count, "the kill came after everything was processed"
+    second = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+    try:
+
+        async def all_started() -> bool:
+            return len(await workflows_of(conductor, workflow)) >= count
+
+        await eventually(all_started, timeout=120)
+        await asyncio.sleep(2)  # let redeliveries of the last batch settle
+        second.terminate()
+        assert await asyncio.wait_for(second.wait(), 40) == 0
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
+    assert_one_workflow_per_event(await workflows_of(conductor, workflow), count)
