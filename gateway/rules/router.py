@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.errors import EventError, TemplateError
 from gateway.events import Event
-from gateway.plan import Plan
+from gateway.plan import Destination, Plan
 from gateway.rules.ruleset import OnUnmatched, Rule, RuleSet
 
 MAX_CACHED_CHANNELS = 10_000
@@ -34,6 +34,7 @@ class Failure:
 
     rule: str
     error: TemplateError | EventError
+    dead_letter: Destination | None = None  # the rule's dead-letter target (or the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def _evaluate(
             return refused
     if event.body_error is not None and not rule.accept_raw_text:
         error = EventError(f"{event.body_error} (set accept_raw_text: true to take text)")
-        failures.append(Failure(rule.name, error))
+        failures.append(Failure(rule.name, error, rule.options.dead_letter))
         return None
     if not rule.pattern.matches(doc):
         return "match: " + (rule.pattern.mismatch(doc) or "no match") if explain else "match"
@@ -144,7 +145,7 @@ def _evaluate(
                 return f"condition: {rule.condition.source!r} is {_show(value)}"
         plans.append(rule.plan(doc, event))
     except TemplateError as exc:
-        failures.append(Failure(rule.name, exc))
+        failures.append(Failure(rule.name, exc, rule.options.dead_letter))
     return None
 
 

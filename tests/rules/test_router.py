@@ -203,3 +203,23 @@ def test_routing_arbitrary_json_never_raises(body: object, queue: str) -> None:
     for failure in result.failures:
         assert isinstance(failure.error, TemplateError | EventError)
     assert len(result.plans) + len(result.failures) <= 1
+
+
+def test_a_failure_carries_the_rule_dead_letter_target() -> None:
+    ruleset = rules(
+        """\
+        defaults: {dead_letter: "kafka:dlq"}
+        rules:
+          - name: own
+            source: {topic: orders}
+            match: {body: {kind: [own]}}
+            dead_letter: amqp:own-dlq
+            pause: {workflow_id: "${body.wf}"}
+          - name: default
+            source: {topic: orders}
+            pause: {workflow_id: "${body.wf}"}
+        """
+    )
+    r = Router(ruleset)
+    assert str(r.route(kafka_event({"kind": "own"})).failures[0].dead_letter) == "amqp:own-dlq"
+    assert str(r.route(kafka_event({"kind": "x"})).failures[0].dead_letter) == "kafka:dlq"
