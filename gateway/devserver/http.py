@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
 INSTANCE = socket.gethostname()
-AUTH_KEY: web.AppKey[TokenAuth | None] = web.AppKey("auth", TokenAuth | None)  # type: ignore[arg-type]
+AUTH_KEY: web.AppKey[TokenAuth | None] = web.AppKey("auth")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

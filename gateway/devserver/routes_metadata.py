@@ -66,8 +66,8 @@ class MetadataRoutes:
             raise validation_error("update.workflowDefs", "must be a JSON array", items)
         ok: list[str] = []
         failed: dict[str, str] = {}
-        for item in items:
-            definition = parse_model(WorkflowDef, item, "update")
+        definitions = [parse_model(WorkflowDef, item, "update") for item in items]
+        for definition in definitions:
             try:
                 self.metadata.register_workflow(definition, True, self.engine.now())
                 ok.append(definition.name)

@@ -119,8 +119,10 @@ def search(
         for wf in workflows
         if all(c.matches(wf) for c in clauses) and (needle is None or _contains(wf, needle))
     ]
+    # Stable sorts from the last key to the first give the multi-key order.
     for name, descending in reversed(parse_sort(sort)):
-        hits.sort(key=lambda wf, n=name: _sort_key(_FIELDS[n](wf)), reverse=descending)  # type: ignore[misc]
+        field = _FIELDS[name]
+        hits.sort(key=lambda wf: _sort_key(field(wf)), reverse=descending)
     return len(hits), hits[max(start, 0) : max(start, 0) + max(size, 0)]
 
 

@@ -10,9 +10,16 @@ from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
 
 TERMINAL_WORKFLOW = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 TERMINAL_TASK = frozenset(
-    {"CANCELED", "FAILED", "FAILED_WITH_TERMINAL_ERROR", "COMPLETED", "COMPLETED_WITH_ERRORS",
-     "TIMED_OUT", "SKIPPED"}
-)  # fmt: skip
+    {
+        "CANCELED",
+        "FAILED",
+        "FAILED_WITH_TERMINAL_ERROR",
+        "COMPLETED",
+        "COMPLETED_WITH_ERRORS",
+        "TIMED_OUT",
+        "SKIPPED",
+    }
+)
 SUCCESSFUL_TASK = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "SKIPPED"})
 RETRIABLE_TASK = frozenset({"FAILED", "TIMED_OUT"})
 RESULT_STATUSES = frozenset(

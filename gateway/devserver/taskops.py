@@ -64,8 +64,8 @@ class TaskOps:
             )
             if running >= limit:
                 return False
-        return self._within_rate(task_def.name, task_def.rate_limit_per_frequency,
-                                 task_def.rate_limit_frequency_in_seconds, now)  # fmt: skip
+        per, seconds = task_def.rate_limit_per_frequency, task_def.rate_limit_frequency_in_seconds
+        return self._within_rate(task_def.name, per, seconds, now)
 
     def _within_rate(self, name: str, per: int | None, seconds: int | None, now: int) -> bool:
         if not per or per <= 0:
@@ -207,7 +207,8 @@ class TaskOps:
 
     def _on_timeout(self, wf: WorkflowRecord, task: TaskRecord) -> None:
         policy = task.task_def.timeout_policy
-        reason = f"Task timed out after {task.task_def.timeout_seconds} seconds. Timeout configured as {task.task_def.timeout_seconds} seconds. Timeout policy configured to {policy}"  # noqa: E501
+        seconds = task.task_def.timeout_seconds
+        reason = f"Task timed out after {seconds} seconds. Timeout policy configured to {policy}"
         if policy == "ALERT_ONLY":
             if task.reason_for_incompletion != reason:
                 log.warning("task %s: %s", task.task_id, reason)
