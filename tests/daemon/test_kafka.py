@@ -199,3 +199,45 @@ def gateway_command() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "gateway"]
+
+
+async def test_dlq_replay_reinjects_dead_letters_of_one_rule(
+    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    topic, dlq, workflow = unique("orders"), unique("orders-dlq"), unique("late_flow")
+    await create_topic(kafka_bootstrap, topic, 1)
+    await create_topic(kafka_bootstrap, dlq, 1)
+    rules = f"""
+version: 1
+defaults: {{dead_letter: "kafka:{dlq}"}}
+rules:
+  - name: start-late
+    source: {{topic: {topic}}}
+    start_workflow: {{name: {workflow}, correlation_id: "${{body.id}}"}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url,
+                             kafka_bootstrap=kafka_bootstrap)  # fmt: skip
+    config = tmp_path / "replay.yaml"
+    config.write_text(json.dumps({"kafka": {"bootstrap_servers": kafka_bootstrap,
+                                            "enable_idempotence": False}}))  # fmt: skip
+    async with running(settings, rules):
+        async with producer(kafka_bootstrap) as p:
+            for i in range(2):
+                await p.send_and_wait(topic, json.dumps({"id": f"late-{i}"}).encode())
+        await read_topic(kafka_bootstrap, dlq, 2)  # the workflow is not defined yet
+        await conductor.register_workflow_def(wait_workflow(workflow))
+        process = await asyncio.create_subprocess_exec(
+            *gateway_command(), "dlq", "replay", "--from", f"kafka:{dlq}",
+            "--rule", "start-late", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert "replayed 2" in out.decode()
+
+        async def started() -> bool:
+            return len(await workflows_of(conductor, workflow)) == 2
+
+        await eventually(started, timeout=30)
+    ids = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
+    assert ids == ["late-0", "late-1"]
