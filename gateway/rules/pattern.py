@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,11 +107,29 @@ class IgnoreCase:
 
 @dataclass(frozen=True, slots=True)
 class Wildcard:
+    """`*` = any run of characters. Matched by scanning the literal pieces left to right (no
+    regex backtracking), so an event cannot make matching slow: linear in the value's length
+    per piece."""
+
     source: str
-    regex: re.Pattern[str]
+    pieces: tuple[str, ...]  # the literal text between stars; one piece = no star
 
     def test(self, v: Any) -> bool:
-        return isinstance(v, str) and self.regex.fullmatch(v) is not None
+        if not isinstance(v, str):
+            return False
+        pieces = self.pieces
+        if len(pieces) == 1:
+            return v == pieces[0]
+        first, last = pieces[0], pieces[-1]
+        if len(v) < len(first) + len(last) or not v.startswith(first) or not v.endswith(last):
+            return False
+        pos, end = len(first), len(v) - len(last)
+        for piece in pieces[1:-1]:
+            found = v.find(piece, pos, end)
+            if found < 0:
+                return False
+            pos = found + len(piece)
+        return True
 
     def describe(self) -> str:
         return f"wildcard {_show(self.source)}"
@@ -374,7 +391,7 @@ def _compile_operator(op: str, arg: Any, at: tuple[str | int, ...]) -> Leaf:
     if op == "equals-ignore-case":
         return IgnoreCase(_string(arg, op, where).casefold())
     if op == "wildcard":
-        return _wildcard(_string(arg, op, where), where)
+        return _wildcard(_string(arg, op, where))
     if op == "numeric":
         return _numeric(arg, where)
     if op == "anything-but":
@@ -403,20 +420,22 @@ def _prefix_suffix(op: str, arg: Any, where: tuple[str | int, ...]) -> Leaf:
     return Prefix(text, ignore_case) if op == "prefix" else Suffix(text, ignore_case)
 
 
-def _wildcard(source: str, where: tuple[str | int, ...]) -> Wildcard:
-    out, i = [], 0
+def _wildcard(source: str) -> Wildcard:
+    pieces, current, i = [], [], 0
     while i < len(source):
         ch = source[i]
         if ch == "\\" and i + 1 < len(source) and source[i + 1] in "*\\":
-            out.append(re.escape(source[i + 1]))
+            current.append(source[i + 1])  # an escaped star or backslash is literal
             i += 2
             continue
-        out.append(".*" if ch == "*" else re.escape(ch))
+        if ch == "*":
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
         i += 1
-    try:
-        return Wildcard(source, re.compile("".join(out), re.DOTALL))
-    except re.error as exc:  # pragma: no cover - escaped input always compiles
-        raise PatternError(f"wildcard {source!r}: {exc}", where) from None
+    pieces.append("".join(current))
+    return Wildcard(source, tuple(pieces))
 
 
 _LOWER = {">": False, ">=": True}

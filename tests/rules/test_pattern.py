@@ -56,6 +56,13 @@ def test_null_does_not_match_a_missing_field() -> None:
         ({"wildcard": "a*"}, "a", True),
         ({"wildcard": "a\\*b"}, "a*b", True),  # \* is a literal star
         ({"wildcard": "a\\*b"}, "axb", False),
+        ({"wildcard": "*"}, "", True),
+        ({"wildcard": "a*ab"}, "aab", True),  # pieces may not overlap: "a" then "ab"
+        ({"wildcard": "a*ab"}, "ab", False),
+        ({"wildcard": "*x*y*"}, "..x..y..", True),
+        ({"wildcard": "*x*y*"}, "..y..x..", False),
+        ({"wildcard": "a**b"}, "ab", True),
+        ({"wildcard": "a\\\\b"}, "a\\b", True),  # \\ is a literal backslash
         ({"numeric": [">", 0]}, 0.5, True),
         ({"numeric": [">", 0]}, 0, False),
         ({"numeric": [">=", 0]}, 0, True),
@@ -171,3 +178,11 @@ def test_compile_errors_say_what_and_where(
         compile_pattern(pattern, roots=frozenset({"body", "headers"}))
     assert message in str(info.value)
     assert info.value.path[: len(path)] == path
+
+
+@pytest.mark.timeout(30)  # a hang guard, not a speed measurement
+def test_wildcard_matching_does_not_backtrack_on_hostile_values() -> None:
+    """A regex `.*a.*a.*a...b` backtracks without end on 'aaaa...'; the piece scan does not."""
+    pattern = compile_pattern({"body": {"f": [{"wildcard": "*a*a*a*a*a*a*a*a*b"}]}})
+    assert not pattern.matches({"body": {"f": "a" * 100_000}})
+    assert pattern.matches({"body": {"f": "a" * 100_000 + "b"}})
