@@ -239,6 +239,19 @@ class Engine:
         self.decider.start_task(wf, self.decider.new_task(wf, old.position, input_data))
         self.decider.decide(wf)
 
+    def remove(self, workflow_id: str) -> None:
+        """DELETE /workflow/{id}/remove: forget the execution entirely (404 when unknown)."""
+        wf = self.get(workflow_id)
+        for task in wf.tasks:
+            self.store.forget(task)
+            self.store.tasks.pop(task.task_id, None)
+        self.store.timed.discard(workflow_id)
+        del self.store.workflows[workflow_id]
+        if wf.idempotency_key is not None:
+            key = (wf.name, wf.idempotency_key)
+            if self._idempotency.get(key) == workflow_id:
+                del self._idempotency[key]
+
     def update_variables(self, workflow_id: str, variables: dict[str, Any]) -> WorkflowRecord:
         wf = self.get(workflow_id)
         wf.variables.update(variables)

@@ -54,6 +54,7 @@ class WorkflowRoutes:
         router.add_post(p + "/{name}", self.start_by_name)
         router.add_get(p + "/{id}", self.get)
         router.add_delete(p + "/{id}", self.terminate)
+        router.add_delete(p + "/{id}/remove", self.remove)
         router.add_get(p + "/{id}/status", self.status)
         router.add_get(p + "/{name}/correlated/{cid}", self.correlated)
         router.add_post(p + "/{name}/correlated", self.correlated_many)
@@ -165,6 +166,10 @@ class WorkflowRoutes:
 
     async def terminate(self, request: web.Request) -> web.Response:
         self.engine.terminate(request.match_info["id"], query_str(request, "reason"))
+        return empty()
+
+    async def remove(self, request: web.Request) -> web.Response:
+        self.engine.remove(request.match_info["id"])
         return empty()
 
     async def pause(self, request: web.Request) -> web.Response:

@@ -253,3 +253,14 @@ async def test_section4_3_execute_timeout_is_206_in_orkes(orkes: Api) -> None:
     await orkes.workflow_def("h", [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}])
     r = await orkes.http.post("/workflow/execute/h/1", params={"waitForSeconds": 1}, json={})
     assert r.status_code == 206 and r.json()["signalTimeout"] is True
+
+
+async def test_section4_7_remove_deletes_the_execution(api: Api) -> None:
+    """§4.7 (also in OSS): DELETE /workflow/{id}/remove; the id is then unknown (404)."""
+    await api.workflow_def("wf", [simple("t")])
+    wf_id = await api.start("wf")
+    r = await api.http.delete(f"/workflow/{wf_id}/remove", params={"archiveWorkflow": "false"})
+    assert r.status_code == 200 and r.content == b""
+    assert (await api.http.get(f"/workflow/{wf_id}")).status_code == 404
+    assert await api.poll("t") is None
+    assert (await api.http.delete(f"/workflow/{wf_id}/remove")).status_code == 404
