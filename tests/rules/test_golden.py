@@ -21,6 +21,14 @@ CASES = {
     "check_errors": ["check", "--offline", "--rules", f"{G}/rules_errors.yaml"],
     "check_warnings": ["check", "--offline", "--rules", f"{G}/rules_warnings.yaml"],
     "check_example": ["check", "--offline", "--rules", "config/rules.yaml"],
+    "check_bad_settings": [
+        "check",
+        "--offline",
+        "--config",
+        f"{G}/bad_settings.yaml",
+        "--rules",
+        "config/rules.yaml",
+    ],
     "explain_order_created": [
         "explain",
         "--rules",
