@@ -158,6 +158,7 @@ class _Compiler:
         )
         rules = self._rules(top.rules, defaults, default_retry, default_dlq)
         if self.errors:
+            self.errors.sort(key=lambda e: e.line or 0)  # file order (stable within a line)
             raise RuleSetError(self.errors)
         return RuleSet(
             tuple(rules), top.match_mode, top.on_unmatched, default_retry, default_dlq, self.file
@@ -178,6 +179,7 @@ class _Compiler:
             label = name if isinstance(name, str) else f"#{i + 1}"
             model = self._validate(schema.RuleModel, raw, loc, label)
             if model is None:
+                self._check_match_only(raw, loc, label)
                 continue
             if model.name in names:
                 self.error(
@@ -192,6 +194,15 @@ class _Compiler:
             if rule is not None:
                 rules.append(rule)
         return rules
+
+    def _check_match_only(self, raw: Any, loc: Loc, label: str) -> None:
+        """A rule that failed its schema still gets its pattern checked: report all at once."""
+        if isinstance(raw, dict) and isinstance(raw.get("match"), dict):
+            try:
+                compile_pattern(raw["match"], roots=ENVELOPE_FIELDS)
+            except PatternError as exc:
+                key = ".".join(str(p) for p in ("match", *exc.path))
+                self.error(str(exc), (*loc, "match", *exc.path), label, key)
 
     def _validate(self, cls: type[BaseModel], raw: Any, loc: Loc, rule: str | None) -> Any:
         try:

@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway import cli
 from gateway.devserver.server import DevServer
@@ -192,3 +194,39 @@ async def test_check_passes_with_a_note_when_conductor_is_unreachable(
     assert code == 0
     assert f"conductor: not probed (http://127.0.0.1:{port}/api did not answer" in out
     assert "rule 'vars' needs 'variables'" in out
+
+
+# --- soundness of `covers` -------------------------------------------------------------------
+
+
+VALUES = st.sampled_from(["", "a", "ab", "abc", "AB", "b", "ba", 0, 1, 2.5, -1, True, None])
+LEAVES = st.one_of(
+    VALUES,
+    st.sampled_from(["a", "ab", "A", ""]).map(lambda t: {"prefix": t}),
+    st.sampled_from(["a", "b", "c"]).map(lambda t: {"suffix": t}),
+    st.sampled_from(["a", "AB"]).map(lambda t: {"prefix": {"equals-ignore-case": t}}),
+    st.sampled_from(["ab", "AB"]).map(lambda t: {"equals-ignore-case": t}),
+    st.sampled_from(["a*", "*b", "a*c", "*"]).map(lambda t: {"wildcard": t}),
+    st.sampled_from([[">", 0], [">=", 0, "<", 2], ["=", 1], ["<", 0], [">", 1, "<=", 2.5]]).map(
+        lambda t: {"numeric": t}
+    ),
+    st.booleans().map(lambda b: {"exists": b}),
+    st.sampled_from(["a", ["a", "b"], {"prefix": "a"}]).map(lambda t: {"anything-but": t}),
+)
+FIELD = st.lists(LEAVES, min_size=1, max_size=3)
+PATTERNS = st.fixed_dictionaries({}, optional={"x": FIELD, "y": FIELD}).map(
+    lambda body: {"body": body} if body else {}
+)
+DOCS = st.fixed_dictionaries(
+    {}, optional={"x": VALUES | st.lists(VALUES, max_size=3), "y": VALUES}
+).map(lambda body: {"body": body})
+
+
+@settings(max_examples=400, deadline=None)
+@given(wide=PATTERNS, narrow=PATTERNS, docs=st.lists(DOCS, min_size=1, max_size=20))
+def test_covers_is_sound(wide: dict, narrow: dict, docs: list) -> None:  # type: ignore[type-arg]
+    """When `covers` says wide covers narrow, no event matches narrow but not wide."""
+    w, n = compile_pattern(wide), compile_pattern(narrow)
+    if covers(w, n):
+        for doc in docs:
+            assert not n.matches(doc) or w.matches(doc), (wide, narrow, doc)
