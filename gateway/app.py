@@ -191,13 +191,14 @@ def amqp_destination_queues(ruleset: RuleSet, queues: list[QueueSpec]) -> list[s
     """Queues the gateway publishes to through the default exchange: declared so a publish
     is routable (dead letters by default go to `<queue>.dlq`)."""
     names = {f"{spec.name}.dlq" for spec in queues}
-    for destination in _destinations(ruleset):
+    for destination in destinations(ruleset):
         if destination.kind == "amqp" and destination.name == "":
             names.add(destination.routing_key)
     return sorted(names)
 
 
-def _destinations(ruleset: RuleSet) -> list[Destination]:
+def destinations(ruleset: RuleSet) -> list[Destination]:
+    """Every destination the rules publish to: dead letters, completions, replies."""
     found: list[Destination] = []
     if ruleset.default_dead_letter is not None:
         found.append(ruleset.default_dead_letter)

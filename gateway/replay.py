@@ -36,8 +36,9 @@ async def replay(settings: Settings, source: str, *, rule: str | None, limit: in
                 continue
             origin = message.headers.get(PREFIX + "origin")
             if not origin:
-                log.warning("skipping a message without %sorigin: not a gateway dead letter",
-                            PREFIX)  # fmt: skip
+                log.warning(
+                    "skipping a message without %sorigin: not a gateway dead letter", PREFIX
+                )
                 continue
             await publisher.publish(
                 Destination.parse(origin),

@@ -9,6 +9,7 @@ import os
 import signal
 from typing import Any
 
+from gateway.devserver.stack import run_dev
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.devserver")
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
     )
     conductor.add_argument("--log-level", default="INFO")
     conductor.set_defaults(func=run_conductor)
-    dev.set_defaults(func=lambda _a: print("not built yet (issue 6)") or 2)
+    dev.set_defaults(func=run_dev)
 
 
 def _secret(args: argparse.Namespace) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import aio_pika
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.plan import Destination
 from gateway.settings import Settings
@@ -61,8 +62,9 @@ async def kafka_messages(
                 for r in records:
                     headers = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers}
                     key = r.key.decode("utf-8", "replace") if r.key is not None else None
-                    yield StoredMessage(r.value or b"", headers, key,
-                                        headers.get("correlation-id"), r)  # fmt: skip
+                    yield StoredMessage(
+                        r.value or b"", headers, key, headers.get("correlation-id"), r
+                    )
 
     try:
         yield read(), done
@@ -104,6 +106,19 @@ def open_stored(settings: Settings, destination: Destination, group_suffix: str)
     if destination.name:
         raise ValueError("replay reads a queue: give amqp:<queue>, not an exchange")
     return amqp_messages(settings, destination.routing_key)
+
+
+async def ensure_topics(bootstrap: str | list[str], topics: list[str]) -> None:
+    """Create the topics that do not exist yet (one partition; for the local dev stack)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, 1, 1) for t in topics if t not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()
 
 
 def _text(value: Any) -> str:

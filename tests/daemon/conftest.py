@@ -65,13 +65,17 @@ def make_settings(
     return Settings(
         kafka=kafka,
         amqp={"url": amqp_url, **extra.pop("amqp", {})},
-        conductor={"url": conductor_url, "flavor": "oss", "request_timeout": 5.0,
-                   **extra.pop("conductor", {})},
+        conductor={
+            "url": conductor_url,
+            "flavor": "oss",
+            "request_timeout": 5.0,
+            **extra.pop("conductor", {}),
+        },
         store={"sqlite_path": tmp_path / "gateway.db"},
         admin={"port": 0},
         shutdown_grace_seconds=extra.pop("shutdown_grace_seconds", 10.0),
         **extra,
-    )  # fmt: skip
+    )
 
 
 @contextlib.asynccontextmanager
@@ -114,8 +118,9 @@ async def committed_and_end(
     the wrong value once a partition holds multi-record batches, so `end_offsets()` is not used.
     """
     tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
@@ -133,8 +138,9 @@ async def committed_and_end(
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
     """Read `count` records from the start of `topic` (no group)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     records: list[Any] = []
     try:
@@ -148,8 +154,9 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
     return records
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0,
-                     interval: float = 0.2) -> None:  # fmt: skip
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.2
+) -> None:
     """Poll `check` until it is true; fail with a clear message at the deadline."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -32,14 +32,16 @@ rules:
 """
 
 
-async def publish(url: str, exchange: str, routing_key: str, body: dict[str, object],
-                  message_id: str) -> None:  # fmt: skip
+async def publish(
+    url: str, exchange: str, routing_key: str, body: dict[str, object], message_id: str
+) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
         ex = await channel.get_exchange(exchange)
-        message = aio_pika.Message(json.dumps(body).encode(), message_id=message_id,
-                                   content_type="application/json")  # fmt: skip
+        message = aio_pika.Message(
+            json.dumps(body).encode(), message_id=message_id, content_type="application/json"
+        )
         await ex.publish(message, routing_key=routing_key, mandatory=True)
 
 

@@ -46,8 +46,9 @@ rules:
 """
 
 
-async def produce_slowly(bootstrap: str, topic: str, count: int, partitions: int,
-                         per_second: float) -> None:  # fmt: skip
+async def produce_slowly(
+    bootstrap: str, topic: str, count: int, partitions: int, per_second: float
+) -> None:
     async with producer(bootstrap) as p:
         for i in range(count):
             body = json.dumps({"id": f"e{i}"}).encode()
@@ -73,8 +74,12 @@ async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
     await create_topic(kafka_bootstrap, topic, 2)
     async with TcpProxy("127.0.0.1", devserver.port) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/api"
-        settings = make_settings(tmp_path, conductor_url=url, kafka_bootstrap=kafka_bootstrap,
-                                 conductor={"max_retries": 1, "request_timeout": 2.0})  # fmt: skip
+        settings = make_settings(
+            tmp_path,
+            conductor_url=url,
+            kafka_bootstrap=kafka_bootstrap,
+            conductor={"max_retries": 1, "request_timeout": 2.0},
+        )
         async with running(settings, exactly_once_rules(topic, workflow)) as gateway:
             feeding = asyncio.create_task(
                 produce_slowly(kafka_bootstrap, topic, count, 2, per_second=60)
@@ -122,17 +127,23 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
     rules.write_text(exactly_once_rules(topic, workflow))
     config = tmp_path / "gateway.yaml"
     config.write_text(
-        json.dumps({
-            "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": unique("gw"),
-                      "enable_idempotence": False, "session_timeout_ms": 6000,
-                      "group_instance_id": "gw-1"},
-            "conductor": {"url": devserver.url, "flavor": "oss"},
-            "store": {"sqlite_path": str(tmp_path / "gw.db")},
-            "admin": {"port": 0},
-            "rules_file": str(rules),
-            "logging": {"format": "text"},
-        })
-    )  # fmt: skip
+        json.dumps(
+            {
+                "kafka": {
+                    "bootstrap_servers": kafka_bootstrap,
+                    "group_id": unique("gw"),
+                    "enable_idempotence": False,
+                    "session_timeout_ms": 6000,
+                    "group_instance_id": "gw-1",
+                },
+                "conductor": {"url": devserver.url, "flavor": "oss"},
+                "store": {"sqlite_path": str(tmp_path / "gw.db")},
+                "admin": {"port": 0},
+                "rules_file": str(rules),
+                "logging": {"format": "text"},
+            }
+        )
+    )
     async with producer(kafka_bootstrap) as p:
         for i in range(count):
             body = json.dumps({"id": f"e{i}"}).encode()

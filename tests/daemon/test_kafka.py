@@ -55,8 +55,7 @@ async def test_thousand_events_start_thousand_workflows_and_commit(
     topic, workflow = unique("orders"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka_bootstrap, topic, 4)
-    settings = make_settings(tmp_path, conductor_url=devserver.url,
-                             kafka_bootstrap=kafka_bootstrap)  # fmt: skip
+    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
     async with running(settings, start_rules(topic, workflow, topic + ".dlq")):
         async with producer(kafka_bootstrap) as p:
             for i in range(1000):
@@ -91,9 +90,12 @@ async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_f
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka_bootstrap, topic, 1)
     await create_topic(kafka_bootstrap, dlq, 1)
-    settings = make_settings(tmp_path, conductor_url=devserver.url,
-                             kafka_bootstrap=kafka_bootstrap,
-                             limits={"max_json_depth": 8})  # fmt: skip
+    settings = make_settings(
+        tmp_path,
+        conductor_url=devserver.url,
+        kafka_bootstrap=kafka_bootstrap,
+        limits={"max_json_depth": 8},
+    )
     messages = [
         json.dumps({"id": "good-1"}).encode(),
         b"{not json",  # poison: not JSON
@@ -106,8 +108,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_f
     async with running(settings, start_rules(topic, workflow, dlq)):
         async with producer(kafka_bootstrap) as p:
             for body in messages:
-                await p.send_and_wait(topic, body, key=b"same-key",
-                                      headers=[("trace", b"t-1")])  # fmt: skip
+                await p.send_and_wait(topic, body, key=b"same-key", headers=[("trace", b"t-1")])
         dead = await read_topic(kafka_bootstrap, dlq, 4, timeout=60)
 
         async def good_started() -> bool:
@@ -156,25 +157,35 @@ async def test_sigterm_drains_commits_and_exits_zero(
     rules.write_text(start_rules(topic, workflow, topic + ".dlq"))
     config = tmp_path / "gateway.yaml"
     config.write_text(
-        json.dumps({
-            "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": group,
-                      "enable_idempotence": False, "max_in_flight_per_partition": 20},
-            "conductor": {"url": devserver.url, "flavor": "oss"},
-            "store": {"sqlite_path": str(tmp_path / "gw.db")},
-            "admin": {"port": 0},
-            "rules_file": str(rules),
-            "shutdown_grace_seconds": 20,
-            "logging": {"format": "text"},
-        })
-    )  # fmt: skip
+        json.dumps(
+            {
+                "kafka": {
+                    "bootstrap_servers": kafka_bootstrap,
+                    "group_id": group,
+                    "enable_idempotence": False,
+                    "max_in_flight_per_partition": 20,
+                },
+                "conductor": {"url": devserver.url, "flavor": "oss"},
+                "store": {"sqlite_path": str(tmp_path / "gw.db")},
+                "admin": {"port": 0},
+                "rules_file": str(rules),
+                "shutdown_grace_seconds": 20,
+                "logging": {"format": "text"},
+            }
+        )
+    )
     async with producer(kafka_bootstrap) as p:
         for i in range(3000):
             await p.send(topic, json.dumps({"id": f"e{i}"}).encode(), partition=i % 2)
         await p.flush()
     process = await asyncio.create_subprocess_exec(
-        *gateway_command(), "run", "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *gateway_command(),
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
 
         async def some_started() -> bool:
@@ -215,11 +226,11 @@ rules:
     source: {{topic: {topic}}}
     start_workflow: {{name: {workflow}, correlation_id: "${{body.id}}"}}
 """
-    settings = make_settings(tmp_path, conductor_url=devserver.url,
-                             kafka_bootstrap=kafka_bootstrap)  # fmt: skip
+    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
     config = tmp_path / "replay.yaml"
-    config.write_text(json.dumps({"kafka": {"bootstrap_servers": kafka_bootstrap,
-                                            "enable_idempotence": False}}))  # fmt: skip
+    config.write_text(
+        json.dumps({"kafka": {"bootstrap_servers": kafka_bootstrap, "enable_idempotence": False}})
+    )
     async with running(settings, rules):
         async with producer(kafka_bootstrap) as p:
             for i in range(2):
@@ -227,10 +238,18 @@ rules:
         await read_topic(kafka_bootstrap, dlq, 2)  # the workflow is not defined yet
         await conductor.register_workflow_def(wait_workflow(workflow))
         process = await asyncio.create_subprocess_exec(
-            *gateway_command(), "dlq", "replay", "--from", f"kafka:{dlq}",
-            "--rule", "start-late", "--config", str(config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            *gateway_command(),
+            "dlq",
+            "replay",
+            "--from",
+            f"kafka:{dlq}",
+            "--rule",
+            "start-late",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()[-2000:]
         assert "replayed 2" in out.decode()

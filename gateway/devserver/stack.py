@@ -1,0 +1,260 @@
+"""`gateway dev`: the whole stack on loopback, in one process tree, stopped by Ctrl-C.
+
+Starts Tansu (Kafka) and RabbitMQ (when installed; otherwise the AMQP rules are left out and
+the stack runs Kafka-only), the Conductor dev server, registers `config/workflows/*.json`, runs
+a demo worker for the SIMPLE tasks they use, and runs the gateway with `config/rules.yaml`.
+The ports are the usual ones (9092, 5672, 8080, 8088) when free, any free port otherwise; the
+settings it used are written to `var/dev/gateway.yaml` so other commands can reach the stack:
+
+    python -m gateway.devserver.stack send --config var/dev/gateway.yaml kafka:orders '{...}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.devserver.brokers import RABBITMQ_INSTALL_HINT, BrokerError, RabbitMQ, Tansu
+
+log = logging.getLogger("gateway.dev")
+
+DEV_DIR = Path("var/dev")
+EXAMPLES = [
+    (
+        "kafka:orders",
+        {
+            "type": "OrderCreated",
+            "orderId": "o-1001",
+            "customer": "ada",
+            "items": [{"sku": "book", "qty": 1}],
+            "total": 42.5,
+        },
+    ),
+    (
+        "amqp:payments/payment.captured",
+        {"orderId": "o-1001", "paymentId": "p-1", "status": "captured", "amount": 42.5},
+    ),
+    ("kafka:orders", {"type": "OrderCancelled", "orderId": "o-1001", "reason": "changed mind"}),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", type=Path, default=Path("config/rules.yaml"))
+    parser.add_argument("--workflows", type=Path, default=Path("config/workflows"))
+    parser.add_argument("--no-amqp", action="store_true", help="run Kafka only")
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from gateway.logs import configure
+
+    configure("INFO", "text")
+    rules = getattr(args, "rules", Path("config/rules.yaml"))
+    workflows = getattr(args, "workflows", Path("config/workflows"))
+    return asyncio.run(_run(rules, workflows, amqp=not getattr(args, "no_amqp", False)))
+
+
+def port_or_free(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+
+async def _run(rules_file: Path, workflows: Path, *, amqp: bool) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        kafka = await stack.enter_async_context(_broker(Tansu(port_or_free(9092))))
+        rabbit = None
+        if amqp:
+            try:
+                rabbit = await stack.enter_async_context(_broker(RabbitMQ(port_or_free(5672))))
+            except BrokerError as exc:
+                print(f"{exc}\n{RABBITMQ_INSTALL_HINT}. Running Kafka-only.", file=sys.stderr)
+        return await _run_on(stack, kafka, rabbit, rules_file, workflows)
+    return 0  # pragma: no cover
+
+
+async def _run_on(
+    stack: contextlib.AsyncExitStack,
+    kafka: Tansu,
+    rabbit: RabbitMQ | None,
+    rules_file: Path,
+    workflows: Path,
+) -> int:
+    from gateway.app import Gateway
+    from gateway.conductor.client import ConductorClient
+    from gateway.devserver.server import DevServer
+    from gateway.rules.loader import load_rules
+    from gateway.settings import Settings
+
+    server = await stack.enter_async_context(DevServer(port=port_or_free(8080)))
+    client = await stack.enter_async_context(ConductorClient(server.url, flavor="oss"))
+    await register_examples(client, workflows)
+    ruleset = load_rules(rules_file)
+    if rabbit is None:
+        kept = tuple(r for r in ruleset.rules if r.source.kind == "kafka")
+        ruleset = dataclasses.replace(ruleset, rules=kept)
+    settings_data = dev_settings(kafka, rabbit, server.url, rules_file)
+    DEV_DIR.mkdir(parents=True, exist_ok=True)
+    config = DEV_DIR / "gateway.yaml"
+    config.write_text(yaml.safe_dump(settings_data, sort_keys=False))
+    settings = Settings(**settings_data)
+    await create_topics(kafka.bootstrap, ruleset)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(_demo_worker(client, stop))
+    try:
+        async with Gateway(settings, ruleset=ruleset) as gateway:
+            _on_signals(gateway, stop)
+            print_banner(kafka, rabbit, server.url, settings.admin.port, config)
+            await gateway.serve()
+    finally:
+        stop.set()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _broker(broker: Any) -> AsyncIterator[Any]:
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+def dev_settings(
+    kafka: Tansu, rabbit: RabbitMQ | None, conductor_url: str, rules_file: Path
+) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap_servers": kafka.bootstrap,
+            "enable_idempotence": False,
+            "group_id": "gateway-dev",
+        },
+        "amqp": {"url": rabbit.url if rabbit else "amqp://guest:guest@127.0.0.1:5672/"},
+        "conductor": {"url": conductor_url, "flavor": "oss"},
+        "store": {"sqlite_path": str(DEV_DIR / "gateway.db")},
+        "admin": {"host": "127.0.0.1", "port": port_or_free(8088)},
+        "rules_file": str(rules_file),
+        "shutdown_grace_seconds": 10,
+    }
+
+
+async def register_examples(client: Any, workflows: Path) -> None:
+    """Register task definitions (taskdefs.json) and every other JSON file as a workflow."""
+    for path in sorted(workflows.glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, list):
+            await client.register_task_defs(data)
+        else:
+            await client.register_workflow_def(data, overwrite=True)
+        log.info("registered %s", path)
+
+
+async def create_topics(bootstrap: str, ruleset: Any) -> None:
+    from gateway.sources.stored import ensure_topics
+
+    topics = set(ruleset.kafka_topics())
+    for dest in _kafka_destinations(ruleset):
+        topics.add(dest)
+    await ensure_topics(bootstrap, sorted(topics))
+
+
+def _kafka_destinations(ruleset: Any) -> list[str]:
+    from gateway.app import destinations
+
+    return [d.name for d in destinations(ruleset) if d.kind == "kafka"]
+
+
+async def _demo_worker(client: Any, stop: asyncio.Event) -> None:
+    """Completes the demo's SIMPLE tasks (reserve_inventory) like a real worker would."""
+    from gateway.conductor.worker import run_worker
+
+    def reserve(task: Any) -> dict[str, Any]:
+        return {"reserved": True, "items": task.input_data.get("items")}
+
+    while not stop.is_set():
+        try:
+            await run_worker(client, "reserve_inventory", reserve, stop=stop)
+        except Exception as exc:  # the demo worker must not end the stack
+            log.warning("demo worker: %s; retrying", exc)
+            await asyncio.sleep(1)
+
+
+def _on_signals(gateway: Any, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        if stop.is_set():
+            raise SystemExit(130)
+        stop.set()
+        gateway.request_stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, handle)
+
+
+def print_banner(
+    kafka: Tansu, rabbit: RabbitMQ | None, conductor_url: str, admin_port: int, config: Path
+) -> None:
+    send = f"{sys.executable} -m gateway.devserver.stack send --config {config}"
+    lines = [
+        "",
+        "gateway dev is running (Ctrl-C stops everything):",
+        f"  Kafka (Tansu)   {kafka.bootstrap}",
+        f"  RabbitMQ        {rabbit.url if rabbit else 'not running (Kafka-only)'}",
+        f"  Conductor       {conductor_url}",
+        f"  admin           http://127.0.0.1:{admin_port}/metrics  /readyz  /rules",
+        "",
+        "Try:",
+    ]
+    for destination, body in EXAMPLES:
+        if destination.startswith("amqp") and rabbit is None:
+            continue
+        lines.append(f"  {send} {destination} '{json.dumps(body)}'")
+    lookup = f"{conductor_url}/workflow/order-fulfilment/correlated/o-1001?includeClosed=true"
+    lines += [f"  curl -s '{lookup}'", ""]
+    print("\n".join(lines), flush=True)
+
+
+async def send(config: Path, destination: str, body: str) -> None:
+    from gateway.plan import Destination
+    from gateway.settings import load_settings
+    from gateway.sinks import Publisher
+
+    settings = load_settings(config)
+    async with Publisher(settings) as publisher:
+        await publisher.publish(Destination.parse(destination), body.encode())
+    print(f"sent to {destination}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.devserver.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("send", help="publish one message to kafka:<topic> or amqp:<ex>/<key>")
+    cmd.add_argument("--config", type=Path, default=DEV_DIR / "gateway.yaml")
+    cmd.add_argument("destination")
+    cmd.add_argument("body")
+    args = parser.parse_args(argv)
+    asyncio.run(send(args.config, args.destination, args.body))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
