@@ -68,7 +68,11 @@ class Publisher:
             if correlation_id is not None:
                 kafka_headers.setdefault("correlation-id", correlation_id)
             sink = await self._kafka_sink()
-            await sink.send(destination.name, body, key=key, headers=kafka_headers)
+            try:
+                await sink.send(destination.name, body, key=key, headers=kafka_headers)
+            finally:
+                if sink.stale:
+                    await self._drop_kafka(sink)
             return
         amqp = await self._amqp_sink()
         await amqp.send(
@@ -89,6 +93,13 @@ class Publisher:
                 await sink.start()
                 self._kafka = sink
             return self._kafka
+
+    async def _drop_kafka(self, sink: KafkaSink) -> None:
+        """Replace a producer after an indefinite failure; the next publish starts a new one."""
+        async with self._lock:
+            if self._kafka is sink:
+                self._kafka = None
+        await sink.stop()  # bounded by the sink's deadline
 
     async def _amqp_sink(self) -> AmqpSink:
         async with self._lock:

@@ -30,6 +30,9 @@ class KafkaSink:
         self.settings = settings
         self.timeout = timeout
         self._producer: AIOKafkaProducer | None = None
+        # Set after an indefinite failure (no answer in time): the producer's state is unknown,
+        # so the owner replaces it rather than keep using it (reliability-performance A57).
+        self.stale = False
 
     async def __aenter__(self) -> KafkaSink:
         await self.start()
@@ -79,6 +82,7 @@ class KafkaSink:
                 self.timeout,
             )
         except TimeoutError as exc:
+            self.stale = True
             raise PublishError(
                 f"kafka:{topic}: no acknowledgement within {self.timeout:g}s"
             ) from exc

@@ -39,7 +39,11 @@ async def new_topic(bootstrap: str) -> str:
     return topic
 
 
-async def consume_kafka(bootstrap: str, topic: str, count: int, timeout: float = 20) -> list[Any]:
+async def consume_kafka(
+    bootstrap: str, topic: str, count: int, timeout: float = 20, linger: float = 0.0
+) -> list[Any]:
+    """Read from the start of `topic` until `count` records arrived, then `linger` seconds
+    more so that records beyond `count` show up too."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -54,6 +58,11 @@ async def consume_kafka(bootstrap: str, topic: str, count: int, timeout: float =
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
                     records.extend(messages)
+        deadline = asyncio.get_running_loop().time() + linger
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
     finally:
         await consumer.stop()
     return records
