@@ -13,6 +13,7 @@ retried, and when, is explained in `gateway.conductor.session`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -87,7 +88,7 @@ class ConductorClient:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
-        self._flavor = flavor
+        self._caps_lock = asyncio.Lock()
         self._caps: caps.Capabilities | None = (
             None if flavor == "auto" else caps.assumed("orkes" if flavor == "orkes" else "oss")
         )
@@ -134,8 +135,9 @@ class ConductorClient:
 
     async def capabilities(self) -> caps.Capabilities:
         """Flavor and optional endpoints, probed once (never when the flavor is configured)."""
-        if self._caps is None:
-            self._caps = await caps.detect(self._session)
+        async with self._caps_lock:  # one probe, however many callers ask at once
+            if self._caps is None:
+                self._caps = await caps.detect(self._session)
         return self._caps
 
     @property

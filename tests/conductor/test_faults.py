@@ -382,3 +382,33 @@ async def test_the_secret_is_never_in_urls_headers_or_logs(
         assert "s3cr3t" not in str(request.url)
         assert all("s3cr3t" not in v for v in request.headers.values())
     assert b"s3cr3t-value" in rec.calls[0].content  # only in the token request's body
+
+
+# -- capability probes -------------------------------------------------------------------------
+
+
+async def test_probes_recognise_an_older_oss_server() -> None:
+    async def old_oss(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/signal"):  # falls into /tasks/{wf}/{ref}/{status} with status=signal
+            return error(500, "No enum constant TaskResult.Status.signal")
+        if "/execute/" in path or path.endswith("/variables") or path.endswith("/token"):
+            return error(404, f"No static resource {path[1:]}.")
+        return error(404, "unexpected")
+
+    rec = Recorder(old_oss)
+    async with client_for(rec, flavor="auto") as c:
+        caps, again = await asyncio.gather(c.capabilities(), c.capabilities())
+    assert caps is again
+    assert (caps.flavor, caps.variables, caps.idempotency) == ("oss", False, False)
+    assert (caps.signal, caps.sync_execute) == (False, False)
+    assert len(rec.calls) == 3  # probed once; nothing but the three probes was sent
+    assert all("gateway-probe-" in r.url.path for r in rec.calls)
+
+
+async def test_configured_flavor_skips_the_probes() -> None:
+    rec = Recorder(sequence(error(500, "must not be called")))
+    async with client_for(rec, flavor="orkes") as c:
+        caps = await c.capabilities()
+    assert caps.flavor == "orkes" and caps.variables and caps.idempotency
+    assert rec.calls == []
