@@ -392,7 +392,7 @@ async def test_probes_recognise_an_older_oss_server() -> None:
         path = request.url.path
         if path.endswith("/signal"):  # falls into /tasks/{wf}/{ref}/{status} with status=signal
             return error(500, "No enum constant TaskResult.Status.signal")
-        if "/execute/" in path or path.endswith("/variables") or path.endswith("/token"):
+        if "/execute/" in path or path.endswith(("/variables", "/token")):
             return error(404, f"No static resource {path[1:]}.")
         return error(404, "unexpected")
 
