@@ -55,6 +55,7 @@ async def test_retry_policy_delays(
 
 
 async def test_failed_with_terminal_error_is_not_retried(timed: Api) -> None:
+    """§1.3: FAILED_WITH_TERMINAL_ERROR is not retriable; the workflow fails at once."""
     await timed.task_defs({"name": "t", "retryCount": 3, "retryDelaySeconds": 0})
     await timed.workflow_def("wf", [simple("t")])
     wf_id = await timed.start("wf")
@@ -66,7 +67,7 @@ async def test_failed_with_terminal_error_is_not_retried(timed: Api) -> None:
 
 
 async def test_response_timeout_times_out_then_retries(timed: Api, clock: ManualClock) -> None:
-    """responseTimeoutSeconds: a polled task not updated in time is TIMED_OUT and retried."""
+    """§4.17 responseTimeoutSeconds: a task not updated in time is TIMED_OUT, then retried."""
     await timed.task_defs(
         {"name": "t", "retryCount": 1, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5}
     )
@@ -98,7 +99,7 @@ async def test_response_timeout_times_out_then_retries(timed: Api, clock: Manual
 async def test_timeout_seconds_with_policy(
     timed: Api, clock: ManualClock, policy: str, wf_status: str, task_statuses: list[str]
 ) -> None:
-    """timeoutSeconds + timeoutPolicy, measured from the first poll."""
+    """§4.17 timeoutSeconds + timeoutPolicy (RETRY, TIME_OUT_WF, ALERT_ONLY) from first poll."""
     await timed.task_defs(
         {"name": "t", "retryCount": 1, "retryDelaySeconds": 0, "timeoutSeconds": 10,
          "responseTimeoutSeconds": 10, "timeoutPolicy": policy}
@@ -118,6 +119,7 @@ async def test_timeout_seconds_with_policy(
 
 
 async def test_workflow_timeout_time_out_wf(timed: Api, clock: ManualClock) -> None:
+    """§4.18 WorkflowDef timeoutSeconds with timeoutPolicy TIME_OUT_WF."""
     await timed.workflow_def("wf", [wait("w")], timeoutSeconds=30, timeoutPolicy="TIME_OUT_WF")
     wf_id = await timed.start("wf")
     clock.advance(30)
@@ -127,6 +129,7 @@ async def test_workflow_timeout_time_out_wf(timed: Api, clock: ManualClock) -> N
 
 
 async def test_wait_with_duration_completes_by_timer(timed: Api, clock: ManualClock) -> None:
+    """§2.2 WAIT with a duration completes by timer."""
     await timed.workflow_def("wf", [wait("w", inputParameters={"duration": "2m"})])
     wf_id = await timed.start("wf")
     clock.advance(119)
@@ -138,6 +141,7 @@ async def test_wait_with_duration_completes_by_timer(timed: Api, clock: ManualCl
 
 
 async def test_rate_limit_per_frequency_at_poll(timed: Api, clock: ManualClock) -> None:
+    """§4.17 rateLimitPerFrequency / rateLimitFrequencyInSeconds, applied at poll."""
     await timed.task_defs(
         {"name": "t", "rateLimitPerFrequency": 2, "rateLimitFrequencyInSeconds": 10}
     )
@@ -152,6 +156,7 @@ async def test_rate_limit_per_frequency_at_poll(timed: Api, clock: ManualClock) 
 
 
 async def test_concurrent_exec_limit_at_poll(timed: Api) -> None:
+    """§4.17 concurrentExecLimit, applied at poll."""
     await timed.task_defs({"name": "t", "concurrentExecLimit": 1})
     await timed.workflow_def("wf", [simple("t")])
     await timed.start("wf")
@@ -164,7 +169,7 @@ async def test_concurrent_exec_limit_at_poll(timed: Api) -> None:
 
 
 async def test_pause_stops_scheduling_but_in_flight_task_finishes(api: Api) -> None:
-    """§4.8: in-flight tasks can finish while PAUSED; nothing new is scheduled until resume."""
+    """§4.8: in-flight tasks can finish while PAUSED; nothing is scheduled until resume."""
     await api.workflow_def("wf", [simple("a"), simple("b")])
     wf_id = await api.start("wf")
     task = await api.poll("a")
@@ -179,6 +184,7 @@ async def test_pause_stops_scheduling_but_in_flight_task_finishes(api: Api) -> N
 
 
 async def test_set_variable_and_output_parameters(api: Api) -> None:
+    """§2.1 variables (changed by SET_VARIABLE) and §4.18 outputParameters."""
     await api.workflow_def(
         "wf",
         [
@@ -199,6 +205,7 @@ async def test_set_variable_and_output_parameters(api: Api) -> None:
 
 
 async def test_terminate_task_ends_workflow_with_status_and_output(api: Api) -> None:
+    """§2.1: a TERMINATE task sets the status, reason and output."""
     await api.workflow_def(
         "wf",
         [
@@ -216,6 +223,7 @@ async def test_terminate_task_ends_workflow_with_status_and_output(api: Api) -> 
 
 
 async def test_input_mapping_forms(api: Api) -> None:
+    """§4.18 inputParameters mapping: typed whole values, paths, embedded text, missing -> null."""
     await api.workflow_def(
         "wf",
         [
@@ -250,6 +258,7 @@ async def test_input_mapping_forms(api: Api) -> None:
 
 
 async def test_optional_task_failure_completes_with_errors(api: Api) -> None:
+    """§1.3 COMPLETED_WITH_ERRORS: an optional task's failure does not fail the workflow."""
     await api.task_defs({"name": "t", "retryCount": 0})
     await api.workflow_def("wf", [simple("t", optional=True), wait("w")])
     wf_id = await api.start("wf")
@@ -262,7 +271,7 @@ async def test_optional_task_failure_completes_with_errors(api: Api) -> None:
 
 
 async def test_background_sweeper_fires_timers(api: Api) -> None:
-    """The real server's sweeper (every 0.1 s) completes a short WAIT without being asked."""
+    """§2.2 WAIT duration fired by the real server's sweeper (every 0.1 s), unasked."""
     await api.workflow_def("wf", [wait("w", inputParameters={"duration": "200ms"})])
     wf_id = await api.start("wf")
     for _ in range(50):
@@ -273,6 +282,7 @@ async def test_background_sweeper_fires_timers(api: Api) -> None:
 
 
 async def test_workflow_timeout_applies_again_after_restart(timed: Api, clock: ManualClock) -> None:
+    """§4.11 restart resets createTime, so the workflow timeout runs again."""
     await timed.workflow_def("wf", [wait("w")], timeoutSeconds=30, timeoutPolicy="TIME_OUT_WF")
     wf_id = await timed.start("wf")
     clock.advance(30)
@@ -287,7 +297,7 @@ async def test_workflow_timeout_applies_again_after_restart(timed: Api, clock: M
 
 
 async def test_concurrent_starts_and_polls_hand_each_task_out_once(api: Api) -> None:
-    """Correct under concurrent requests: no task is handed to two workers, none is lost."""
+    """§4.14 under concurrency: no task is handed to two workers, none is lost."""
     await api.workflow_def("wf", [simple("t")])
     ids = await asyncio.gather(*(api.start("wf", {"i": i}) for i in range(100)))
     seen: list[str] = []

@@ -6,7 +6,7 @@ from tests.devserver.conftest import Api, simple, wait
 
 
 async def test_poll_empty_is_204_then_task_in_progress(api: Api) -> None:
-    """TaskResource.poll: 204 when nothing is queued; a polled SIMPLE task is IN_PROGRESS."""
+    """§2.2 / TaskResource.poll: 204 when nothing is queued; a polled task is IN_PROGRESS."""
     assert (await api.http.get("/tasks/poll/t")).status_code == 204
     await api.workflow_def("wf", [simple("t")])
     wf_id = await api.start("wf")
@@ -27,6 +27,7 @@ async def test_poll_honours_domain(api: Api) -> None:
 
 
 async def test_batch_poll_returns_list(api: Api) -> None:
+    """§2.2 batch poll (`/tasks/poll/batch/{type}?count&timeout`) returns a JSON list."""
     await api.workflow_def("wf", [simple("t")])
     for _ in range(3):
         await api.start("wf")
@@ -39,6 +40,7 @@ async def test_batch_poll_returns_list(api: Api) -> None:
 
 
 async def test_section4_14_post_tasks_returns_text_id_and_404_unknown(api: Api) -> None:
+    """§4.14 POST /api/tasks: text/plain taskId; unknown task 404."""
     await api.workflow_def("wf", [simple("t")])
     wf_id = await api.start("wf")
     task = await api.poll("t")
@@ -54,6 +56,7 @@ async def test_section4_14_post_tasks_returns_text_id_and_404_unknown(api: Api) 
 
 
 async def test_section4_14_in_progress_with_callback_requeues(api: Api) -> None:
+    """§4.14: IN_PROGRESS on a SIMPLE task sets it back to SCHEDULED and requeues it."""
     await api.workflow_def("wf", [simple("t")])
     await api.start("wf")
     task = await api.poll("t")
@@ -65,6 +68,7 @@ async def test_section4_14_in_progress_with_callback_requeues(api: Api) -> None:
 
 
 async def test_section4_14_update_by_ref_merges_output(api: Api) -> None:
+    """§4.14: update by ref merges the body into outputData."""
     await api.workflow_def("wf", [wait("w"), wait("w2")])
     wf_id = await api.start("wf")
     r = await api.http.post(f"/tasks/{wf_id}/w/IN_PROGRESS", json={"a": 1})
@@ -76,6 +80,7 @@ async def test_section4_14_update_by_ref_merges_output(api: Api) -> None:
 
 
 async def test_section4_14_update_by_ref_sync_returns_workflow_or_404(api: Api) -> None:
+    """§4.14 sync variant: the Workflow JSON, or 404 with nothing pending."""
     await api.workflow_def("wf", [wait("w")])
     wf_id = await api.start("wf")
     r = await api.http.post(f"/tasks/{wf_id}/w/COMPLETED/sync", json={"x": 1})
@@ -86,6 +91,7 @@ async def test_section4_14_update_by_ref_sync_returns_workflow_or_404(api: Api) 
 
 
 async def test_section4_15_signal_targets_first_pending_wait(api: Api) -> None:
+    """§4.15: the signal targets the first pending WAIT, never HUMAN."""
     human = {"name": "h", "taskReferenceName": "h", "type": "HUMAN"}
     await api.workflow_def("wf", [wait("w"), human])
     wf_id = await api.start("wf")
@@ -105,6 +111,7 @@ async def test_section4_15_signal_targets_first_pending_wait(api: Api) -> None:
 
 
 async def test_section4_15_sync_signal_returns_next_blocking_state(api: Api) -> None:
+    """§4.15 sync signal returns the next blocking (or terminal) state."""
     await api.workflow_def("wf", [wait("a"), wait("b")])
     wf_id = await api.start("wf")
     r = await api.http.post(f"/tasks/{wf_id}/COMPLETED/signal/sync", json={"x": 1})
