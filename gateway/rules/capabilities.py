@@ -58,3 +58,21 @@ def missing_capabilities(ruleset: RuleSet, capabilities: Any) -> tuple[Requireme
         for req in required_capabilities(ruleset)
         if not getattr(capabilities, req.capability, False)
     )
+
+
+def flavor_notes(ruleset: RuleSet, capabilities: Any) -> tuple[tuple[str, str], ...]:
+    """(rule, note) for options the connected flavor accepts but ignores (not errors)."""
+    if getattr(capabilities, "flavor", None) != "oss":
+        return ()
+    notes = []
+    for rule in ruleset.rules:
+        params = {p.name: p.render({}) for p in rule.action.params if p.kind == "any"}
+        if rule.action.method == "terminate" and params.get("trigger_failure_workflow"):
+            notes.append(
+                (
+                    rule.name,
+                    "OSS Conductor ignores trigger_failure_workflow on terminate; the "
+                    "failure workflow will not start",
+                )
+            )
+    return tuple(notes)

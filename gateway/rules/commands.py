@@ -88,9 +88,13 @@ def _summary(ruleset: Any) -> str:
 
 def _probe(ruleset: Any, settings: Any) -> bool:
     """Ask Conductor what it supports; True when a rule needs something it lacks."""
-    from gateway.rules.capabilities import missing_capabilities, required_capabilities
+    from gateway.rules.capabilities import (
+        flavor_notes,
+        missing_capabilities,
+        required_capabilities,
+    )
 
-    if not required_capabilities(ruleset):
+    if not required_capabilities(ruleset) and not _has_flavor_options(ruleset):
         return False
     url = settings.conductor.url
     try:
@@ -104,6 +108,9 @@ def _probe(ruleset: Any, settings: Any) -> bool:
         _print_needs(ruleset)
         return False
     print(f"conductor: {caps.flavor} at {url}")
+    for rule_name, note in flavor_notes(ruleset, caps):
+        rule = ruleset.rule(rule_name)
+        print(f"{ruleset.file}:{rule.line} rule '{rule_name}': warning: {note}")
     missing = missing_capabilities(ruleset, caps)
     for req in missing:
         rule = ruleset.rule(req.rule)
@@ -116,6 +123,10 @@ def _probe(ruleset: Any, settings: Any) -> bool:
         )
         print(error.render(), file=sys.stderr)
     return bool(missing)
+
+
+def _has_flavor_options(ruleset: Any) -> bool:
+    return any(r.action.method == "terminate" for r in ruleset.rules)
 
 
 def _print_needs(ruleset: Any) -> None:

@@ -148,11 +148,11 @@ def test_required_capabilities() -> None:
     assert needs == [("vars", "variables"), ("first-wait", "signal"), ("sync", "sync_execute")]
 
 
-async def run_check(tmp_path: Path, url: str) -> int:
+async def run_check(tmp_path: Path, url: str, text: str = CAPS_RULES) -> int:
     config = tmp_path / "gateway.yaml"
     config.write_text(f"conductor: {{url: '{url}'}}\n")
     path = tmp_path / "rules.yaml"
-    path.write_text(CAPS_RULES)
+    path.write_text(text)
     argv = ["check", "--config", str(config), "--rules", str(path)]
     return await asyncio.to_thread(cli.main, argv)
 
@@ -171,6 +171,25 @@ async def test_check_fails_a_rule_the_oss_server_cannot_serve(
         "complete a WAIT task whose output a SET_VARIABLE task copies into the variables (OSS "
         "has no variables endpoint)"
     ]
+
+
+async def test_check_notes_options_oss_ignores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """\
+rules:
+  - name: stop
+    source: {topic: t}
+    terminate: {workflow_id: x, trigger_failure_workflow: true}
+"""
+    async with DevServer(port=0, flavor="oss") as server:
+        code = await run_check(tmp_path, server.url, text)
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert (
+        f"{tmp_path}/rules.yaml:2 rule 'stop': warning: OSS Conductor ignores "
+        "trigger_failure_workflow on terminate; the failure workflow will not start"
+    ) in out.splitlines()
 
 
 async def test_check_passes_on_orkes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
