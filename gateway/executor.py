@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from gateway.errors import ConductorError, DeadLetter, NotFound, RetryLater, TransientError
 from gateway.events import Event
 from gateway.plan import Plan, Target
+from gateway.ratelimit import RateLimits
 from gateway.store.base import Store, TrackRequest
 
 ACTIVE = frozenset({"RUNNING", "PAUSED"})
@@ -110,9 +111,14 @@ class Executor:
         self._client = client
         self._store = store
         self._orkes_idempotency = orkes_idempotency
+        self._limits = RateLimits()
 
     async def execute(self, plan: Plan, ctx: Context) -> str:
         """Run one plan; return a word for metrics: started, reused, done, skipped, noop."""
+        async with self._limits.hold(plan.rule, plan.rate_limit):
+            return await self._execute(plan, ctx)
+
+    async def _execute(self, plan: Plan, ctx: Context) -> str:
         if plan.method in STARTS:
             return await self._start(plan, ctx)
         if plan.target is None:

@@ -1,0 +1,209 @@
+"""The daemon's pieces without brokers: watermark, per-key order, retry tiers, settlement.
+
+Settlement runs the real router, executor and store against the real dev server over HTTP;
+only the broker side is replaced (a delivery that records how it was settled, and a sink that
+records what was published).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+from aiokafka import TopicPartition
+
+from gateway.conductor.client import ConductorClient
+from gateway.devserver.server import DevServer
+from gateway.errors import PublishError
+from gateway.events import Event
+from gateway.executor import Executor
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, Policy
+from gateway.plan import Destination
+from gateway.rules.loader import parse_rules
+from gateway.rules.router import Router
+from gateway.sources.amqp import retry_tier_ms
+from gateway.sources.base import Ordered
+from gateway.sources.kafka import PartitionWindow
+from gateway.store.sqlite import SqliteStore
+from tests.daemon.conftest import wait_workflow
+
+
+def test_watermark_commits_only_contiguous_finished_offsets() -> None:
+    window = PartitionWindow(TopicPartition("t", 0))
+    for offset in range(10, 15):
+        window.add(offset)
+    window.finish(12)
+    window.finish(11)
+    assert window.to_commit() == 10  # 10 is unfinished: nothing past it may be committed
+    window.finish(10)
+    assert window.to_commit() == 13
+    window.committed = 13
+    assert window.to_commit() is None
+    window.finish(14)
+    window.finish(13)
+    assert window.to_commit() == 15 and not window.pending
+
+
+async def test_ordered_runs_one_key_in_order_and_keys_concurrently() -> None:
+    ordered = Ordered()
+    log: list[str] = []
+
+    def work(name: str, delay: float):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            log.append(name)
+
+        return run
+
+    ordered.spawn("a", work("a1", 0.05))
+    ordered.spawn("a", work("a2", 0.0))
+    ordered.spawn("b", work("b1", 0.0))
+    ordered.spawn(None, work("n1", 0.01))
+    assert await ordered.drain(5) == 0
+    assert log.index("a1") < log.index("a2")
+    assert log[0] == "b1"  # b did not wait for a
+
+
+def test_retry_tiers_round_up_to_powers_of_two() -> None:
+    assert retry_tier_ms(0) == 250
+    assert retry_tier_ms(0.3) == 500
+    assert retry_tier_ms(1.0) == 1000
+    assert retry_tier_ms(1.01) == 2000
+    assert retry_tier_ms(60) == 64000
+
+
+class RecordingSink:
+    def __init__(self, failures: int = 0) -> None:
+        self.published: list[tuple[Destination, bytes, dict[str, str]]] = []
+        self.failures = failures
+
+    async def publish(
+        self,
+        destination: Destination,
+        body: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise PublishError("broker did not confirm")
+        self.published.append((destination, body, dict(headers or {})))
+
+
+class RecordingDelivery:
+    defers = False
+    error = None
+    attempts = 0
+    suspect = False
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.first_seen = time.time()
+        self.acked = 0
+
+    async def ack(self) -> None:
+        self.acked += 1
+
+    async def defer(self, delay: float, attempts: int) -> None:
+        raise AssertionError("Kafka-style deliveries are retried in place")
+
+
+def kafka_event(body: bytes, offset: int) -> Event:
+    import json
+
+    return Event(
+        source="kafka",
+        raw=body,
+        body=json.loads(body),
+        topic="orders",
+        partition=0,
+        offset=offset,
+        key="k",
+    )
+
+
+async def test_settlement_retries_then_dead_letters_with_attempts_and_acks_once(
+    tmp_path: Path,
+) -> None:
+    rules = """
+version: 1
+defaults: {dead_letter: "kafka:dead", retry: {max_attempts: 3, initial_backoff: 0.01}}
+rules:
+  - name: start
+    source: {topic: orders}
+    start_workflow: {name: flow, correlation_id: "${body.id}"}
+"""
+    sink = RecordingSink(failures=1)  # the first dead-letter publish is not confirmed
+
+    def always_503(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"message": "overloaded", "retryable": True})
+
+    client = ConductorClient(
+        "http://conductor.invalid/api",
+        flavor="oss",
+        max_retries=0,
+        transport=httpx.MockTransport(always_503),
+    )
+    async with client, SqliteStore(tmp_path / "s.db") as store:
+        pipeline = Pipeline(
+            router=Router(parse_rules(rules)),
+            executor=Executor(client, store),
+            publisher=sink,
+            conductor=_AlwaysReady(),
+            metrics=Metrics(),
+            policy=Policy(),
+        )
+        delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 7))
+        await pipeline.run(pipeline.admit(delivery))
+    assert delivery.acked == 1
+    [(destination, body, headers)] = sink.published
+    assert destination == Destination("kafka", "dead") and body == b'{"id": "e1"}'
+    assert headers["x-gateway-error-attempts"] == "3"
+    assert headers["x-gateway-error-class"]  # the client's transient error class
+    assert headers["x-gateway-error-conductor-status"] == "503"
+    assert headers["x-gateway-error-offset"] == "7"
+    assert "gave up after 3 attempts" in headers["x-gateway-error-reason"]
+
+
+class _AlwaysReady:
+    ready = True
+
+    async def wait_ready(self) -> None:
+        return None
+
+
+async def test_a_redelivered_start_reuses_the_recorded_workflow(tmp_path: Path) -> None:
+    rules = """
+version: 1
+rules:
+  - name: start
+    source: {topic: orders}
+    start_workflow: {name: flow, correlation_id: "${body.id}"}
+"""
+    async with (
+        DevServer(port=0) as server,
+        ConductorClient(server.url, flavor="oss", transport="httpx") as client,
+        SqliteStore(tmp_path / "s.db") as store,
+    ):
+        await client.register_workflow_def(wait_workflow("flow"))
+        pipeline = Pipeline(
+            router=Router(parse_rules(rules)),
+            executor=Executor(client, store),
+            publisher=RecordingSink(),
+            conductor=client,
+            metrics=Metrics(),
+            policy=Policy(),
+        )
+        for _ in range(3):  # the same message three times (redeliveries)
+            delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 42))
+            await pipeline.run(pipeline.admit(delivery))
+            assert delivery.acked == 1
+        found = await client.get_by_correlation_id("flow", "e1", include_closed=True)
+    assert len(found) == 1
