@@ -68,9 +68,11 @@ def compile_expression(source: str) -> Expression:
         )
     try:
         parsed = jmespath.compile(text)
+        nodes = _count_nodes(parsed.parsed)
     except JMESPathError as exc:
         raise TemplateError(f"'{text}' is not valid JMESPath: {_describe(exc)}") from None
-    nodes = _count_nodes(parsed.parsed)
+    except RecursionError:
+        raise TemplateError(f"'{text[:60]}...' is nested too deeply") from None
     if nodes > MAX_AST_NODES:
         raise TemplateError(f"'{text}' has {nodes} AST nodes, over the limit of {MAX_AST_NODES}")
     path = _field_path(parsed.parsed)
@@ -205,10 +207,6 @@ def _end_of_quote(text: str, start: int) -> int:
             return i
         i += 1
     return len(text)  # unterminated: let the brace search fail with a clear message
-
-
-def has_template(text: str) -> bool:
-    return "${" in text
 
 
 def compile_string(text: str, *, strict: bool = False, guard: Guard | None = None) -> Renderer:

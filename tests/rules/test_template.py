@@ -87,6 +87,7 @@ def test_a_body_that_is_not_json_is_a_string() -> None:
         ("${body.id ||}", "is not valid JMESPath"),
         ("${" + "a." * 600 + "b}", "over the limit of 1000"),
         ("${" + "+".join(["a"] * 5) + "}", "is not valid JMESPath"),
+        ("${" + "!" * 900 + "a}", "is nested too deeply"),
     ],
 )
 def test_compile_errors(text: str, message: str) -> None:
