@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -88,3 +89,84 @@ async def test_signal_ahead_of_its_workflow_is_retried_through_the_retry_queue(
         await eventually(completed, timeout=30)
     done = await conductor.get_workflow(workflow_id)
     assert done.tasks[0].output_data.get("paid") == 7
+
+
+async def test_poison_amqp_message_is_dead_lettered_with_headers_and_acked(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    async with running(settings, signal_rules(queue, exchange, workflow)):
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            ex = await channel.get_exchange(exchange)
+            poison = aio_pika.Message(b"{oops", message_id="m-bad", headers={"trace": "t-9"})
+            await ex.publish(poison, routing_key="payment.card", mandatory=True)
+            dlq = await channel.declare_queue(f"{queue}.dlq", durable=True)
+            dead = None
+            for _ in range(100):
+                dead = await dlq.get(no_ack=True, fail=False)
+                if dead is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert dead is not None, "no dead letter arrived"
+            source = await channel.declare_queue(queue, durable=True, passive=True)
+            assert source.declaration_result.message_count == 0  # acked, not requeued
+    headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in dead.headers.items()}
+    assert dead.body == b"{oops"
+    assert headers["trace"] == "t-9"
+    assert headers["x-gateway-error-origin"] == f"amqp:{queue}"
+    assert headers["x-gateway-error-queue"] == queue
+    assert headers["x-gateway-error-exchange"] == exchange
+    assert headers["x-gateway-error-routing-key"] == "payment.card"
+    assert headers["x-gateway-error-message-id"] == "m-bad"
+    assert "not JSON" in headers["x-gateway-error-reason"]
+
+
+async def test_request_reply_answers_the_reply_to_queue_with_the_result(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, workflow = unique("quotes"), unique("quote")
+    await conductor.register_workflow_def(
+        {
+            "name": workflow,
+            "version": 1,
+            "tasks": [
+                {
+                    "name": "set",
+                    "taskReferenceName": "set",
+                    "type": "SET_VARIABLE",
+                    "inputParameters": {"price": "${workflow.input.qty}"},
+                }
+            ],
+            "outputParameters": {"price": "${workflow.variables.price}"},
+        }
+    )
+    rules = f"""
+version: 1
+rules:
+  - name: quote
+    source: {{queue: {queue}}}
+    execute_workflow: {{name: {workflow}, input: {{qty: "${{body.qty}}"}}}}
+    reply: {{}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    async with running(settings, rules):
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            replies = await channel.declare_queue(exclusive=True)
+            request = aio_pika.Message(
+                b'{"qty": 3}', message_id="q-1", correlation_id="req-1", reply_to=replies.name
+            )
+            await channel.default_exchange.publish(request, routing_key=queue)
+            answer = None
+            for _ in range(150):
+                answer = await replies.get(no_ack=True, fail=False)
+                if answer is not None:
+                    break
+                await asyncio.sleep(0.1)
+    assert answer is not None, "no reply arrived"
+    assert answer.correlation_id == "req-1"
+    assert b"COMPLETED" in answer.body and b"price" in answer.body
