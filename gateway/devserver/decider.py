@@ -139,9 +139,7 @@ class Decider:
 
     def _fail_with(self, wf: WorkflowRecord, task: TaskRecord) -> None:
         status = {"CANCELED": "TERMINATED", "TIMED_OUT": "TIMED_OUT"}.get(task.status, "FAILED")
-        if task.ref not in wf.failed_reference_task_names:
-            wf.failed_reference_task_names.append(task.ref)
-            wf.failed_task_names.append(task.workflow_task.name)
+        self._note_failed(wf, task)
         reason = (
             f"Task {task.task_id} failed with status: {task.status} and reason: "
             f"'{task.reason_for_incompletion}'"
@@ -219,14 +217,20 @@ class Decider:
         self.store.mark_running(task)
 
     def _terminate_task(self, wf: WorkflowRecord, task: TaskRecord) -> None:
-        status = str(task.input_data.get("terminationStatus", "COMPLETED")).upper()
-        output = task.input_data.get("workflowOutput")
-        task.output_data = {"output": output} if output is not None else {}
-        self.finish(task, "COMPLETED")
-        reason = task.input_data.get("terminationReason")
+        """TERMINATE: end the workflow with terminationStatus; workflowOutput is its output."""
+        status = str(task.input_data.get("terminationStatus", "")).upper()
         if status not in ("COMPLETED", "FAILED", "TERMINATED"):
-            status, reason = "FAILED", f"TERMINATE task: invalid terminationStatus {status!r}"
-        self.end(wf, status, None if reason is None else str(reason), output=output)
+            # Conductor fails the task itself; the decider then fails the workflow.
+            self.finish(task, "FAILED", "given termination status is not valid")
+            return
+        output = task.input_data.get("workflowOutput")
+        if output is not None:
+            task.output_data = output if isinstance(output, dict) else {"output": output}
+        self.finish(task, "COMPLETED")
+        reason = task.input_data.get("terminationReason") or (
+            f"Workflow is {status} by TERMINATE task: {task.task_id}"
+        )
+        self.end(wf, status, str(reason))
 
     def finish(self, task: TaskRecord, status: str, reason: str | None = None) -> None:
         now = self.store.now()
@@ -237,22 +241,37 @@ class Decider:
             task.reason_for_incompletion = reason
         self.store.forget(task)
 
-    def end(self, wf: WorkflowRecord, status: str, reason: str | None, output: Any = None) -> None:
-        """Put `wf` in a terminal state, cancelling what is still running."""
+    def end(self, wf: WorkflowRecord, status: str, reason: str | None) -> None:
+        """Put `wf` in a terminal state, cancelling what is still running (WEO.terminate)."""
+        wf.output = self._workflow_output(wf)
         for task in wf.tasks:
+            if task.status in ("FAILED", "FAILED_WITH_TERMINAL_ERROR"):
+                self._note_failed(wf, task)
             if not task.terminal:
                 self.finish(task, "CANCELED")
         wf.status = status
         wf.reason_for_incompletion = reason
         wf.end_time = self.store.now()
-        if isinstance(output, dict):
-            wf.output = output
-        elif status in ("COMPLETED", "FAILED"):
-            wf.output = self._workflow_output(wf)
         self.store.touch(wf)
 
+    @staticmethod
+    def _note_failed(wf: WorkflowRecord, task: TaskRecord) -> None:
+        if task.ref not in wf.failed_reference_task_names:
+            wf.failed_reference_task_names.append(task.ref)
+        if task.workflow_task.name not in wf.failed_task_names:
+            wf.failed_task_names.append(task.workflow_task.name)
+
     def _workflow_output(self, wf: WorkflowRecord) -> dict[str, Any]:
+        """DeciderService.updateWorkflowOutput: a TERMINATE task's output, else the
+        definition's outputParameters, else the last task's output."""
+        if not wf.tasks:
+            return wf.output
+        terminate = next(
+            (t for t in wf.tasks if t.task_type == "TERMINATE" and t.status == "COMPLETED"), None
+        )
+        if terminate is not None:
+            return dict(terminate.output_data)
         if wf.definition.output_parameters:
             result = resolve(wf.definition.output_parameters, self.context(wf))
             return result if isinstance(result, dict) else {}
-        return dict(wf.tasks[-1].output_data) if wf.tasks else {}
+        return dict(wf.tasks[-1].output_data)

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.devserver.clock import Clock
 from gateway.devserver.decider import Decider, Store
+from gateway.devserver.mapping import resolve
 from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest, WorkflowDef
 from gateway.devserver.state import WorkflowRecord, new_id
@@ -156,7 +157,9 @@ class Engine:
         self._reopen(wf)
         wf.last_retried_time = self.now()
         for failed in to_retry:
-            task = self.decider.new_task(wf, failed.position, dict(failed.input_data))
+            # Conductor copies the failed task and re-applies its parameter mapping.
+            fresh = resolve(failed.workflow_task.input_parameters, self.decider.context(wf))
+            task = self.decider.new_task(wf, failed.position, {**failed.input_data, **fresh})
             task.retry_count = failed.retry_count + 1
             task.retried_task_id = failed.task_id
             failed.retried = True

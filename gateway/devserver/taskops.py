@@ -218,8 +218,6 @@ class TaskOps:
             self._time_step(wf, task, "TIMED_OUT", reason)
             return
         self.decider.finish(task, "TIMED_OUT", reason)
-        wf.failed_reference_task_names.append(task.ref)
-        wf.failed_task_names.append(task.workflow_task.name)
         self.decider.end(wf, "TIMED_OUT", reason)
 
     def _time_step(

@@ -316,3 +316,18 @@ async def test_concurrent_starts_and_polls_hand_each_task_out_once(api: Api) -> 
     assert len(seen) == len(set(seen)) == 100
     statuses = await asyncio.gather(*(api.status(i) for i in ids))
     assert set(statuses) == {"COMPLETED"}
+
+
+async def test_terminate_task_default_reason_and_invalid_status(api: Api) -> None:
+    """§2.1 TERMINATE: a default reason names the task; an invalid status fails the task."""
+    term = {"name": "end", "taskReferenceName": "end", "type": "TERMINATE"}
+    ok = {**term, "inputParameters": {"terminationStatus": "COMPLETED", "workflowOutput": 5}}
+    await api.workflow_def("ok", [ok])
+    wf = await api.wf(await api.start("ok"))
+    assert wf["status"] == "COMPLETED" and wf["output"] == {"output": 5}
+    assert wf["reasonForIncompletion"].startswith("Workflow is COMPLETED by TERMINATE task: ")
+    bad = {**term, "inputParameters": {"terminationStatus": "MAYBE"}}
+    await api.workflow_def("bad", [bad])
+    wf = await api.wf(await api.start("bad"))
+    assert wf["status"] == "FAILED" and wf["failedReferenceTaskNames"] == ["end"]
+    assert wf["tasks"][0]["reasonForIncompletion"] == "given termination status is not valid"
