@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
 
 from gateway.conductor.client import ConductorClient
+from gateway.devserver.brokers import RabbitMQ
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import eventually, make_settings, running, unique, wait_workflow
 
@@ -170,3 +172,49 @@ rules:
     assert answer is not None, "no reply arrived"
     assert answer.correlation_id == "req-1"
     assert b"COMPLETED" in answer.body and b"price" in answer.body
+
+
+async def test_consumers_come_back_after_a_rabbitmq_restart(
+    devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    # A broker of its own: restarting the shared one would disturb other tests.
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    first = await conductor.start_workflow(workflow, correlation_id="before")
+    second = await conductor.start_workflow(workflow, correlation_id="after")
+    broker = RabbitMQ()
+    await asyncio.to_thread(broker.start)
+    try:
+        settings = make_settings(
+            tmp_path,
+            conductor_url=devserver.url,
+            amqp_url=broker.url,
+            amqp={"reconnect_interval": 0.5},
+        )
+        async with running(settings, signal_rules(queue, exchange, workflow)) as gateway:
+            await publish(broker.url, exchange, "payment.card", {"order_id": "before"}, "m-1")
+            await eventually(lambda: _status_is(conductor, first, "COMPLETED"), timeout=30)
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.start)  # same port, empty broker
+            await eventually(lambda: _connected(gateway), timeout=60)
+            await eventually(lambda: _publish_ok(broker.url, exchange, "after"), timeout=60)
+            await eventually(lambda: _status_is(conductor, second, "COMPLETED"), timeout=60)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def _status_is(conductor: ConductorClient, workflow_id: str, status: str) -> bool:
+    return (await conductor.get_workflow(workflow_id)).status == status
+
+
+async def _connected(gateway: Any) -> bool:
+    return bool(gateway.amqp is not None and gateway.amqp.connected)
+
+
+async def _publish_ok(url: str, exchange: str, order_id: str) -> bool:
+    """Publish once the restored exchange and queue exist (the gateway re-declares them)."""
+    try:
+        await publish(url, exchange, "payment.card", {"order_id": order_id}, f"m-{order_id}")
+    except Exception:
+        return False
+    return True
