@@ -165,6 +165,8 @@ def translate_httpx_errors(method: str, url: str) -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise _untrusted(method, url, exc) from exc
         raise _cannot_connect(method, url, exc) from exc
     except httpx.TimeoutException as exc:
         raise _no_answer(method, url) from exc
@@ -177,6 +179,8 @@ def translate_aiohttp_errors(method: str, url: str) -> Iterator[None]:
     """aiohttp's exceptions, classified exactly like httpx's above."""
     try:
         yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise _untrusted(method, url, exc) from exc
     except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
         raise _cannot_connect(method, url, exc) from exc
     except TimeoutError as exc:
@@ -190,6 +194,14 @@ def translate_aiohttp_errors(method: str, url: str) -> Iterator[None]:
 def _cannot_connect(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
     return ConnectFailed(f"{_where(method, url)}: cannot connect to Conductor: {reason}")
+
+
+def _untrusted(method: str, url: str, exc: BaseException) -> ConductorError:
+    # Not transient: retrying cannot make an untrusted certificate trusted.
+    return ConductorError(
+        f"{_where(method, url)}: Conductor's TLS certificate is not trusted ({exc}); give the "
+        "CA bundle that signed it as conductor.ca_file (verification stays on)"
+    )
 
 
 def _no_answer(method: str, url: str) -> ConductorError:
