@@ -63,7 +63,7 @@ async def test_untrusted_certificate_is_refused_until_ca_file_is_given(
 ) -> None:
     url, cert, served = https_server
     async with ConductorClient(url, flavor="oss", transport=transport, max_retries=3) as c:
-        with pytest.raises(ConductorError, match="not trusted.*ca_file") as info:
+        with pytest.raises(ConductorError, match=r"not trusted.*ca_file") as info:
             await c.get_status("w1")
     assert not isinstance(info.value, TransientError) and served == []
     async with ConductorClient(url, flavor="oss", transport=transport, ca_file=str(cert)) as c:
