@@ -72,7 +72,7 @@ def make_settings(
             **extra.pop("conductor", {}),
         },
         store={"sqlite_path": tmp_path / "gateway.db"},
-        admin={"port": 0},
+        admin=extra.pop("admin", {"port": 0}),
         shutdown_grace_seconds=extra.pop("shutdown_grace_seconds", 10.0),
         **extra,
     )

@@ -218,3 +218,36 @@ async def _publish_ok(url: str, exchange: str, order_id: str) -> bool:
     except Exception:
         return False
     return True
+
+
+async def test_admin_endpoint_reports_health_readiness_metrics_and_rules(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    import httpx
+
+    from gateway.devserver.brokers import free_port
+
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await conductor.start_workflow(workflow, correlation_id="order-9")
+    port = free_port()
+    settings = make_settings(
+        tmp_path, conductor_url=devserver.url, amqp_url=amqp_url, admin={"port": port}
+    )
+    async with running(settings, signal_rules(queue, exchange, workflow)) as gateway:
+        await publish(amqp_url, exchange, "payment.card", {"order_id": "order-9"}, "m-9")
+
+        async def settled() -> bool:
+            return gateway.metrics.total("gateway_events_settled_total") >= 1
+
+        await eventually(settled, timeout=30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            health = await http.get("/healthz")
+            ready = await http.get("/readyz")
+            metrics = (await http.get("/metrics")).text
+            rules = (await http.get("/rules")).json()
+    assert health.status_code == 200
+    assert ready.status_code == 200 and ready.json()["conductor"] is True
+    assert f'gateway_events_received_total{{source="amqp:{queue}"}} 1' in metrics
+    assert 'gateway_events_settled_total{outcome="done"} 1' in metrics
+    assert [r["name"] for r in rules["rules"]] == ["payment-received"]
