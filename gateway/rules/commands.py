@@ -102,7 +102,8 @@ def _probe(ruleset: Any, settings: Any) -> bool:
     except ImportError as exc:
         print(f"conductor: not probed (the client is not available: {exc})")
         return False
-    except Exception as exc:  # unreachable, refused, timed out: check still passes
+    except Exception as exc:  # unreachable, refused, timed out, or a client
+        # still being built: the check reports it and passes, it never crashes
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][-160:]
         print(f"conductor: not probed ({url} did not answer: {reason})")
         _print_needs(ruleset)

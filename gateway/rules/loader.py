@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import RuleError, TemplateError
+from gateway.errors import ConfigError, RuleError, TemplateError
 from gateway.plan import CompletionSpec, Destination, RateLimit, ReplySpec, RetryPolicy
 from gateway.rules import schema
 from gateway.rules.actions import ParamError, compile_action
@@ -365,7 +365,7 @@ class _Compiler:
             return None
         try:
             return Destination.parse(spec)
-        except Exception as exc:  # ConfigError from plan.Destination
+        except ConfigError as exc:
             self.error(str(exc), loc, rule, key)
             return None
 
