@@ -3,6 +3,7 @@ with the definitions the integration tests use, plus helpers to put a workflow i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from gateway.devserver.server import DevServer
 
 KEY_ID, KEY_SECRET = "it-app", "it-secret-value"
 WAIT_FLOW, WORK_FLOW, TWO_STEP = "it_wait_flow", "it_work_flow", "it_two_step"
+SHORT_FLOW = "it_short_flow"  # times out after one second
 WORK_TASK = "it_work"
 
 
@@ -58,6 +60,15 @@ class Env:
         assert await work_once(self.client, WORK_TASK, boom) is not None
         return wf_id
 
+    async def timed_out(self) -> str:
+        """A TIMED_OUT workflow: its one-second workflow timeout fired while it waited."""
+        wf_id = await self.client.start_workflow(SHORT_FLOW)
+        for _ in range(100):
+            if await self.status(wf_id) == "TIMED_OUT":
+                return wf_id
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{wf_id} did not time out")
+
     async def in_state(self, state: str) -> str:
         if state == "unknown":
             return str(uuid.uuid4())
@@ -91,6 +102,8 @@ async def register_definitions(client: ConductorClient) -> None:
     defs = {WAIT_FLOW: [wait], WORK_FLOW: [work], TWO_STEP: [work, wait]}
     for name, tasks in defs.items():
         await client.register_workflow_def({"name": name, "tasks": tasks}, overwrite=True)
+    short = {"timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF", "tasks": [wait]}
+    await client.register_workflow_def({"name": SHORT_FLOW, **short}, overwrite=True)
 
 
 def client_for(server: DevServer, **kw: Any) -> ConductorClient:

@@ -127,8 +127,6 @@ async def test_update_variables_is_orkes_only(env: Env) -> None:
 
 # -- the state table ---------------------------------------------------------------------------
 
-STATES = ["running", "paused", "completed", "failed", "terminated", "unknown"]
-
 
 @pytest.mark.parametrize(
     ("state", "outcome"),
@@ -137,6 +135,7 @@ STATES = ["running", "paused", "completed", "failed", "terminated", "unknown"]
         ("paused", "TERMINATED"),
         ("completed", Conflict),
         ("failed", "TERMINATED"),
+        ("timed_out", "TERMINATED"),
         ("terminated", "TERMINATED"),
         ("unknown", NotFound),
     ],
@@ -171,6 +170,8 @@ async def test_pause(env: Env, state: str, outcome: Any) -> None:
         ("running", ServerError, "RUNNING"),
         ("paused", "RUNNING", "RUNNING"),
         ("completed", ServerError, "COMPLETED"),
+        ("failed", ServerError, "FAILED"),
+        ("terminated", ServerError, "TERMINATED"),
         ("unknown", NotFound, NotFound),
     ],
 )
@@ -186,6 +187,7 @@ async def test_resume(env: Env, state: str, oss: Any, orkes: Any) -> None:
         ("paused", NotFound),
         ("completed", Conflict),
         ("failed", "RUNNING"),
+        ("timed_out", "RUNNING"),
         ("terminated", "RUNNING"),
         ("unknown", NotFound),
     ],
