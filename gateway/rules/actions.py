@@ -63,10 +63,12 @@ def _coerce(value: Any, kind: Kind, key: str) -> Any:
         return value
     if base == "string" and isinstance(value, str | int | float) and not isinstance(value, bool):
         return value if isinstance(value, str) else _number_text(value)
-    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
-        return value
     if base == "int" and isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+        value = int(value)
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        if key.endswith("priority") and not 0 <= value <= 99:
+            raise TemplateError(f"{key} must be between 0 and 99, got {value}")
+        return value
     if base == "strings" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     if base == "bool" and isinstance(value, bool):
@@ -153,7 +155,13 @@ class _Builder:
     def add(self, name: str, value: Any, kind: Kind, key: str | None = None) -> None:
         yaml_key = f"{self.action}.{key or name}"
         render = self._compile(value, key or name)
-        self.params.append(Param(name, render, kind, yaml_key, _FAST[kind]))
+        if not _templated(value):
+            try:  # a literal of the wrong type is a load error, not a failure per event
+                _coerce(value, kind, yaml_key)
+            except TemplateError as exc:
+                raise ParamError(key or name, str(exc).removeprefix(f"{yaml_key} ")) from None
+        fast = object if name == "priority" else _FAST[kind]  # object: always checked (range)
+        self.params.append(Param(name, render, kind, yaml_key, fast))
 
     def literal(self, name: str, value: Any) -> None:
         self.params.append(Param(name, _const(value), "any", f"{self.action}.{name}"))
@@ -166,6 +174,16 @@ class _Builder:
         except TemplateSyntaxError as exc:
             inner = ".".join(str(p) for p in exc.path)
             raise ParamError(f"{key}.{inner}" if inner else key, str(exc)) from None
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_templated(v) for v in value)
+    return False
 
 
 def _const(value: Any) -> Renderer:

@@ -311,6 +311,9 @@ def test_options_reach_the_plan() -> None:
         ("pause: {workflow_id: x}\ncompletion: {destination: kafka:s}", "completion goes with"),
         ("start_workflow: {name: w}\ndead_letter: nowhere", "dead_letter: destination 'nowhere'"),
         ("start_workflow: {name: w, input: {a: '${x'}}", "start_workflow.input.a: template"),
+        ("start_workflow: {name: w, input: 5}", "start_workflow.input: must be a JSON object"),
+        ("start_workflow: {name: w, priority: 150}", "priority: must be between 0 and 99"),
+        ("signal: {workflow_id: x, output: [1]}", "signal.output: must be a JSON object"),
     ],
 )
 def test_action_schema_errors(yaml_text: str, message: str) -> None:
@@ -325,6 +328,7 @@ def test_action_schema_errors(yaml_text: str, message: str) -> None:
     [
         ("start_workflow: {name: w, input: '${body.id}'}", BODY, "input must be a JSON object"),
         ("start_workflow: {name: w, priority: '${body.who}'}", BODY, "priority must be"),
+        ("start_workflow: {name: w, priority: '${body.p}'}", {"p": 100}, "between 0 and 99"),
         ("pause: {workflow_id: '${body.missing}'}", BODY, "workflow_id must be a string, got null"),
         ("pause: {workflow_id: '${body.items}'}", {"items": [1]}, "must be a string, got list"),
         ("update_variables: {workflow_id: x, variables: '${body.id}'}", BODY, "variables must"),
