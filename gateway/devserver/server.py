@@ -103,7 +103,14 @@ class DevServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.build_app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)
+        # A short shutdown grace: a pending execute or batch poll must not hold up the exit.
+        site = web.TCPSite(
+            self._runner,
+            self.host,
+            self._requested_port,
+            reuse_address=True,
+            shutdown_timeout=1.0,
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
