@@ -178,6 +178,9 @@ class TrackerSettings(_Section):
     max_interval: float = Field(30.0, gt=0, description="Cap of the adaptive poll delay.")
     concurrency: int = Field(16, ge=1, le=1_000, description="Status requests in flight.")
     batch_size: int = Field(200, ge=1, le=10_000, description="Workflows fetched per round.")
+    content_mode: Literal["structured", "binary"] = Field(
+        "structured", description="CloudEvents mode: structured JSON body or binary (headers)."
+    )
 
 
 class LoggingSettings(_Section):
