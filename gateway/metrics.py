@@ -20,6 +20,7 @@ _HELP = {
     "gateway_consumer_lag": ("gauge", "Kafka messages behind the high-water mark."),
     "gateway_consumer_stalled": ("gauge", "1 when a partition has lag but made no progress."),
     "gateway_conductor_ready": ("gauge", "1 while Conductor answers."),
+    "gateway_auth_failures_total": ("counter", "Calls Conductor refused (401/403)."),
 }
 
 

@@ -100,6 +100,7 @@ class Pipeline:
         self.intake.set()
         self.stopping = asyncio.Event()
         self.in_flight = 0
+        self._auth_failures = 0
         metrics.gauge_fn("gateway_in_flight", lambda: float(self.in_flight))
 
     # -- admission ---------------------------------------------------------------------------
@@ -151,8 +152,8 @@ class Pipeline:
                 outcome = await self._dispatch(job, attempts)
             except RetryLater as retry:
                 job.retried = True
-                if await self._conductor_down(retry):
-                    continue  # Conductor was unreachable: not the message's fault
+                if await self._held_back(retry):
+                    continue  # Conductor unreachable or refusing us: not the message's fault
                 attempts += 1
                 give_up = self._exhausted(job, attempts)
                 if give_up:
@@ -178,6 +179,7 @@ class Pipeline:
                 failure = _failure_of(job, dead)
                 await self._dead_letter(job, failure, attempts + 1)
                 return "dead_letter"
+            self._auth_failures = 0
             await delivery.ack()
             return outcome
 
@@ -220,20 +222,39 @@ class Pipeline:
     def _retry_policy(job: Job) -> RetryPolicy:
         return job.plans[0].retry if job.plans else DEFAULT_RETRY
 
-    async def _conductor_down(self, retry: RetryLater) -> bool:
-        """Back-pressure: while Conductor is unreachable, stop intake and wait for it."""
+    async def _held_back(self, retry: RetryLater) -> bool:
+        """Back-pressure: while Conductor is unreachable or refuses the gateway's credentials,
+        stop intake and wait, without spending the message's attempts."""
+        if isinstance(retry.cause, Unauthorized):
+            await self._refused(retry.cause)
+            return True
         if not isinstance(retry.cause, TransientError) or self._conductor.ready:
             return False
         if self.intake.is_set():
             log.warning("Conductor is unreachable: pausing intake until it answers")
         self.intake.clear()
-        self._metrics.set("gateway_conductor_ready", 0)
         await self._until(self._conductor.wait_ready())
         if not self.intake.is_set():
             log.info("Conductor answers again: resuming intake")
         self.intake.set()
-        self._metrics.set("gateway_conductor_ready", 1)
         return True
+
+    async def _refused(self, exc: Unauthorized) -> None:
+        # Wrong or expired credentials are an operator's problem, not the messages': alert and
+        # hold everything instead of dead-lettering the whole stream.
+        self._auth_failures += 1
+        delay = min(60.0, 2.0 ** min(self._auth_failures, 6))
+        log.error(
+            "Conductor refused the gateway's credentials (%s); intake paused, next try in %.0fs",
+            exc,
+            delay,
+        )
+        self._metrics.inc("gateway_auth_failures_total")
+        self.intake.clear()
+        try:
+            await self._sleep(delay)
+        finally:
+            self.intake.set()
 
     async def _dead_letter(self, job: Job, failure: Failure, attempts: int) -> None:
         event = job.delivery.event
@@ -303,7 +324,7 @@ def classify(exc: BaseException, plan: Plan) -> Outcome:
     if isinstance(exc, Outcome):
         return exc
     where = f"rule '{plan.rule}' action {plan.action}: "
-    if isinstance(exc, TransientError | Unauthorized | PublishError):
+    if isinstance(exc, TransientError | Unauthorized | PublishError):  # Unauthorized: held back
         return RetryLater(where + str(exc), cause=exc)
     if isinstance(exc, ConductorError):
         if exc.retryable:

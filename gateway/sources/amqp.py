@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -31,6 +32,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from gateway.deadletters import ATTEMPTS_HEADER, FIRST_SEEN_HEADER
 from gateway.errors import EventError
@@ -38,7 +40,7 @@ from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
-from gateway.sources.base import Ordered
+from gateway.sources.base import Ordered, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +146,18 @@ class AmqpSource:
         return self._connection is not None and not self._connection.is_closed
 
     async def __aenter__(self) -> AmqpSource:
-        self._connection = await aio_pika.connect_robust(
-            self._settings.url.get_secret_value(),
-            ssl_context=self._ssl_context(),
-            reconnect_interval=self._settings.reconnect_interval,
-        )
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._settings.url.get_secret_value(),
+                ssl_context=self._ssl_context(),
+                reconnect_interval=self._settings.reconnect_interval,
+            )
+        except (*CONNECTION_EXCEPTIONS, OSError) as exc:
+            host = urlsplit(self._settings.url.get_secret_value()).hostname
+            raise SourceUnavailable(
+                f"cannot reach RabbitMQ at {host} ({type(exc).__name__}); check amqp.url "
+                "and that the broker is up"
+            ) from None
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self._settings.prefetch)
         for name in self._declare:

@@ -14,9 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from gateway.errors import GatewayError
 from gateway.events import Event
 
 log = logging.getLogger(__name__)
+
+
+class SourceUnavailable(GatewayError):
+    """A broker could not be reached at start-up (the message names it and why)."""
 
 
 class Delivery(Protocol):

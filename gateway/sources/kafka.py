@@ -31,7 +31,7 @@ from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
-from gateway.sources.base import Ordered
+from gateway.sources.base import Ordered, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,10 @@ class KafkaSource:
             await self._consumer.start()
         except KafkaError as exc:
             await self._consumer.stop()
-            raise ConnectionError(
-                f"cannot reach Kafka at {self._settings.bootstrap_servers}: {exc}"
+            servers = ",".join(self._settings.bootstrap_servers)
+            raise SourceUnavailable(
+                f"cannot reach Kafka at {servers} ({type(exc).__name__}); check "
+                "kafka.bootstrap_servers and that the brokers are up"
             ) from None
         self.connected = True
         return self
