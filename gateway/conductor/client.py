@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
@@ -63,10 +64,10 @@ class ConductorClient:
         url: str = "http://127.0.0.1:8080/api",
         *,
         key_id: str | None = None,
-        key_secret: Any = None,
+        key_secret: SecretStr | str | None = None,
         timeout: float = 10.0,
         max_retries: int = 5,
-        flavor: str = "auto",
+        flavor: Literal["auto", "oss", "orkes"] = "auto",
         transport: httpx.AsyncBaseTransport | str = "aiohttp",
         max_connections: int = 64,
         ca_file: str | None = None,
@@ -75,8 +76,6 @@ class ConductorClient:
     ) -> None:
         auth = None
         if key_id and key_secret is not None:
-            from pydantic import SecretStr
-
             secret = key_secret if isinstance(key_secret, SecretStr) else SecretStr(key_secret)
             auth = TokenAuth(key_id, secret)
         self._session = Session(
@@ -89,9 +88,7 @@ class ConductorClient:
             backoff_cap=backoff_cap,
         )
         self._caps_lock = asyncio.Lock()
-        self._caps: caps.Capabilities | None = (
-            None if flavor == "auto" else caps.assumed("orkes" if flavor == "orkes" else "oss")
-        )
+        self._caps: caps.Capabilities | None = None if flavor == "auto" else caps.assumed(flavor)
 
     @classmethod
     def from_settings(cls, settings: ConductorSettings) -> ConductorClient:

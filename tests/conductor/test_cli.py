@@ -111,3 +111,11 @@ async def test_unreachable_conductor_fails_fast(cli: Cli) -> None:
            "GATEWAY_CONDUCTOR__MAX_RETRIES": "0"}  # fmt: skip
     code, _, err = await Cli(env).run("status", "x")
     assert code != 0 and "cannot connect" in err
+
+
+async def test_settings_from_a_config_file(cli: Cli, tmp_path: Path) -> None:
+    url = cli.env.pop("GATEWAY_CONDUCTOR__URL")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"conductor:\n  url: {url}\n  request_timeout: 5\n")
+    caps = await cli.ok("capabilities", "--config", str(config))
+    assert caps["flavor"] in ("oss", "orkes") and caps["syncExecute"] is True
