@@ -285,16 +285,17 @@ class KafkaSource:
             self._check_progress()
 
     def _check_progress(self) -> None:
-        total_lag = 0
         stalled = False
         now = time.monotonic()
+        held = not self._pipeline.intake.is_set()  # Conductor's outage, not a stuck consumer
         for tp, window in list(self._windows.items()):
+            if held:
+                window.last_progress = now
             highwater = self.consumer.highwater(tp)
             position = window.committed if window.committed is not None else window.next_offset
             if highwater is None or position is None:
                 continue
             lag = max(0, highwater - position)
-            total_lag += lag
             self._metrics.set(
                 "gateway_consumer_lag", lag, topic=tp.topic, partition=str(tp.partition)
             )
