@@ -180,3 +180,49 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
             second.kill()
             await second.wait()
     assert_one_workflow_per_event(await workflows_of(conductor, workflow), count)
+
+
+async def test_a_second_gateway_joining_mid_stream_rebalances_without_loss_or_duplicates(
+    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    topic, workflow, count = unique("orders"), unique("order_flow"), 1200
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(kafka_bootstrap, topic, 4)
+    first = make_settings(
+        tmp_path / "a", conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap
+    )
+    group = first.kafka.group_id
+    second = make_settings(
+        tmp_path / "b",
+        conductor_url=devserver.url,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka={"group_id": group},
+    )
+    rules = exactly_once_rules(topic, workflow)
+    async with running(first, rules) as gateway_a:
+        feeding = asyncio.create_task(
+            produce_slowly(kafka_bootstrap, topic, count, 4, per_second=150)
+        )
+
+        async def some_started() -> bool:
+            return len(await workflows_of(conductor, workflow)) >= 200
+
+        await eventually(some_started, timeout=60)
+        async with running(second, rules) as gateway_b:
+            await feeding
+
+            async def all_started() -> bool:
+                return len(await workflows_of(conductor, workflow)) >= count
+
+            await eventually(all_started, timeout=90)
+
+            async def all_committed() -> bool:
+                committed, end = await committed_and_end(kafka_bootstrap, group, topic, 4)
+                return committed == end
+
+            await eventually(all_committed, timeout=30)
+            taken_by_b = gateway_b.metrics.total("gateway_events_received_total")
+        assert gateway_a.metrics.total("gateway_dead_letters_total") == 0
+    assert taken_by_b > 0, "the second gateway never received a partition"
+    await asyncio.sleep(0.5)
+    assert_one_workflow_per_event(await workflows_of(conductor, workflow), count)
