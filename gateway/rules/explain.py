@@ -74,7 +74,7 @@ def explain_event(ruleset: RuleSet, event: Event) -> str:
     for rule in ruleset.rules:
         where = f"{rule.name} (line {rule.line})"
         if rule.name in plans:
-            lines += [f"MATCH  {where}", *_describe_plan(plans[rule.name]), ""]
+            lines += [f"MATCH  {where}", *_describe_plan(plans[rule.name], event), ""]
         elif rule.name in failures:
             error = failures[rule.name].error
             lines += [f"ERROR  {where}: {type(error).__name__}: {error}", ""]
@@ -108,7 +108,7 @@ def _describe_event(event: Event) -> list[str]:
     return lines
 
 
-def _describe_plan(plan: Plan) -> list[str]:
+def _describe_plan(plan: Plan, event: Event) -> list[str]:
     lines = [f"  action: {plan.action} -> ConductorClient.{plan.method}"]
     if plan.target is not None:
         lines.append(f"  target: {_target(plan)}")
@@ -121,7 +121,7 @@ def _describe_plan(plan: Plan) -> list[str]:
         f" x{r.multiplier:g} up to {r.max_backoff:g}s, for at most {r.max_age_seconds:g}s"
     )
     lines.append(f"  dead letter: {plan.dead_letter or 'none (settled by the source)'}")
-    lines += _extras(plan)
+    lines += _extras(plan, event)
     for i, request in enumerate(plan_requests(plan), 1):
         note = f"  ({request.note})" if request.note else ""
         lines.append(f"  request {i}: {request.line()}{note}")
@@ -144,7 +144,7 @@ def _target(plan: Plan) -> str:
     return f"{how}; none found: {missing}; several: {t.on_many}"
 
 
-def _extras(plan: Plan) -> list[str]:
+def _extras(plan: Plan, event: Event) -> list[str]:
     lines = []
     if plan.rate_limit is not None:
         rl = plan.rate_limit
@@ -160,7 +160,10 @@ def _extras(plan: Plan) -> list[str]:
     if plan.reply is not None:
         to = plan.reply.destination or "the message's reply-to"
         when = "on completion" if plan.reply.wait_for_completion else "with the result"
-        lines.append(f"  reply: to {to} {when}")
+        missing = plan.reply.destination is None and not event.reply_to
+        lines.append(
+            f"  reply: to {to} {when}" + (" (this event has none: no reply)" if missing else "")
+        )
     return lines
 
 
