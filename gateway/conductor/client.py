@@ -106,6 +106,7 @@ class ConductorClient:
         )
 
     async def __aenter__(self) -> Self:
+        self._session.start_probe()  # so `ready` turns True as soon as Conductor answers
         return self
 
     async def __aexit__(

@@ -72,7 +72,7 @@ class Session:
     async def wait_ready(self) -> None:
         """Block until Conductor answers (probing in the background meanwhile)."""
         if not self._up.is_set():
-            self._start_probe()
+            self.start_probe()
             await self._up.wait()
 
     def _mark_up(self) -> None:
@@ -84,9 +84,10 @@ class Session:
         if self._up.is_set():
             log.warning("Conductor at %s is unreachable: %s", self.base_url, reason)
             self._up.clear()
-        self._start_probe()
+        self.start_probe()
 
-    def _start_probe(self) -> None:
+    def start_probe(self) -> None:
+        """Probe in the background until Conductor answers (no-op if one is running)."""
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._run_probe(), name="conductor-readiness")
 

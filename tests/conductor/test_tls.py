@@ -40,8 +40,9 @@ async def https_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path, list[in
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            served.append(1)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"readiness_probe" not in head.split(b"\r\n", 1)[0]:
+                served.append(1)
             head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(ANSWER)}\r\nConnection: close\r\n\r\n"  # noqa: E501
             writer.write(head.encode() + ANSWER)
             await writer.drain()
