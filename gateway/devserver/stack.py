@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,7 +31,7 @@ from gateway.devserver.brokers import RABBITMQ_INSTALL_HINT, BrokerError, Rabbit
 
 log = logging.getLogger("gateway.dev")
 
-DEV_DIR = Path("var/dev")
+DEV_DIR = Path(os.environ.get("GATEWAY_DEV_DIR", "var/dev"))
 EXAMPLES = [
     (
         "kafka:orders",
@@ -60,19 +61,21 @@ def run_dev(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
     configure("INFO", "text")
-    rules = getattr(args, "rules", Path("config/rules.yaml"))
+    rules = getattr(args, "rules", Path(os.environ.get("GATEWAY_RULES_FILE", "config/rules.yaml")))
     workflows = getattr(args, "workflows", Path("config/workflows"))
     return asyncio.run(_run(rules, workflows, amqp=not getattr(args, "no_amqp", False)))
 
 
 def port_or_free(preferred: int) -> int:
+    """`preferred` when free, else any free port (always any with GATEWAY_DEV_ANY_PORT=1)."""
+    if os.environ.get("GATEWAY_DEV_ANY_PORT") == "1":
+        preferred = 0
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
-            return preferred
         except OSError:
             sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+        return int(sock.getsockname()[1])
 
 
 async def _run(rules_file: Path, workflows: Path, *, amqp: bool) -> int:
@@ -110,6 +113,10 @@ async def _run_on(
         ruleset = dataclasses.replace(ruleset, rules=kept)
     settings_data = dev_settings(kafka, rabbit, server.url, rules_file)
     DEV_DIR.mkdir(parents=True, exist_ok=True)
+    # The brokers and the dev server start empty, so must the store: Kafka offsets start at 0
+    # again and old dedupe records would match new messages.
+    for stale in DEV_DIR.glob("gateway.db*"):
+        stale.unlink()
     config = DEV_DIR / "gateway.yaml"
     config.write_text(yaml.safe_dump(settings_data, sort_keys=False))
     settings = Settings(**settings_data)
