@@ -14,6 +14,7 @@ retried, and when, is explained in `gateway.conductor.session`.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -201,7 +202,7 @@ class ConductorClient:
         `signal_timeout` on the result says the wait ran out (OSS 200, Orkes 206)."""
         body = _start_request(name, version, input, correlation_id, priority)
         params = {
-            "requestId": request_id,
+            "requestId": request_id or str(uuid.uuid4()),  # Orkes before v5.0.1 requires one
             "waitUntilTaskRef": ",".join(wait_until_task_refs) if wait_until_task_refs else None,
             "waitForSeconds": max(1, wait_for_seconds),
         }
@@ -384,9 +385,11 @@ class ConductorClient:
     ) -> str | None:
         """Complete or fail a waiting task. With `task_ref`, the first pending task with that
         reference name; without, the first pending WAIT task. Returns the task id when the
-        server names it (None when no task was waiting, on OSS)."""
-        if reason_for_incompletion is not None:
-            return await self._signal_with_reason(
+        server names it (None when no task was waiting, on OSS). On a server without the
+        signal endpoint (OSS before v3.32, as probed), the WAIT task is looked up instead."""
+        no_signal = self._caps is not None and not self._caps.signal
+        if reason_for_incompletion is not None or (task_ref is None and no_signal):
+            return await self._signal_by_lookup(
                 workflow_id, status, output, task_ref, reason_for_incompletion
             )
         if task_ref is None:
@@ -406,16 +409,16 @@ class ConductorClient:
         )
         return text_id(response)
 
-    async def _signal_with_reason(
+    async def _signal_by_lookup(
         self,
         workflow_id: str,
         status: TaskResultStatus,
         output: Mapping[str, Any] | None,
         task_ref: str | None,
-        reason: str,
+        reason: str | None,
     ) -> str | None:
-        # The by-ref and signal endpoints take only the output map, so a reason needs the
-        # task id: find the pending task, then update it by id.
+        # The by-ref and signal endpoints take only the output map, so a reason (or a server
+        # without the signal endpoint) needs the task id: find the pending task, update by id.
         workflow = await self.get_workflow(workflow_id, include_tasks=True)
         task = _pending_task(workflow.tasks, task_ref)
         if task is None:

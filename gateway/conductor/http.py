@@ -66,6 +66,7 @@ def describe(method: str, url: str, status: int, body: dict[str, Any]) -> str:
     ]
     if details:
         message += " (" + "; ".join(details) + ")"
+    message = " ".join(message.split())  # one line, whatever the server sent
     return f"{method} {url}: {status} {message}"
 
 

@@ -4,6 +4,7 @@ the error cells of the reference's state-by-operation table (conductor-api.md §
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -287,6 +288,16 @@ async def test_signal_the_first_waiting_task(env: Env) -> None:
     assert wf.status == "COMPLETED" and wf.tasks[0].output_data["via"] == "signal"
     with pytest.raises(NotFound):
         await env.client.signal("no-such-workflow", "COMPLETED")
+
+
+async def test_signal_falls_back_to_a_lookup_without_the_signal_endpoint(env: Env) -> None:
+    # As on OSS before v3.32: the probe found no signal endpoint.
+    env.client._caps = replace(await env.client.capabilities(), signal=False)
+    wf_id = await env.running()
+    task_id = await env.client.signal(wf_id, "COMPLETED", {"via": "lookup"})
+    wf = await env.client.get_workflow(wf_id)
+    assert wf.status == "COMPLETED" and wf.tasks[0].task_id == task_id
+    assert wf.tasks[0].output_data["via"] == "lookup"
 
 
 async def test_fail_a_task_with_a_reason(env: Env) -> None:
