@@ -11,7 +11,7 @@ import pytest
 
 from gateway.conductor import Query, TaskDef
 from gateway.conductor.http import ConnectFailed
-from gateway.conductor.worker import work_once
+from gateway.conductor.worker import run_worker, work_once
 from gateway.errors import BadRequest, Conflict, NotFound, ServerError
 
 from .conftest import TWO_STEP, WAIT_FLOW, WORK_FLOW, WORK_TASK, Env, client_for, dev_server
@@ -441,3 +441,19 @@ async def test_readiness_follows_the_server() -> None:
     finally:
         await c.aclose()
         await server.stop()
+
+
+async def test_run_worker_serves_tasks_until_stopped(env: Env) -> None:
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(env.client, WORK_TASK, lambda t: {"x": t.input_data["x"]}, stop=stop)
+    )
+    ids = [await env.client.start_workflow(WORK_FLOW, input={"x": n}) for n in (1, 2)]
+    for _ in range(100):
+        if [await env.status(i) for i in ids] == ["COMPLETED", "COMPLETED"]:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(worker, 5)
+    outputs = [(await env.client.get_workflow(i)).tasks[0].output_data for i in ids]
+    assert outputs == [{"x": 1}, {"x": 2}]
