@@ -100,8 +100,12 @@ def start_key(plan: Plan, event: Event) -> str:
     """
     key = plan.idempotency_key
     if not key or key == event.source_id:
-        return f"{event.source_id}#{plan.rule}"
+        return default_key(plan, event)
     return key
+
+
+def default_key(plan: Plan, event: Event) -> str:
+    return f"{event.source_id}#{plan.rule}"
 
 
 class Executor:
@@ -134,7 +138,10 @@ class Executor:
 
     async def _start(self, plan: Plan, ctx: Context) -> str:
         key = start_key(plan, ctx.event)
-        if await self._store.find_start(key) is not None:
+        # A message seen for the first time, under a key derived from its own position, cannot
+        # have a record yet; every other start looks first (a business key repeats by design).
+        first_sight = not ctx.suspect and key == default_key(plan, ctx.event)
+        if not first_sight and await self._store.find_start(key) is not None:
             return "reused"
         track = self._track_request(plan, ctx.event)
         earlier = await self._started_before(plan, ctx)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -81,9 +82,15 @@ class KafkaDelivery:
     attempts = 0
 
     def __init__(
-        self, window: PartitionWindow, event: Event, error: str | None, suspect: bool
+        self,
+        window: PartitionWindow,
+        event: Event,
+        error: str | None,
+        suspect: bool,
+        room: asyncio.Event,
     ) -> None:
         self._window = window
+        self._room = room
         self.event = event
         self.error = error
         self.suspect = suspect
@@ -92,6 +99,7 @@ class KafkaDelivery:
     async def ack(self) -> None:
         assert self.event.offset is not None
         self._window.finish(self.event.offset)
+        self._room.set()  # wake the poll loop: a paused partition may have room again
 
     async def defer(self, delay: float, attempts: int) -> None:  # pragma: no cover
         raise NotImplementedError("Kafka deliveries are retried in place")
@@ -119,6 +127,7 @@ class KafkaSource:
         self._windows: dict[TopicPartition, PartitionWindow] = {}
         self._paused: set[TopicPartition] = set()
         self._stopping = asyncio.Event()
+        self._room = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self.connected = False
         self.stalled = False
@@ -173,9 +182,17 @@ class KafkaSource:
 
     async def _poll_once(self) -> None:
         self._apply_pauses()
+        if self._paused and self._paused >= self.consumer.assignment():
+            # Every partition is paused: wait for a settlement rather than a fetch that
+            # cannot return anything (heartbeats run in the background meanwhile).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), 0.2)
+            self._room.clear()
+            self._apply_pauses()
         try:
             batch = await self.consumer.getmany(
-                timeout_ms=200, max_records=self._settings.max_in_flight_per_partition
+                timeout_ms=5 if self._paused else 200,
+                max_records=self._settings.max_in_flight_per_partition,
             )
         except ConsumerStoppedError:
             self._stopping.set()
@@ -201,7 +218,7 @@ class KafkaSource:
             window.suspect_below = self.consumer.highwater(window.tp) or 0
         suspect = record.offset < window.suspect_below
         event, error = to_event(record, self._limits)
-        delivery = KafkaDelivery(window, event, error, suspect)
+        delivery = KafkaDelivery(window, event, error, suspect, self._room)
         job = self._pipeline.admit(delivery)
         window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
 

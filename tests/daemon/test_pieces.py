@@ -103,8 +103,9 @@ class RecordingDelivery:
     attempts = 0
     suspect = False
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, *, suspect: bool = False) -> None:
         self.event = event
+        self.suspect = suspect
         self.first_seen = time.time()
         self.acked = 0
 
@@ -201,8 +202,8 @@ rules:
             metrics=Metrics(),
             policy=Policy(),
         )
-        for _ in range(3):  # the same message three times (redeliveries)
-            delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 42))
+        for n in range(3):  # the same message three times; sources mark redeliveries
+            delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 42), suspect=n > 0)
             await pipeline.run(pipeline.admit(delivery))
             assert delivery.acked == 1
         found = await client.get_by_correlation_id("flow", "e1", include_closed=True)
