@@ -138,9 +138,12 @@ class Executor:
 
     async def _start(self, plan: Plan, ctx: Context) -> str:
         key = start_key(plan, ctx.event)
-        # A message seen for the first time, under a key derived from its own position, cannot
-        # have a record yet; every other start looks first (a business key repeats by design).
-        first_sight = not ctx.suspect and key == default_key(plan, ctx.event)
+        # A Kafka message seen for the first time, under a key derived from its own position,
+        # cannot have a record yet. Every other start looks first: a business key repeats by
+        # design, and an AMQP message id repeats when a producer publishes again.
+        first_sight = (
+            ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event)
+        )
         if not first_sight and await self._store.find_start(key) is not None:
             return "reused"
         track = self._track_request(plan, ctx.event)
