@@ -13,7 +13,14 @@ import pytest
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import RabbitMQ
 from gateway.devserver.server import DevServer
-from tests.daemon.conftest import eventually, make_settings, running, unique, wait_workflow
+from tests.daemon.conftest import (
+    eventually,
+    make_settings,
+    running,
+    unique,
+    wait_workflow,
+    workflows_of,
+)
 
 pytestmark = pytest.mark.brokers
 
@@ -251,3 +258,29 @@ async def test_admin_endpoint_reports_health_readiness_metrics_and_rules(
     assert f'gateway_events_received_total{{source="amqp:{queue}"}} 1' in metrics
     assert 'gateway_events_settled_total{outcome="done"} 1' in metrics
     assert [r["name"] for r in rules["rules"]] == ["payment-received"]
+
+
+async def test_a_message_published_twice_with_one_message_id_starts_one_workflow(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("orders"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    rules = f"""
+version: 1
+rules:
+  - name: start
+    source: {{queue: {queue}, exchange: {exchange}, routing_key: "order.*"}}
+    start_workflow: {{name: {workflow}, correlation_id: "${{body.order_id}}"}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    async with running(settings, rules) as gateway:
+        for _ in range(2):  # a producer retry: same message id
+            await publish(amqp_url, exchange, "order.created", {"order_id": "o-7"}, "msg-7")
+        await publish(amqp_url, exchange, "order.created", {"order_id": "o-8"}, "msg-8")
+
+        async def settled() -> bool:
+            return gateway.metrics.total("gateway_events_settled_total") >= 3
+
+        await eventually(settled, timeout=30)
+    found = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
+    assert found == ["o-7", "o-8"]
