@@ -131,7 +131,9 @@ class ConductorSettings(_Section):
         "auto", description="auto probes the server; oss or orkes skips the probe."
     )
     transport: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp", description="HTTP transport under httpx: aiohttp (fast) or httpx's own pool."
+        "aiohttp",
+        description="aiohttp: aiohttp directly (default, measured fastest); httpx: httpx's own "
+        "pool (honours proxy variables).",
     )
     max_connections: int = Field(64, ge=1, le=1_000, description="Connection pool size.")
     ca_file: Path | None = Field(None, description="CA bundle for https (verification is on).")
