@@ -106,3 +106,68 @@ async def test_operations_driven_by_events(
                     assert variables.get("stage") == "paid"
         assert gateway.metrics.total("gateway_dead_letters_total") == 0
     assert (await conductor.get_workflow(wid)).status == "RUNNING"
+
+
+async def test_terminate_by_search_query_reaches_every_match_with_on_many_all(
+    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    topic, workflow = unique("ops"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(kafka_bootstrap, topic, 1)
+    batch = [await conductor.start_workflow(workflow, correlation_id="batch-1") for _ in range(2)]
+    other = await conductor.start_workflow(workflow, correlation_id="batch-2")
+    rules = f"""
+version: 1
+rules:
+  - name: cancel-batch
+    source: {{topic: {topic}}}
+    terminate:
+      query: "workflowType = {workflow} AND correlationId = ${{body.batch}}"
+      on_many: all
+      reason: batch cancelled
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
+    async with running(settings, rules):
+        async with producer(kafka_bootstrap) as p:
+            await p.send_and_wait(topic, json.dumps({"batch": "batch-1"}).encode())
+
+        async def terminated() -> bool:
+            states = [(await conductor.get_workflow(w)).status for w in batch]
+            return states == ["TERMINATED", "TERMINATED"]
+
+        await eventually(terminated, timeout=30)
+    assert (await conductor.get_workflow(other)).status == "RUNNING"
+
+
+async def test_orkes_starts_carry_the_idempotency_key(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topic, workflow = unique("orders"), unique("order_flow")
+    await create_topic(kafka_bootstrap, topic, 1)
+    rules = f"""
+version: 1
+rules:
+  - name: start
+    source: {{topic: {topic}}}
+    idempotency_key: "order:${{body.id}}"
+    start_workflow: {{name: {workflow}, correlation_id: "${{body.id}}"}}
+"""
+    async with (
+        DevServer(port=0, flavor="orkes") as server,
+        ConductorClient(server.url, flavor="orkes", transport="httpx") as conductor,
+    ):
+        await conductor.register_workflow_def(wait_workflow(workflow))
+        settings = make_settings(
+            tmp_path,
+            conductor_url=server.url,
+            kafka_bootstrap=kafka_bootstrap,
+            conductor={"flavor": "orkes"},
+        )
+        async with running(settings, rules):
+            async with producer(kafka_bootstrap) as p:
+                await p.send_and_wait(topic, json.dumps({"id": "o-1"}).encode())
+
+            async def started() -> bool:
+                return bool(await conductor.get_by_correlation_id(workflow, "o-1"))
+
+            await eventually(started, timeout=30)
+        [wf] = await conductor.get_by_correlation_id(workflow, "o-1")
+        assert (await conductor.get_workflow(wf.workflow_id)).idempotency_key == "order:o-1"

@@ -208,3 +208,24 @@ rules:
             assert delivery.acked == 1
         found = await client.get_by_correlation_id("flow", "e1", include_closed=True)
     assert len(found) == 1
+
+
+def test_kafka_security_options_verify_tls_and_pass_sasl_credentials() -> None:
+    import ssl
+
+    from gateway.settings import KafkaSettings
+    from gateway.sources.kafka import security_options
+
+    settings = KafkaSettings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="gw",
+        sasl_password="s3cret",
+    )
+    options = security_options(settings)
+    context = options["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "gw"
+    assert options["sasl_plain_password"] == "s3cret"
+    assert security_options(KafkaSettings()) == {"security_protocol": "PLAINTEXT"}
