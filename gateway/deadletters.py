@@ -17,6 +17,10 @@ from gateway.events import Event
 PREFIX = "x-gateway-error-"
 ATTEMPTS_HEADER = "x-gateway-attempts"
 FIRST_SEEN_HEADER = "x-gateway-first-seen"
+# An AMQP message put straight on its queue (a delayed retry, a replay) carries the exchange
+# and routing key it first arrived with, so rules bound to them still see it.
+ORIGIN_EXCHANGE = "x-gateway-exchange"
+ORIGIN_ROUTING_KEY = "x-gateway-routing-key"
 MAX_MESSAGE_CHARS = 1_000  # an error message may quote a payload; keep headers small
 
 
@@ -56,8 +60,17 @@ def error_headers(
 
 
 def strip_error_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers the message had before it was dead-lettered (for replay)."""
-    return {k: v for k, v in headers.items() if not k.startswith(PREFIX)}
+    """The headers the message had before it was dead-lettered (for replay).
+
+    An AMQP message keeps its first exchange and routing key in the origin headers, because
+    replay puts it straight on its queue.
+    """
+    restored = {k: v for k, v in headers.items() if not k.startswith(PREFIX)}
+    if PREFIX + "exchange" in headers:
+        restored[ORIGIN_EXCHANGE] = headers[PREFIX + "exchange"]
+    if PREFIX + "routing-key" in headers:
+        restored[ORIGIN_ROUTING_KEY] = headers[PREFIX + "routing-key"]
+    return restored
 
 
 def _source_fields(event: Event) -> dict[str, str]:

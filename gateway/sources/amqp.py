@@ -34,7 +34,12 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from gateway.deadletters import ATTEMPTS_HEADER, FIRST_SEEN_HEADER
+from gateway.deadletters import (
+    ATTEMPTS_HEADER,
+    FIRST_SEEN_HEADER,
+    ORIGIN_EXCHANGE,
+    ORIGIN_ROUTING_KEY,
+)
 from gateway.errors import EventError
 from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
@@ -44,8 +49,6 @@ from gateway.sources.base import Ordered, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-ORIGIN_EXCHANGE = "x-gateway-exchange"
-ORIGIN_ROUTING_KEY = "x-gateway-routing-key"
 MIN_TIER_MS = 250
 
 

@@ -284,3 +284,50 @@ rules:
         await eventually(settled, timeout=30)
     found = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
     assert found == ["o-7", "o-8"]
+
+
+async def test_dlq_replay_from_an_amqp_queue_puts_dead_letters_back(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    import sys
+
+    queue, exchange, workflow = unique("orders"), unique("events"), unique("late_flow")
+    rules = f"""
+version: 1
+rules:
+  - name: start-late
+    source: {{queue: {queue}, exchange: {exchange}, routing_key: "order.*"}}
+    start_workflow: {{name: {workflow}, correlation_id: "${{body.order_id}}"}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    config = tmp_path / "replay.yaml"
+    config.write_text(json.dumps({"amqp": {"url": amqp_url}}))
+    async with running(settings, rules) as gateway:
+        await publish(amqp_url, exchange, "order.created", {"order_id": "late-1"}, "msg-l1")
+
+        async def dead() -> bool:
+            return gateway.metrics.total("gateway_dead_letters_total") >= 1
+
+        await eventually(dead, timeout=30)  # the workflow is not defined yet
+        await conductor.register_workflow_def(wait_workflow(workflow))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "dlq",
+            "replay",
+            "--from",
+            f"amqp:{queue}.dlq",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert "replayed 1" in out.decode()
+
+        async def started() -> bool:
+            return len(await workflows_of(conductor, workflow)) == 1
+
+        await eventually(started, timeout=30)
