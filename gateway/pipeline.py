@@ -145,8 +145,8 @@ class Pipeline:
             self.in_flight -= 1
 
     async def _settle(self, job: Job) -> str:
-        delivery = job.delivery
-        attempts = delivery.attempts
+        """Loop until the delivery is settled; return the outcome word for metrics."""
+        attempts = job.delivery.attempts
         while True:
             try:
                 outcome = await self._dispatch(job, attempts)
@@ -155,33 +155,35 @@ class Pipeline:
                 if await self._held_back(retry):
                     continue  # Conductor unreachable or refusing us: not the message's fault
                 attempts += 1
-                give_up = self._exhausted(job, attempts)
-                if give_up:
-                    await self._dead_letter(
-                        job, Failure(f"{give_up}: {retry.reason}", cause=retry.cause), attempts
-                    )
-                    return "dead_letter"
-                delay = random.uniform(0, self._retry_policy(job).backoff(attempts))
-                self._metrics.inc("gateway_retries_total", source=delivery.event.channel)
-                log.info(
-                    "retry %d of %s in %.2fs: %s",
-                    attempts,
-                    delivery.event.source_id,
-                    delay,
-                    retry.reason,
-                )
-                if delivery.defers:
-                    await delivery.defer(delay, attempts)
-                    return "deferred"
-                await self._sleep(delay)
+                settled = await self._retry(job, retry, attempts)
+                if settled is not None:
+                    return settled
                 continue
             except DeadLetter as dead:
-                failure = _failure_of(job, dead)
-                await self._dead_letter(job, failure, attempts + 1)
+                await self._dead_letter(job, _failure_of(job, dead), attempts + 1)
                 return "dead_letter"
             self._auth_failures = 0
-            await delivery.ack()
+            await job.delivery.ack()
             return outcome
+
+    async def _retry(self, job: Job, retry: RetryLater, attempts: int) -> str | None:
+        """Dead-letter when out of attempts or time; else back off (None: try again here)."""
+        delivery = job.delivery
+        give_up = self._exhausted(job, attempts)
+        if give_up:
+            failure = Failure(f"{give_up}: {retry.reason}", cause=retry.cause)
+            await self._dead_letter(job, failure, attempts)
+            return "dead_letter"
+        delay = random.uniform(0, self._retry_policy(job).backoff(attempts))
+        self._metrics.inc("gateway_retries_total", source=delivery.event.channel)
+        log.info(
+            "retry %d of %s in %.2fs: %s", attempts, delivery.event.source_id, delay, retry.reason
+        )
+        if delivery.defers:
+            await delivery.defer(delay, attempts)
+            return "deferred"
+        await self._sleep(delay)
+        return None
 
     async def _dispatch(self, job: Job, attempts: int) -> str:
         """Run the job's plans; raise RetryLater or DeadLetter; return the outcome word."""

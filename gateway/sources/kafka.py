@@ -18,61 +18,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
-from aiokafka.helpers import create_ssl_context
 
 from gateway.errors import EventError
 from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
-from gateway.sources.base import Ordered, SourceUnavailable
+from gateway.sources.base import SourceUnavailable
+from gateway.sources.kafka_config import consumer_options
+from gateway.sources.offsets import PartitionWindow
 
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL = 1.0  # seconds between commits of advanced watermarks
 STALL_SECONDS = 60.0  # lag without progress for this long is reported
-
-
-@dataclass(slots=True)
-class PartitionWindow:
-    """Offsets handed out and not yet below the watermark, for one partition."""
-
-    tp: TopicPartition
-    pending: deque[int] = field(default_factory=deque)
-    finished: set[int] = field(default_factory=set)
-    next_offset: int | None = None  # first offset not settled: what to commit
-    committed: int | None = None
-    suspect_below: int | None = None  # high-water mark at the first fetch after assignment
-    last_progress: float = field(default_factory=time.monotonic)
-    ordered: Ordered = field(default_factory=Ordered)
-    revoked: bool = False
-
-    def add(self, offset: int) -> None:
-        self.pending.append(offset)
-        if self.next_offset is None:
-            self.next_offset = offset
-
-    def finish(self, offset: int) -> None:
-        self.finished.add(offset)
-        while self.pending and self.pending[0] in self.finished:
-            done = self.pending.popleft()
-            self.finished.discard(done)
-            self.next_offset = done + 1
-        if self.pending:
-            self.next_offset = self.pending[0]
-        self.last_progress = time.monotonic()
-
-    def to_commit(self) -> int | None:
-        if self.next_offset is None or self.next_offset == self.committed:
-            return None
-        return self.next_offset
 
 
 class KafkaDelivery:
@@ -369,39 +333,3 @@ def to_event(record: Any, limits: LimitSettings) -> tuple[Event, str | None]:
         timestamp=record.timestamp,
     )
     return event, error
-
-
-def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
-        "group_id": settings.group_id,
-        "enable_auto_commit": False,
-        "auto_offset_reset": settings.auto_offset_reset,
-        "session_timeout_ms": settings.session_timeout_ms,
-        "max_poll_interval_ms": settings.max_poll_interval_ms,
-        "rebalance_timeout_ms": max(
-            settings.session_timeout_ms, int(settings.revoke_drain_seconds * 1000) + 5_000
-        ),
-    }
-    if settings.group_instance_id:
-        options["group_instance_id"] = settings.group_instance_id
-    options.update(security_options(settings))
-    return options
-
-
-def security_options(settings: KafkaSettings) -> dict[str, Any]:
-    """TLS (verification always on) and SASL, shared by the consumer and the producer."""
-    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-        )
-    if settings.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.plan import Destination
 from gateway.settings import Settings
-from gateway.sources.kafka import security_options
+from gateway.sources.kafka_config import security_options
 
 IDLE_POLLS = 3  # empty polls (of 0.5 s) that mean "caught up"
 

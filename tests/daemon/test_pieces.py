@@ -27,7 +27,7 @@ from gateway.rules.loader import parse_rules
 from gateway.rules.router import Router
 from gateway.sources.amqp import retry_tier_ms
 from gateway.sources.base import Ordered
-from gateway.sources.kafka import PartitionWindow
+from gateway.sources.offsets import PartitionWindow
 from gateway.store.sqlite import SqliteStore
 from tests.daemon.conftest import wait_workflow
 
@@ -214,7 +214,7 @@ def test_kafka_security_options_verify_tls_and_pass_sasl_credentials() -> None:
     import ssl
 
     from gateway.settings import KafkaSettings
-    from gateway.sources.kafka import security_options
+    from gateway.sources.kafka_config import security_options
 
     settings = KafkaSettings(
         security_protocol="SASL_SSL",

@@ -1,0 +1,46 @@
+"""A Kafka partition's window of handed-out offsets, and its contiguous commit watermark."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from gateway.sources.base import Ordered
+
+
+@dataclass(slots=True)
+class PartitionWindow:
+    """Offsets handed out and not yet below the watermark, for one partition."""
+
+    tp: TopicPartition
+    pending: deque[int] = field(default_factory=deque)
+    finished: set[int] = field(default_factory=set)
+    next_offset: int | None = None  # first offset not settled: what to commit
+    committed: int | None = None
+    suspect_below: int | None = None  # high-water mark at the first fetch after assignment
+    last_progress: float = field(default_factory=time.monotonic)
+    ordered: Ordered = field(default_factory=Ordered)
+    revoked: bool = False
+
+    def add(self, offset: int) -> None:
+        self.pending.append(offset)
+        if self.next_offset is None:
+            self.next_offset = offset
+
+    def finish(self, offset: int) -> None:
+        self.finished.add(offset)
+        while self.pending and self.pending[0] in self.finished:
+            done = self.pending.popleft()
+            self.finished.discard(done)
+            self.next_offset = done + 1
+        if self.pending:
+            self.next_offset = self.pending[0]
+        self.last_progress = time.monotonic()
+
+    def to_commit(self) -> int | None:
+        if self.next_offset is None or self.next_offset == self.committed:
+            return None
+        return self.next_offset
