@@ -259,7 +259,7 @@ class Executor:
             if await self._already_done(plan, found.workflow_id, ctx):
                 return "noop"
             raise
-        if plan.method == "signal" and plan.params.get("task_ref") and result is None:
+        if plan.method == "signal" and result is None and _names_its_task(plan):
             self._no_waiting_task(plan, ctx)
             return "skipped"
         return "done"
@@ -283,6 +283,13 @@ class Executor:
         if workflow_id is None:
             return await method(**plan.params)
         return await method(workflow_id, **plan.params)
+
+
+def _names_its_task(plan: Plan) -> bool:
+    """Whether the client reports a missing task as None (by-ref updates and lookups do; the
+    bare signal endpoint answers nothing either way)."""
+    params = plan.params
+    return bool(params.get("task_ref")) or params.get("reason_for_incompletion") is not None
 
 
 def _describe(target: Target) -> str:
