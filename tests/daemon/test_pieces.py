@@ -229,3 +229,31 @@ def test_kafka_security_options_verify_tls_and_pass_sasl_credentials() -> None:
     assert options["sasl_plain_username"] == "gw"
     assert options["sasl_plain_password"] == "s3cret"
     assert security_options(KafkaSettings()) == {"security_protocol": "PLAINTEXT"}
+
+
+def test_sources_needed_by_the_rules() -> None:
+    import re
+
+    from gateway.app import amqp_destination_queues, amqp_queues, kafka_pattern
+
+    ruleset = parse_rules("""
+version: 1
+defaults: {dead_letter: "amqp:parked"}
+rules:
+  - name: a
+    source: {topic_pattern: "orders\\\\..*"}
+    terminate: {workflow_id: "${body.id}"}
+  - name: b
+    source: {topic: refunds}
+    terminate: {workflow_id: "${body.id}"}
+  - name: c
+    source: {queue: payments, exchange: pay, routing_key: "payment.*"}
+    terminate: {workflow_id: "${body.id}"}
+""")
+    pattern = kafka_pattern(ruleset)
+    assert pattern is not None
+    assert re.match(pattern, "orders.eu") and re.match(pattern, "refunds")
+    assert not re.match(pattern, "orders") and not re.match(pattern, "refunds.old")
+    queues = amqp_queues(ruleset)
+    assert [(q.name, q.bindings) for q in queues] == [("payments", (("pay", "payment.*"),))]
+    assert amqp_destination_queues(ruleset, queues) == ["parked", "payments.dlq"]
