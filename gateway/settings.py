@@ -180,6 +180,14 @@ class TrackerSettings(_Section):
     max_interval: float = Field(30.0, gt=0, description="Cap of the adaptive poll delay.")
     concurrency: int = Field(16, ge=1, le=1_000, description="Status requests in flight.")
     batch_size: int = Field(200, ge=1, le=10_000, description="Workflows fetched per round.")
+    max_age_seconds: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="Stop tracking a workflow this long after its start (logged, counted).",
+    )
+    max_publish_attempts: int = Field(
+        50, ge=1, description="Give up publishing one completion after this many failures."
+    )
     content_mode: Literal["structured", "binary"] = Field(
         "structured", description="CloudEvents mode: structured JSON body or binary (headers)."
     )
