@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -32,7 +33,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity
 
 from gateway.deadletters import (
     ATTEMPTS_HEADER,
@@ -193,14 +194,36 @@ class AmqpSource:
         return context
 
     async def _declare_source(self, spec: QueueSpec) -> None:
-        queue = await self.channel.declare_queue(spec.name, durable=True)
+        # A queue or exchange that exists is used as it is (quorum queue, other arguments,
+        # another exchange type); declaring it with different arguments would close the channel.
+        exists = await self._exists("queue", spec.name)
+        queue = await self.channel.declare_queue(spec.name, durable=True, passive=exists)
         for exchange_name, routing_key in spec.bindings:
             exchange = await self.channel.declare_exchange(
-                exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                exchange_name,
+                aio_pika.ExchangeType.TOPIC,
+                durable=True,
+                passive=await self._exists("exchange", exchange_name),
             )
             self._keep.append(exchange)
             await queue.bind(exchange, routing_key)
         self._queues[spec.name] = queue
+
+    async def _exists(self, kind: str, name: str) -> bool:
+        """Probe on a throwaway channel: a passive declare of a missing entity closes it."""
+        assert self._connection is not None
+        probe = await self._connection.channel()
+        try:
+            if kind == "queue":
+                await probe.declare_queue(name, passive=True)
+            else:
+                await probe.get_exchange(name, ensure=True)
+        except ChannelNotFoundEntity:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await probe.close()
+        return True
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -331,3 +331,31 @@ rules:
             return len(await workflows_of(conductor, workflow)) == 1
 
         await eventually(started, timeout=30)
+
+
+async def test_existing_quorum_queue_and_direct_exchange_are_used_as_they_are(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("payments"), unique("direct"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    workflow_id = await conductor.start_workflow(workflow, correlation_id="order-q")
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.declare_exchange(exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    rules = f"""
+version: 1
+rules:
+  - name: paid
+    source: {{queue: {queue}, exchange: {exchange}, routing_key: paid}}
+    signal: {{workflow_name: {workflow}, correlation_id: "${{body.order_id}}"}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    async with running(settings, rules):
+        await publish(amqp_url, exchange, "paid", {"order_id": "order-q"}, "m-q")
+
+        async def completed() -> bool:
+            return (await conductor.get_workflow(workflow_id)).status == "COMPLETED"
+
+        await eventually(completed, timeout=30)
