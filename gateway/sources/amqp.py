@@ -110,7 +110,8 @@ class AmqpDelivery:
                 type(exc).__name__,
             )
             try:
-                await self._message.nack(requeue=True)
+                # reject, not nack: a quorum queue's delivery limit counts rejects (A44)
+                await self._message.reject(requeue=True)
             except Exception:
                 log.debug("nack failed; the broker requeues on channel close")
             return
