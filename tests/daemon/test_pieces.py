@@ -257,3 +257,34 @@ rules:
     queues = amqp_queues(ruleset)
     assert [(q.name, q.bindings) for q in queues] == [("payments", (("pay", "payment.*"),))]
     assert amqp_destination_queues(ruleset, queues) == ["parked", "payments.dlq"]
+
+
+async def test_unmatched_events_follow_the_rule_sets_policy(tmp_path: Path) -> None:
+    template = """
+version: 1
+on_unmatched: {policy}
+defaults: {{dead_letter: "kafka:parked"}}
+rules:
+  - name: only-orders
+    source: {{topic: orders}}
+    match: {{body: {{type: [OrderCreated]}}}}
+    terminate: {{workflow_id: "${{body.id}}"}}
+"""
+    results = {}
+    async with SqliteStore(tmp_path / "s.db") as store:
+        for policy in ("ack", "dead_letter"):
+            sink = RecordingSink()
+            ruleset = parse_rules(template.format(policy=policy))
+            pipeline = Pipeline(
+                router=Router(ruleset),
+                executor=Executor(None, store),
+                publisher=sink,
+                conductor=_AlwaysReady(),
+                metrics=Metrics(),
+                policy=Policy(dead_letter=ruleset.default_dead_letter),
+            )
+            delivery = RecordingDelivery(kafka_event(b'{"type": "Other", "id": "x"}', 3))
+            await pipeline.run(pipeline.admit(delivery))
+            results[policy] = (delivery.acked, [str(d) for d, _b, _h in sink.published])
+    assert results["ack"] == (1, [])
+    assert results["dead_letter"] == (1, ["kafka:parked"])
