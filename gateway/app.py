@@ -29,6 +29,7 @@ from gateway.rules.ruleset import RuleSet
 from gateway.settings import Settings
 from gateway.sinks import Publisher
 from gateway.sources.amqp import AmqpSource, QueueSpec
+from gateway.sources.base import SourceUnavailable
 from gateway.sources.kafka import KafkaSource
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
@@ -151,7 +152,9 @@ class Gateway:
         await self._shutdown(runs)
         stop.cancel()
         if failed:
-            raise RuntimeError(f"source {failed[0].get_name()} failed: {failed[0].exception()}")
+            raise SourceUnavailable(
+                f"source {failed[0].get_name()} failed: {failed[0].exception()!r}"
+            )
 
     async def _shutdown(self, runs: list[asyncio.Task[None]]) -> None:
         assert self.pipeline is not None
