@@ -7,9 +7,11 @@ Kafka or the AMQP sink, connecting to a broker only when something is first publ
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from types import TracebackType
 
+from gateway.errors import PublishError
 from gateway.plan import Destination
 from gateway.settings import Settings
 from gateway.sinks.amqp import AmqpSink
@@ -22,15 +24,23 @@ __all__ = ["AmqpSink", "KafkaSink", "Publisher", "Sink"]
 class Publisher:
     """Implements `Sink`. `async with Publisher(settings) as publisher:`; closes what it opened.
 
-    A failed connection attempt raises `PublishError` and is tried again on the next publish.
+    A failed connection attempt raises `PublishError`. Each broker has its own lock, so a Kafka
+    outage (a start can take up to twice `timeout`) never holds up AMQP publishes (dead letters,
+    replies). A failed Kafka start is remembered for `retry_after` seconds: publishes meanwhile
+    fail at once instead of queueing behind one another for a deadline each.
     """
 
-    def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, settings: Settings, *, timeout: float = 10.0, retry_after: float = 5.0
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
+        self.retry_after = retry_after
         self._kafka: KafkaSink | None = None
         self._amqp: AmqpSink | None = None
-        self._lock = asyncio.Lock()
+        self._kafka_lock = asyncio.Lock()
+        self._amqp_lock = asyncio.Lock()
+        self._kafka_failure: tuple[float, str] | None = None  # (monotonic deadline, message)
 
     async def __aenter__(self) -> Publisher:
         return self
@@ -87,22 +97,40 @@ class Publisher:
         )
 
     async def _kafka_sink(self) -> KafkaSink:
-        async with self._lock:
+        if self._kafka is not None:  # the common case takes no lock
+            return self._kafka
+        async with self._kafka_lock:
             if self._kafka is None:
+                self._fail_fast()
                 sink = KafkaSink(self.settings.kafka, timeout=self.timeout)
-                await sink.start()
+                try:
+                    await sink.start()
+                except PublishError as exc:
+                    self._kafka_failure = (time.monotonic() + self.retry_after, str(exc))
+                    raise
+                self._kafka_failure = None
                 self._kafka = sink
             return self._kafka
 
+    def _fail_fast(self) -> None:
+        """Raise the last Kafka start failure again while it is recent."""
+        if self._kafka_failure is None:
+            return
+        until, message = self._kafka_failure
+        if time.monotonic() < until:
+            raise PublishError(f"{message} (not retried for {self.retry_after:g}s)")
+        self._kafka_failure = None
+
     async def _drop_kafka(self, sink: KafkaSink) -> None:
         """Replace a producer after an indefinite failure; the next publish starts a new one."""
-        async with self._lock:
-            if self._kafka is sink:
-                self._kafka = None
+        if self._kafka is sink:
+            self._kafka = None
         await sink.stop()  # bounded by the sink's deadline
 
     async def _amqp_sink(self) -> AmqpSink:
-        async with self._lock:
+        if self._amqp is not None:
+            return self._amqp
+        async with self._amqp_lock:
             if self._amqp is None:
                 sink = AmqpSink(self.settings.amqp, timeout=self.timeout)
                 await sink.start()

@@ -165,3 +165,60 @@ async def test_a_kafka_that_accepts_but_never_answers_fails_within_the_deadline(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_stuck_kafka_start_does_not_hold_up_amqp_publishes(amqp_url: str) -> None:
+    # A broker that accepts connections and never answers: the producer start runs into the
+    # deadline. AMQP publishes (dead letters, replies) must not queue behind it.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = Settings(
+        kafka={"bootstrap_servers": [f"127.0.0.1:{port}"], "enable_idempotence": False},
+        amqp={"url": amqp_url},
+    )
+    queue = await declare_queue(amqp_url)
+    finished: dict[str, float] = {}
+    try:
+        async with Publisher(settings, timeout=2.0) as publisher:
+            await publisher.publish(Destination.parse(f"amqp:{queue}"), b"warm")
+
+            async def kafka() -> None:
+                with pytest.raises(PublishError, match="kafka"):
+                    await publisher.publish(Destination.parse("kafka:anything"), b"x")
+                finished["kafka"] = time.monotonic()
+
+            async def amqp(n: int) -> None:
+                await asyncio.sleep(0.1)  # the Kafka start is under way by now
+                await publisher.publish(Destination.parse(f"amqp:{queue}"), b"%d" % n)
+                finished[f"amqp{n}"] = time.monotonic()
+
+            started = time.monotonic()
+            await asyncio.gather(kafka(), *(amqp(n) for n in range(3)))
+    finally:
+        server.close()
+        await server.wait_closed()
+    kafka_took = finished.pop("kafka") - started
+    assert kafka_took >= 2.0  # it did wait for its deadline
+    # Every AMQP publish finished in well under the Kafka deadline, long before Kafka failed.
+    assert all(at - started < kafka_took / 2 for at in finished.values()), finished
+    assert len(await get_amqp(amqp_url, queue, 4)) == 4
+
+
+async def test_a_failed_kafka_start_is_remembered_for_a_while(amqp_url: str) -> None:
+    settings = Settings(
+        kafka={"bootstrap_servers": [f"127.0.0.1:{dead_port()}"], "enable_idempotence": False},
+        amqp={"url": amqp_url},
+    )
+    async with Publisher(settings, timeout=2.0, retry_after=30.0) as publisher:
+        with pytest.raises(PublishError, match="cannot start the producer"):
+            await publisher.publish(Destination.parse("kafka:anything"), b"x")
+        with pytest.raises(PublishError, match="not retried for 30s"):
+            await publisher.publish(Destination.parse("kafka:anything"), b"x")
+    async with Publisher(settings, timeout=2.0, retry_after=0.0) as publisher:
+        for _ in range(2):  # no memory: every publish tries to connect again
+            with pytest.raises(PublishError, match="cannot start the producer"):
+                await publisher.publish(Destination.parse("kafka:anything"), b"x")
