@@ -29,12 +29,14 @@ FIELDS = frozenset(
         "startTime",
         "endTime",
         "updateTime",
-        "modifiedTime",
         "parentWorkflowId",
         "classifier",
     }
 )
-TIME_FIELDS = frozenset({"startTime", "endTime", "updateTime", "modifiedTime"})
+TIME_FIELDS = frozenset({"startTime", "endTime", "updateTime"})
+# Orkes documents modifiedTime, but OSS's index ignores unknown fields: the clause would match
+# every workflow there. updateTime is the portable spelling.
+NOT_PORTABLE = {"modifiedTime": "updateTime"}
 _VALUE = re.compile(r"[A-Za-z0-9_.:@/+\-]+")
 
 
@@ -70,6 +72,11 @@ class Query:
 
 
 def _field(name: str) -> str:
+    if name in NOT_PORTABLE:
+        raise BadRequest(
+            f"search field '{name}' is ignored by OSS's index (the clause would match every "
+            f"workflow there); use '{NOT_PORTABLE[name]}' instead"
+        )
     if name not in FIELDS:
         raise BadRequest(
             f"search field '{name}' is not searchable everywhere; use one of {sorted(FIELDS)}"

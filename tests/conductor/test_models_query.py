@@ -100,3 +100,10 @@ def test_query_rejects_unknown_fields_and_non_numeric_times() -> None:
         Query().gt("startTime", "yesterday")  # type: ignore[arg-type]
     with pytest.raises(BadRequest, match="at least one"):
         Query().in_("status", [])
+
+
+def test_query_refuses_modified_time_which_oss_ignores() -> None:
+    # OSS's index drops unknown fields silently: `modifiedTime > t` would match everything.
+    with pytest.raises(BadRequest, match=r"modifiedTime.*updateTime"):
+        Query().gt("modifiedTime", 1726655978410)
+    assert str(Query().gt("updateTime", 1)) == "updateTime > 1"
