@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
+from gateway.conductor.http import redirected
 from gateway.conductor.wire import Reply
 from gateway.errors import ConductorError, Unauthorized
 
@@ -29,9 +30,11 @@ log = logging.getLogger("gateway.conductor.auth")
 
 HEADER = "X-Authorization"
 DEFAULT_TTL = 45 * 60.0  # the official SDK's default refresh period when exp is unknown
-EARLY = 60.0  # refresh this many seconds before exp, or at 90% of short lifetimes
+EARLY = 60.0  # refresh this many seconds before exp, or at 90% of lifetimes up to 2 * EARLY
+MIN_REFRESH = 5.0  # never sooner: a token at or past exp is reused until a 401 says so
 TOKEN_ERRORS = frozenset({"EXPIRED_TOKEN", "INVALID_TOKEN"})
 
+Clock = Callable[[], float]
 # Sends a POST of a JSON body to a path under the API base, without auth; returns the answer.
 Send = Callable[[str, bytes], Awaitable[Reply]]
 
@@ -39,12 +42,23 @@ Send = Callable[[str, bytes], Awaitable[Reply]]
 class TokenAuth:
     """Holds the current token; `headers()` before each request, `refresh(stale)` after a 401."""
 
-    def __init__(self, key_id: str, key_secret: SecretStr, *, ttl: float = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        key_id: str,
+        key_secret: SecretStr,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+    ) -> None:
         self._key_id = key_id
         self._key_secret = key_secret
         self._ttl = ttl
+        self._clock = clock  # schedules refreshes
+        self._wall = wall  # read against the JWT's exp (epoch seconds)
         self._token: str | None = None
         self._refresh_at = 0.0
+        self._generation = 0  # how many tokens were fetched; tells waiters one arrived
         self._lock = asyncio.Lock()
         self.disabled = False  # True once the server said it has no token endpoint (OSS)
         self.refreshes = 0  # how many token requests were made (for tests and metrics)
@@ -54,7 +68,7 @@ class TokenAuth:
         if self.disabled:
             return {}
         token = self._token
-        if token is None or time.monotonic() >= self._refresh_at:
+        if token is None or self._clock() >= self._refresh_at:
             token = await self.refresh(token, send)
         return {HEADER: token} if token else {}
 
@@ -63,10 +77,14 @@ class TokenAuth:
         return self._token
 
     async def refresh(self, stale: str | None, send: Send) -> str | None:
-        """Get a new token unless another caller already replaced `stale` (single flight)."""
+        """Get a new token unless another caller already replaced `stale`, or fetched one
+        while this caller waited for the lock (single flight: waiters reuse that token)."""
+        generation = self._generation
         async with self._lock:
-            fresh = self._token is not None and self._token != stale
-            if self.disabled or (fresh and time.monotonic() < self._refresh_at):
+            if self.disabled or self._generation != generation:
+                return self._token
+            replaced = self._token is not None and self._token != stale
+            if replaced and self._clock() < self._refresh_at:
                 return self._token
             await self._fetch(send)
             return self._token
@@ -75,6 +93,8 @@ class TokenAuth:
         body = {"keyId": self._key_id, "keySecret": self._key_secret.get_secret_value()}
         self.refreshes += 1
         response = await send("/token", orjson.dumps(body))
+        if 300 <= response.status_code < 400:
+            raise redirected(response)
         if response.status_code == 404:
             log.info("Conductor has no /api/token endpoint (OSS): sending no auth header")
             self.disabled, self._token = True, None
@@ -95,13 +115,18 @@ class TokenAuth:
 
     def _accept(self, token: str) -> None:
         self._token = token
-        now_wall, now = time.time(), time.monotonic()
+        self._generation += 1
+        self._refresh_at = self._clock() + self._refresh_after(token)
+
+    def _refresh_after(self, token: str) -> float:
+        """Seconds until the next refresh: EARLY before exp, or at 90% of a short lifetime,
+        but never under MIN_REFRESH (else every call would fetch a token)."""
         exp = jwt_expiry(token)
         if exp is None:
-            self._refresh_at = now + self._ttl
-            return
-        lifetime = max(0.0, exp - now_wall)
-        self._refresh_at = now + max(0.0, min(lifetime - EARLY, lifetime * 0.9))
+            return self._ttl
+        lifetime = max(0.0, exp - self._wall())
+        ahead = lifetime - EARLY if lifetime > 2 * EARLY else lifetime * 0.9
+        return max(MIN_REFRESH, ahead)
 
 
 def _token_from(response: Reply) -> str:

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
-from gateway.conductor.http import json_body, text_id
+from gateway.conductor.http import json_body, read_model, read_models, text_id, validated
 from gateway.conductor.models import (
     BulkResponse,
     IdempotencyStrategy,
@@ -214,7 +214,7 @@ class ConductorClient:
             idempotent=False,
             timeout=self._session.timeout + max(1, wait_for_seconds),
         )
-        run = WorkflowRun.model_validate(json_body(response) or {})
+        run = read_model(response, WorkflowRun, empty={})
         if response.status_code == 206 and not run.signal_timeout:
             run = run.model_copy(update={"signal_timeout": True})
         return run
@@ -229,7 +229,7 @@ class ConductorClient:
             params={"includeTasks": include_tasks},
             idempotent=True,
         )
-        return Workflow.model_validate(json_body(response))
+        return read_model(response, Workflow)
 
     async def get_status(self, workflow_id: str) -> WorkflowStatusSummary:
         """The cheap status read (OSS v3.31.2+); older servers fall back to get_workflow."""
@@ -245,7 +245,7 @@ class ConductorClient:
                 raise
             wf = await self.get_workflow(workflow_id, include_tasks=False)
             return WorkflowStatusSummary.model_validate(wf.model_dump())
-        return WorkflowStatusSummary.model_validate(json_body(response))
+        return read_model(response, WorkflowStatusSummary)
 
     async def get_by_correlation_id(
         self,
@@ -262,7 +262,7 @@ class ConductorClient:
             params={"includeClosed": include_closed, "includeTasks": include_tasks},
             idempotent=True,
         )
-        return [Workflow.model_validate(item) for item in json_body(response) or []]
+        return read_models(response, Workflow)
 
     async def search(
         self,
@@ -286,7 +286,7 @@ class ConductorClient:
         response = await self._session.request(
             "GET", "/workflow/search", params=params, idempotent=True
         )
-        return SearchResult.model_validate(json_body(response) or {})
+        return read_model(response, SearchResult, empty={})
 
     # -- changing one workflow -------------------------------------------------------------
 
@@ -308,7 +308,7 @@ class ConductorClient:
                     body=exc.body,
                 ) from exc
             raise
-        return Workflow.model_validate(json_body(response))
+        return read_model(response, Workflow)
 
     async def terminate(
         self,
@@ -459,10 +459,10 @@ class ConductorClient:
             "GET",
             f"/tasks/poll/{_seg(task_type)}",
             params={"workerid": worker_id, "domain": domain},
-            idempotent=True,
+            idempotent=False,  # a retry after a timeout could take a second task
         )
         data = json_body(response)
-        return Task.model_validate(data) if data else None
+        return validated(response, Task, data) if data else None
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -482,7 +482,7 @@ class ConductorClient:
         response = await self._session.request(
             "GET", f"/metadata/taskdefs/{_seg(name)}", idempotent=True
         )
-        return TaskDef.model_validate(json_body(response))
+        return read_model(response, TaskDef)
 
     async def register_workflow_def(
         self, workflow_def: WorkflowDef | Mapping[str, Any], overwrite: bool = False
@@ -504,7 +504,7 @@ class ConductorClient:
             params={"version": version},
             idempotent=True,
         )
-        return WorkflowDef.model_validate(json_body(response))
+        return read_model(response, WorkflowDef)
 
     # -- bulk ------------------------------------------------------------------------------
 
@@ -512,7 +512,8 @@ class ConductorClient:
         return await self._bulk("PUT", "pause", workflow_ids, {}, idempotent=True)
 
     async def bulk_resume(self, workflow_ids: Sequence[str]) -> BulkResponse:
-        return await self._bulk("PUT", "resume", workflow_ids, {}, idempotent=True)
+        # Not idempotent: a repeat reports the already resumed workflows as errors.
+        return await self._bulk("PUT", "resume", workflow_ids, {}, idempotent=False)
 
     async def bulk_terminate(
         self, workflow_ids: Sequence[str], reason: str | None = None
@@ -542,7 +543,7 @@ class ConductorClient:
         response = await self._session.request(
             method, f"/workflow/bulk/{op}", params=params, json=ids, idempotent=idempotent
         )
-        return BulkResponse.model_validate(json_body(response) or {})
+        return read_model(response, BulkResponse, empty={})
 
 
 def _start_request(
@@ -593,12 +594,13 @@ def _workflow_def(item: WorkflowDef | Mapping[str, Any]) -> WorkflowDef:
 
 
 def _pending_task(tasks: Sequence[Task], task_ref: str | None) -> Task | None:
-    for task in tasks:
-        if task.terminal:
-            continue
-        if task_ref is None and task.task_type == "WAIT":
-            return task
-        ref = task.reference_task_name or ""
-        if task_ref is not None and (ref == task_ref or ref.rsplit("__", 1)[0] == task_ref):
-            return task
-    return None
+    """The first pending WAIT task, or the pending task named `task_ref`: an exact reference
+    name first, then a loop iteration of it (`ref__N`), as OSS looks it up."""
+    pending = [task for task in tasks if not task.terminal]
+    if task_ref is None:
+        return next((task for task in pending if task.task_type == "WAIT"), None)
+    exact = (task for task in pending if task.reference_task_name == task_ref)
+    iteration = (
+        task for task in pending if (task.reference_task_name or "").rsplit("__", 1)[0] == task_ref
+    )
+    return next(exact, None) or next(iteration, None)

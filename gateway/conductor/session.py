@@ -4,9 +4,10 @@ and the readiness signal.
 Retry policy. A transient failure (`TransientError`, or a 5xx whose body says `retryable`) is
 retried with capped exponential backoff and full jitter, up to `max_retries` times, but only
 when repeating the request cannot do harm: always when the request never reached Conductor
-(connection not opened, 429, 503), and otherwise only for operations the caller marked
-idempotent. A start without an enforced idempotency key is therefore never repeated after an
-ambiguous failure; the error goes to the caller, whose store-based dedupe decides.
+(connection not opened, 429, a 503 with Retry-After or Conductor's own error body), and
+otherwise only for operations the caller marked idempotent (see `gateway.conductor.http`).
+A start without an enforced idempotency key is therefore never repeated after an ambiguous
+failure; the error goes to the caller, whose store-based dedupe decides.
 
 Readiness. `ready` turns False when Conductor cannot be reached (connection failures, 502,
 503, 504) and a background probe then asks a cheap, harmless question (GET of a task

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import logging
 import time
@@ -16,9 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from gateway.conductor import ConductorClient
-from gateway.conductor.http import ConnectFailed
+from gateway.conductor.auth import EARLY, HEADER, MIN_REFRESH, Send, TokenAuth
+from gateway.conductor.http import ConnectFailed, Redirected, Throttled, raise_for_status
+from gateway.conductor.wire import Reply
 from gateway.errors import (
     BadRequest,
     ConductorTimeout,
@@ -336,17 +340,70 @@ async def test_401_expired_retries_once_then_gives_up() -> None:
     assert rec.count("/token") == 2 and rec.count("/wf-1") == 2
 
 
+class Clock:
+    """Monotonic and wall time that only move when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+def token_server(clock: Clock, lifetime: float) -> tuple[list[int], Send]:
+    """A token endpoint issuing JWTs that expire `lifetime` seconds from the fake wall time."""
+    issued: list[int] = []
+
+    async def send(path: str, body: bytes) -> Reply:
+        await asyncio.sleep(0.01)  # long enough for concurrent callers to pile up
+        issued.append(1)
+        token = jwt(clock.time() + lifetime) + str(len(issued))
+        return Reply(200, {}, json.dumps({"token": token}).encode(), "POST", "/api/token")
+
+    return issued, send
+
+
 async def test_token_is_refreshed_before_jwt_expiry() -> None:
-    server = FakeOrkes(lifetime=30)  # shorter than the refresh margin: refresh on every call
-    rec = Recorder(server)
-    async with client_for(rec, key_id="app", key_secret="s3cr3t-value") as c:
-        await c.get_workflow("wf-1")
-        await c.get_workflow("wf-1")
-        assert server.issued == 2
-        server.lifetime = 3600
-        await c.get_workflow("wf-1")
-        await c.get_workflow("wf-1")
-    assert server.issued == 3
+    clock = Clock()
+    issued, send = token_server(clock, lifetime=30)  # shorter than twice the 60 s margin
+    auth = TokenAuth("app", SecretStr("s3cr3t-value"), clock=clock.monotonic, wall=clock.time)
+    first = await asyncio.gather(*(auth.headers(send) for _ in range(50)))
+    assert len(issued) == 1 and len({h[HEADER] for h in first}) == 1
+    clock.now += 20  # inside the window (90% of 30 s): the token is reused
+    await asyncio.gather(*(auth.headers(send) for _ in range(50)))
+    assert len(issued) == 1
+    clock.now += 8  # past 27 s: exactly one refresh for all 50 callers
+    second = await asyncio.gather(*(auth.headers(send) for _ in range(50)))
+    assert len(issued) == 2 and {h[HEADER] for h in second} == {auth.token}
+    assert auth.token != first[0][HEADER]
+
+
+async def test_a_nearly_expired_token_is_not_refetched_on_every_call() -> None:
+    clock = Clock()
+    issued, send = token_server(clock, lifetime=0)  # the server hands out an expired token
+    auth = TokenAuth("app", SecretStr("s3cr3t-value"), clock=clock.monotonic, wall=clock.time)
+    for _ in range(10):
+        await auth.headers(send)
+    assert len(issued) == 1  # reused for MIN_REFRESH seconds; a 401 would refresh it sooner
+    clock.now += MIN_REFRESH
+    await asyncio.gather(*(auth.headers(send) for _ in range(10)))
+    assert len(issued) == 2
+
+
+async def test_a_long_lived_token_is_refreshed_a_minute_before_expiry() -> None:
+    clock = Clock()
+    issued, send = token_server(clock, lifetime=3600)
+    auth = TokenAuth("app", SecretStr("s3cr3t-value"), clock=clock.monotonic, wall=clock.time)
+    await auth.headers(send)
+    clock.now += 3600 - EARLY - 1
+    await auth.headers(send)
+    assert len(issued) == 1
+    clock.now += 2
+    await auth.headers(send)
+    assert len(issued) == 2
 
 
 async def test_token_404_means_oss_without_auth() -> None:
@@ -412,3 +469,117 @@ async def test_configured_flavor_skips_the_probes() -> None:
         caps = await c.capabilities()
     assert caps.flavor == "orkes" and caps.variables and caps.idempotency
     assert rec.calls == []
+
+
+# -- redirects, odd answers, ambiguous statuses (review findings) --------------------------
+
+
+def redirect(status: int, location: str) -> httpx.Response:
+    return httpx.Response(status, headers={"Location": location}, text="<html>moved</html>")
+
+
+async def test_a_redirect_is_an_error_naming_the_location_and_the_fix() -> None:
+    rec = Recorder(sequence(redirect(302, "https://conductor.example/api/workflow/wf-1/pause")))
+    async with client_for(rec) as c:
+        with pytest.raises(Redirected, match=r"302.*https://conductor\.example/api") as info:
+            await c.pause("wf-1")
+        assert "set conductor.url to the final URL" in str(info.value)
+        assert isinstance(info.value, BadRequest) and not info.value.retryable
+        rec.handler = sequence(redirect(308, "https://conductor.example/api/workflow"))
+        with pytest.raises(Redirected, match="308"):
+            await c.start_workflow("flow")  # used to return the HTML page as a workflow id
+    assert len(rec.calls) == 2  # neither was retried
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b"[1, 2]", b"not json"])
+async def test_an_unexpected_2xx_body_is_a_server_error(body: bytes) -> None:
+    rec = Recorder(sequence(httpx.Response(200, content=body)))
+    async with client_for(rec) as c:
+        with pytest.raises(ServerError, match="unexpected answer") as info:
+            await c.get_workflow("wf-1")
+        assert info.value.status == 200
+        with pytest.raises(ServerError, match="unexpected answer"):
+            await c.get_task_def("t")
+        if body != b"":  # an empty list of correlated workflows is a valid answer
+            with pytest.raises(ServerError, match="unexpected answer"):
+                await c.get_by_correlation_id("flow", "c1")
+
+
+async def test_a_poll_is_not_retried_after_a_timeout() -> None:
+    # A retried poll could take a second task while the first one is lost in the timeout.
+    task = {"taskId": "t-1", "taskType": "work", "status": "IN_PROGRESS"}
+    rec = Recorder(sequence(httpx.ReadTimeout("slow"), httpx.Response(200, json=task)))
+    async with client_for(rec) as c:
+        with pytest.raises(ConductorTimeout):
+            await c.poll_task("work")
+    assert len(rec.calls) == 1
+
+
+async def test_a_bulk_resume_is_not_retried_after_a_reset() -> None:
+    reset = httpx.ReadError("[Errno 104] Connection reset by peer")
+    rec = Recorder(sequence(reset, httpx.Response(200, json={"bulkSuccessfulResults": ["a"]})))
+    async with client_for(rec) as c:
+        with pytest.raises(ConductorUnavailable):
+            await c.bulk_resume(["a"])
+    assert len(rec.calls) == 1  # a retry would report the resumed workflow as an error
+
+
+async def test_a_bare_proxy_503_is_retried_only_for_idempotent_operations() -> None:
+    proxy_503 = httpx.Response(503, text="upstream connect error or disconnect/reset")
+    ok = httpx.Response(200, text="wf-1")
+    rec = Recorder(sequence(proxy_503, ok))
+    async with client_for(rec) as c:
+        with pytest.raises(ConductorUnavailable, match="503"):
+            await c.start_workflow("flow")  # the proxy may have forwarded it
+        assert len(rec.calls) == 1
+        rec.handler = sequence(proxy_503, httpx.Response(200, json=WORKFLOW))
+        assert (await c.get_workflow("wf-1")).workflow_id == "wf-1"
+    assert len(rec.calls) == 3
+
+
+async def test_a_503_with_retry_after_is_retried_even_for_a_start() -> None:
+    busy = httpx.Response(503, headers={"Retry-After": "0"}, text="overloaded")
+    rec = Recorder(sequence(busy, httpx.Response(200, text="wf-7")))
+    async with client_for(rec) as c:
+        assert await c.start_workflow("flow") == "wf-7"
+    assert len(rec.calls) == 2
+
+
+async def test_408_is_a_timeout_retried_only_for_idempotent_operations() -> None:
+    rec = Recorder(sequence(httpx.Response(408, text="Request Timeout")))
+    async with client_for(rec) as c:
+        with pytest.raises(ConductorTimeout, match="408"):
+            await c.start_workflow("flow")
+        assert len(rec.calls) == 1
+        rec.handler = sequence(httpx.Response(408), httpx.Response(200, json=WORKFLOW))
+        assert (await c.get_workflow("wf-1")).status == "RUNNING"
+    assert len(rec.calls) == 3
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    reply = Reply(429, httpx.Headers({"Retry-After": when}), b"", "POST", "/api/workflow")
+    with pytest.raises(Throttled) as info:
+        raise_for_status(reply)
+    assert info.value.retry_after is not None and 25 <= info.value.retry_after <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    with pytest.raises(Throttled) as info:
+        raise_for_status(Reply(429, {"retry-after": past}, b"", "GET", "/api/x"))
+    assert info.value.retry_after == 0.0
+
+
+async def test_signal_prefers_the_exact_reference_name_over_an_iteration() -> None:
+    tasks = [
+        {"taskId": "t-iter", "referenceTaskName": "approve__1", "status": "IN_PROGRESS"},
+        {"taskId": "t-exact", "referenceTaskName": "approve", "status": "IN_PROGRESS"},
+    ]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={**WORKFLOW, "tasks": tasks})
+        return httpx.Response(200, text=json.loads(request.content)["taskId"])
+
+    rec = Recorder(handler)
+    async with client_for(rec) as c:
+        task_id = await c.signal("wf-1", "FAILED", task_ref="approve", reason_for_incompletion="no")
+    assert task_id == "t-exact"
