@@ -11,15 +11,17 @@ GatewayError
 ├── TemplateError               a ${...} template failed while rendering an event
 ├── EventError                  an incoming message is unusable (too big, not JSON, too deep)
 ├── ConductorError              Conductor answered with an error, or could not be reached
-│   ├── BadRequest              400: the request is wrong; retrying cannot help
+│   ├── BadRequest              400, or a 3xx redirect (conductor.url is wrong); never retried
 │   ├── Unauthorized            401/403: credentials missing, wrong or expired
 │   ├── NotFound                404: no such workflow, task or definition
 │   ├── Conflict                409: the operation does not fit the workflow's state
 │   ├── ServerError             5xx (retryable is taken from Conductor's body)
 │   └── TransientError          worth retrying as is
-│       ├── ConductorTimeout    no answer within the request timeout
-│       ├── ConductorUnavailable connection refused/reset, 502/503/504, 429
-│       └── ...
+│       ├── ConductorTimeout    no answer within the request timeout, or 408: the request
+│       │                       may have taken effect, so only idempotent calls are retried
+│       └── ConductorUnavailable connection refused (never sent: always retried), 429 and 503
+│                               from Conductor itself (never sent), reset, 502, 504, a bare
+│                               proxy 503 (ambiguous: idempotent calls only)
 ├── PublishError                a completion event or dead letter was not confirmed by a broker
 └── Outcome                     control flow of one delivery, raised by dispatch, caught by
     ├── RetryLater              settlement: try the delivery again after a backoff
