@@ -74,7 +74,8 @@ class Gateway:
         client = await stack.enter_async_context(ConductorClient.from_settings(s.conductor))
         publisher = await stack.enter_async_context(Publisher(s))
         self.client = client
-        executor = Executor(client, store, orkes_idempotency=await self._orkes_idempotency(client))
+        orkes = await self._orkes_idempotency(client)
+        executor = Executor(client, store, publisher=publisher, orkes_idempotency=orkes)
         self.pipeline = Pipeline(
             router=Router(self.ruleset),
             executor=executor,

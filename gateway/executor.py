@@ -5,7 +5,8 @@ per action (documented in the README's `guarantees` section):
 
 - start_workflow / execute_workflow: deduplicated by the gateway's store (key: the rule's
   idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.
-  The workflow id is recorded before the delivery is settled.
+  The workflow id is recorded before the delivery is settled. With `reply:`, the run is
+  answered (gateway.replies) before settling too, and answered again on a repeat.
 - terminate of a TERMINATED workflow, pause of a PAUSED one, resume of a RUNNING one: no-ops
   that count as success (OSS answers resume-of-running with a 500).
 - retry, restart, rerun of a workflow that is RUNNING again: success when the message may have
@@ -22,11 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.conductor.models import WorkflowRun
 from gateway.errors import ConductorError, DeadLetter, NotFound, RetryLater, TransientError
 from gateway.events import Event
 from gateway.plan import Plan, Target
 from gateway.ratelimit import RateLimits
-from gateway.store.base import Store, TrackRequest
+from gateway.replies import Replies
+from gateway.sinks.base import Sink
+from gateway.store.base import Store
 
 ACTIVE = frozenset({"RUNNING", "PAUSED"})
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
@@ -111,9 +115,17 @@ def default_key(plan: Plan, event: Event) -> str:
 class Executor:
     """Runs plans; raises Conductor errors or Outcomes (DeadLetter/RetryLater) for settlement."""
 
-    def __init__(self, client: Any, store: Store, *, orkes_idempotency: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        store: Store,
+        *,
+        publisher: Sink | None = None,
+        orkes_idempotency: bool = False,
+    ) -> None:
         self._client = client
         self._store = store
+        self._replies = Replies(client, publisher)
         self._orkes_idempotency = orkes_idempotency
         self._limits = RateLimits()
 
@@ -144,25 +156,32 @@ class Executor:
         first_sight = (
             ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event)
         )
-        if not first_sight and await self._store.find_start(key) is not None:
+        recorded = None if first_sight else await self._store.find_start(key)
+        if recorded is not None:
+            await self._replies.answer(plan, ctx.event, await self._replies.current(plan, recorded))
             return "reused"
-        track = self._track_request(plan, ctx.event)
         earlier = await self._started_before(plan, ctx)
         if earlier is not None:
-            await self._store.record_start(key, earlier, plan.rule, track)
-            return "reused"
+            run, outcome = await self._replies.current(plan, earlier), "reused"
+        else:
+            run, outcome = await self._call_start(plan, key), "started"
+        workflow_id = str(run.workflow_id)
+        track = self._replies.track(plan, ctx.event, run)
+        await self._store.record_start(key, workflow_id, plan.rule, track)
+        await self._replies.answer(plan, ctx.event, run)
+        return outcome
+
+    async def _call_start(self, plan: Plan, key: str) -> WorkflowRun:
         params = dict(plan.params)
+        if plan.method == "execute_workflow":
+            run: WorkflowRun = await self._client.execute_workflow(**params)
+            if not run.workflow_id:
+                raise DeadLetter(f"execute of '{params.get('name')}' returned no workflow id")
+            return run
         if self._orkes_idempotency:
             params.update(idempotency_key=key, idempotency_strategy="RETURN_EXISTING")
-        if plan.method == "execute_workflow":
-            params.pop("idempotency_key", None)
-            params.pop("idempotency_strategy", None)
-            run = await self._client.execute_workflow(**params)
-            workflow_id = str(run.workflow_id)
-        else:
-            workflow_id = str(await self._client.start_workflow(**params))
-        await self._store.record_start(key, workflow_id, plan.rule, track)
-        return "started"
+        workflow_id = str(await self._client.start_workflow(**params))
+        return WorkflowRun(workflow_id=workflow_id, status="RUNNING")
 
     async def _started_before(self, plan: Plan, ctx: Context) -> str | None:
         """After a crash, the start may have reached Conductor without reaching the store.
@@ -177,27 +196,6 @@ class Executor:
             plan.params["name"], cid, include_closed=True, include_tasks=False
         )
         return str(found[0].workflow_id) if found else None
-
-    @staticmethod
-    def _track_request(plan: Plan, event: Event) -> TrackRequest | None:
-        if plan.reply is not None:
-            destination = plan.reply.destination
-            spec = str(destination) if destination else f"amqp:{event.reply_to}"
-            if destination is None and not event.reply_to:
-                return None
-            statuses = plan.completion.statuses if plan.completion else TERMINAL
-            return TrackRequest(
-                spec, statuses, plan.rule, event.source_id, event.channel, event.correlation_id
-            )
-        if plan.completion is not None:
-            return TrackRequest(
-                str(plan.completion.destination),
-                plan.completion.statuses,
-                plan.rule,
-                event.source_id,
-                event.channel,
-            )
-        return None
 
     # -- targets -----------------------------------------------------------------------------
 

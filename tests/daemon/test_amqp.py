@@ -359,3 +359,42 @@ rules:
             return (await conductor.get_workflow(workflow_id)).status == "COMPLETED"
 
         await eventually(completed, timeout=30)
+
+
+async def test_a_request_that_outlives_its_wait_is_answered_twice_running_then_done(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, workflow = unique("requests"), unique("slow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    rules = f"""
+version: 1
+rules:
+  - name: slow
+    source: {{queue: {queue}}}
+    execute_workflow: {{name: {workflow}, correlation_id: "${{body.id}}", wait_for_seconds: 1}}
+    reply: {{}}
+"""
+    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    answers: list[aio_pika.abc.AbstractIncomingMessage] = []
+    async with running(settings, rules):
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            replies = await channel.declare_queue(exclusive=True)
+            request = aio_pika.Message(
+                b'{"id": "r-1"}', message_id="r-1", correlation_id="req-2", reply_to=replies.name
+            )
+            await channel.default_exchange.publish(request, routing_key=queue)
+
+            async def answered(count: int) -> bool:
+                message = await replies.get(no_ack=True, fail=False)
+                if message is not None:
+                    answers.append(message)
+                return len(answers) >= count
+
+            await eventually(lambda: answered(1), timeout=30)
+            [wf] = await conductor.get_by_correlation_id(workflow, "r-1")
+            await conductor.signal(wf.workflow_id, "COMPLETED", {"done": True})
+            await eventually(lambda: answered(2), timeout=30)
+    assert [a.correlation_id for a in answers] == ["req-2", "req-2"]
+    assert b"RUNNING" in answers[0].body and b"COMPLETED" in answers[1].body
