@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from gateway.devserver.brokers import RABBITMQ_INSTALL_HINT, BrokerError, RabbitMQ, Tansu
+from gateway.devserver.brokers import BrokerError, RabbitMQ, Tansu
 
 log = logging.getLogger("gateway.dev")
 
@@ -86,7 +86,11 @@ async def _run(rules_file: Path, workflows: Path, *, amqp: bool) -> int:
             try:
                 rabbit = await stack.enter_async_context(_broker(RabbitMQ(port_or_free(5672))))
             except BrokerError as exc:
-                print(f"{exc}\n{RABBITMQ_INSTALL_HINT}. Running Kafka-only.", file=sys.stderr)
+                print(
+                    f"RabbitMQ: {exc}\nRunning Kafka-only: the AMQP rules are left out. "
+                    "To run them too: apt-get install -y rabbitmq-server",
+                    file=sys.stderr,
+                )
         return await _run_on(stack, kafka, rabbit, rules_file, workflows)
     return 0  # pragma: no cover
 
