@@ -33,6 +33,8 @@ class PendingCompletion:
     attempts: int  # polls so far, drives the adaptive backoff
     next_poll_at: float  # epoch seconds
     last_status: str | None  # last status seen, for optional transition events
+    created_at: float = 0.0  # epoch seconds when the row was tracked (for the age limit)
+    publish_failures: int = 0  # consecutive failed publishes of its event
 
 
 class Store(Protocol):
@@ -58,8 +60,13 @@ class Store(Protocol):
         """Outbox rows whose next poll is due, oldest first."""
 
     async def reschedule(
-        self, workflow_id: str, next_poll_at: float, last_status: str | None
-    ) -> None: ...
+        self,
+        workflow_id: str,
+        next_poll_at: float,
+        last_status: str | None,
+        publish_failures: int = 0,
+    ) -> None:
+        """Poll again at `next_poll_at`; counts a poll and stores the publish failure streak."""
 
     async def mark_published(self, workflow_id: str) -> None:
         """The completion was confirmed by the broker: the row is done."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.store.base import PendingCompletion, TrackRequest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: gateway_outbox.publish_failures
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 
 _SCHEMA = """
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS gateway_outbox (
     attempts             INTEGER NOT NULL DEFAULT 0,
     next_poll_at         DOUBLE PRECISION NOT NULL,
     last_status          TEXT,
-    created_at           DOUBLE PRECISION NOT NULL
+    created_at           DOUBLE PRECISION NOT NULL,
+    publish_failures     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS gateway_outbox_due ON gateway_outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS gateway_starts_created ON gateway_starts (created_at);
@@ -56,7 +57,12 @@ _OUTBOX_INSERT = (
 )
 _COLUMNS = (
     "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
-    " attempts, next_poll_at, last_status"
+    " attempts, next_poll_at, last_status, created_at, publish_failures"
+)
+# Each step upgrades a database from the version before it (index 0: version 1 -> 2).
+_MIGRATIONS = (
+    "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS publish_failures"
+    " INTEGER NOT NULL DEFAULT 0",
 )
 _CLAIM = f"""
 WITH due AS (
@@ -111,6 +117,13 @@ class PostgresStore:
                 f"store.postgres_dsn: cannot connect ({type(exc).__name__}: {exc}); "
                 "check host, port, database and credentials"
             ) from exc
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()  # a failed open leaves no pool (and its connections) behind
+            raise
+
+    async def _migrate(self) -> None:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             await db.execute(_SCHEMA)
@@ -119,11 +132,15 @@ class PostgresStore:
                 await db.execute(
                     "INSERT INTO gateway_schema_version (version) VALUES ($1)", SCHEMA_VERSION
                 )
-            elif version > SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"store.postgres_dsn: schema version {version} is newer than this "
                     f"gateway's {SCHEMA_VERSION}; upgrade the gateway"
                 )
+            for step in _MIGRATIONS[version - 1 :]:
+                await db.execute(step)
+            await db.execute("UPDATE gateway_schema_version SET version = $1", SCHEMA_VERSION)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -190,13 +207,18 @@ class PostgresStore:
         return None if value is None else float(value)
 
     async def reschedule(
-        self, workflow_id: str, next_poll_at: float, last_status: str | None
+        self,
+        workflow_id: str,
+        next_poll_at: float,
+        last_status: str | None,
+        publish_failures: int = 0,
     ) -> None:
         await self._db().execute(
             "UPDATE gateway_outbox SET next_poll_at = $1, last_status = $2,"
-            " attempts = attempts + 1 WHERE workflow_id = $3",
+            " attempts = attempts + 1, publish_failures = $3 WHERE workflow_id = $4",
             next_poll_at,
             last_status,
+            publish_failures,
             workflow_id,
         )
 
@@ -228,4 +250,6 @@ def _pending(row: Any) -> PendingCompletion:
         int(row["attempts"]),
         float(row["was_due"]),
         row["last_status"],
+        float(row["created_at"]),
+        int(row["publish_failures"]),
     )

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outbox.publish_failures
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts             INTEGER NOT NULL DEFAULT 0,
     next_poll_at         REAL NOT NULL,
     last_status          TEXT,
-    created_at           REAL NOT NULL
+    created_at           REAL NOT NULL,
+    publish_failures     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS starts_created ON starts (created_at);
@@ -66,8 +67,10 @@ _OUTBOX_INSERT = (
 )
 _OUTBOX_COLUMNS = (
     "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
-    " attempts, next_poll_at, last_status"
+    " attempts, next_poll_at, last_status, created_at, publish_failures"
 )
+# Each step upgrades a file from the version before it (index 0: version 1 -> 2).
+_MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",)
 
 
 class SqliteStore:
@@ -107,9 +110,13 @@ class SqliteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
-        await self._writer.execute("PRAGMA journal_mode=WAL")
-        await self._migrate(self._writer)
-        self._reader = await self._connect()
+        try:
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._migrate(self._writer)
+            self._reader = await self._connect()
+        except BaseException:
+            await self.close()  # no connection (and its thread) left behind by a failed open
+            raise
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -127,11 +134,23 @@ class SqliteStore:
             row = await cur.fetchone()
         if row is None:
             await db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif row[0] > SCHEMA_VERSION:
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
             raise RuntimeError(
-                f"store.sqlite_path '{self.path}' has schema version {row[0]}, newer than this "
+                f"store.sqlite_path '{self.path}' has schema version {version}, newer than this "
                 f"gateway's {SCHEMA_VERSION}; upgrade the gateway or point it at another file"
             )
+        if version < SCHEMA_VERSION:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for step in _MIGRATIONS[version - 1 :]:
+                    await db.execute(step)
+                await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
 
     async def close(self) -> None:
         if self._task is not None:
@@ -266,13 +285,17 @@ class SqliteStore:
         return None if row is None or row[0] is None else float(row[0])
 
     async def reschedule(
-        self, workflow_id: str, next_poll_at: float, last_status: str | None
+        self,
+        workflow_id: str,
+        next_poll_at: float,
+        last_status: str | None,
+        publish_failures: int = 0,
     ) -> None:
         async def op(db: aiosqlite.Connection) -> None:
             await db.execute(
-                "UPDATE outbox SET next_poll_at = ?, last_status = ?, attempts = attempts + 1"
-                " WHERE workflow_id = ?",
-                (next_poll_at, last_status, workflow_id),
+                "UPDATE outbox SET next_poll_at = ?, last_status = ?, attempts = attempts + 1,"
+                " publish_failures = ? WHERE workflow_id = ?",
+                (next_poll_at, last_status, publish_failures, workflow_id),
             )
 
         await self._write(op)
@@ -304,7 +327,8 @@ class SqliteStore:
 
 
 def _pending(row: Any) -> PendingCompletion:
-    (wf, destination, statuses, rule, event_id, source, reply, attempts, next_at, last) = row
+    (wf, destination, statuses, rule, event_id, source, reply, attempts, next_at, last) = row[:10]
+    created_at, publish_failures = row[10:]
     request = TrackRequest(
         destination=destination,
         statuses=frozenset(s for s in statuses.split(",") if s),
@@ -313,7 +337,9 @@ def _pending(row: Any) -> PendingCompletion:
         source=source,
         reply_correlation_id=reply,
     )
-    return PendingCompletion(wf, request, int(attempts), float(next_at), last)
+    return PendingCompletion(
+        wf, request, int(attempts), float(next_at), last, float(created_at), int(publish_failures)
+    )
 
 
 def _settle(

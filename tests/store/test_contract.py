@@ -57,15 +57,18 @@ async def test_concurrent_starts_of_one_key_agree_on_one_winner(store: Any) -> N
 
 
 async def test_outbox_rows_roundtrip_and_come_due_oldest_first(store: Any) -> None:
+    before = time.time()
     for i in range(4):
         await store.track(f"wf-{i}", TRACK)
     now = time.time()
     await store.reschedule("wf-0", now + 60, "RUNNING")
-    await store.reschedule("wf-2", now - 100, "PAUSED")
+    await store.reschedule("wf-2", now - 100, "PAUSED", publish_failures=3)
     rows = await store.due(now + 1, 2)
     assert [r.workflow_id for r in rows] == ["wf-2", "wf-1"]
     assert rows[0].request == TRACK
     assert (rows[0].attempts, rows[0].last_status) == (1, "PAUSED")
+    assert (rows[0].publish_failures, rows[1].publish_failures) == (3, 0)
+    assert all(before <= r.created_at <= now for r in rows)
     await store.mark_published("wf-2")
     assert await store.pending_count() == 3
 
@@ -111,6 +114,47 @@ async def test_postgres_replicas_claim_disjoint_rows(postgres_dsn: str) -> None:
         await asyncio.sleep(0.4)
         again = {r.workflow_id for r in await one.due(time.time(), 100)}
         assert again == b
+
+
+async def test_postgres_upgrades_a_version_1_database(postgres_dsn: str) -> None:
+    import asyncpg
+
+    async with PostgresStore(postgres_dsn, first_poll_delay=0.0) as store:
+        await store.track("wf", TRACK)
+    db = await asyncpg.connect(postgres_dsn)
+    try:  # what a gateway with schema version 1 left behind
+        await db.execute("ALTER TABLE gateway_outbox DROP COLUMN publish_failures")
+        await db.execute("UPDATE gateway_schema_version SET version = 1")
+    finally:
+        await db.close()
+    async with PostgresStore(postgres_dsn, first_poll_delay=0.0) as store:
+        [row] = await store.due(time.time() + 1, 10)
+        assert row.workflow_id == "wf" and row.publish_failures == 0
+        await store.reschedule("wf", 0.0, None, publish_failures=2)
+        [row] = await store.due(time.time() + 1, 10)
+        assert row.publish_failures == 2
+
+
+async def test_postgres_newer_schema_is_refused_and_leaves_no_connection(
+    postgres_dsn: str,
+) -> None:
+    import asyncpg
+
+    async with PostgresStore(postgres_dsn):
+        pass
+    db = await asyncpg.connect(postgres_dsn)
+    try:
+        await db.execute("UPDATE gateway_schema_version SET version = 99")
+        store = PostgresStore(postgres_dsn, min_size=2)
+        with pytest.raises(RuntimeError, match="schema version 99"):
+            await store.open()
+        others = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await db.close()
+    assert others == 0  # the failed open closed its pool
 
 
 def test_settings_pick_the_store(tmp_path: Path) -> None:

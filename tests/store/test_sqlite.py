@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -111,10 +112,48 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) ->
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
     db.close()
+    threads = set(threading.enumerate())
     store = SqliteStore(path)
     with pytest.raises(RuntimeError, match="schema version 99"):
         await store.open()
-    await store.close()
+    # The failed open closed its connection: no aiosqlite thread is left running, and the
+    # store is plainly not open (no close() needed).
+    for thread in set(threading.enumerate()) - threads:
+        thread.join(timeout=5)  # a closed connection's thread ends right after close()
+        assert not thread.is_alive(), thread
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.find_start("k")
+
+
+async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    with sqlite3.connect(path) as db:  # the schema a gateway with version 1 wrote
+        db.executescript(
+            """
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (1);
+            CREATE TABLE starts (key TEXT PRIMARY KEY, workflow_id TEXT NOT NULL,
+                rule TEXT NOT NULL, created_at REAL NOT NULL);
+            CREATE TABLE outbox (workflow_id TEXT PRIMARY KEY, destination TEXT NOT NULL,
+                statuses TEXT NOT NULL, rule TEXT NOT NULL, source_event_id TEXT NOT NULL,
+                source TEXT NOT NULL, reply_correlation_id TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, next_poll_at REAL NOT NULL,
+                last_status TEXT, created_at REAL NOT NULL);
+            INSERT INTO outbox VALUES ('wf-1', 'kafka:done', 'COMPLETED', 'orders',
+                'kafka:orders:0:7', 'kafka:orders', NULL, 4, 0, 'RUNNING', 123.0);
+            """
+        )
+    db.close()
+    async with SqliteStore(path) as store:
+        [row] = await store.due(time.time(), 10)
+        assert (row.workflow_id, row.attempts, row.created_at) == ("wf-1", 4, 123.0)
+        assert row.publish_failures == 0
+        await store.reschedule("wf-1", 0.0, "RUNNING", publish_failures=5)
+        [row] = await store.due(time.time(), 10)
+        assert row.publish_failures == 5
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    db.close()
 
 
 async def test_a_failing_write_does_not_fail_its_batch_neighbours(tmp_path: Path) -> None:
