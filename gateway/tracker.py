@@ -10,6 +10,10 @@ Delivery: the row is marked done only after the broker confirmed the event, so a
 publish failure republishes it later with the same deterministic event id (at-least-once,
 deduplicable). A terminal status the rule did not ask for just closes the row; a workflow
 Conductor no longer knows (404) closes it with a warning.
+
+Rows do not live forever: one tracked longer than `max_age_seconds` is closed unpolled (counted
+in `expired`), and one whose event failed to publish `max_publish_attempts` times in a row is
+closed (counted in `abandoned`); both with a WARNING naming the workflow, rule and destination.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Tracker:
         self.stop_grace = stop_grace
         self.polls = 0  # requests sent to Conductor (for metrics and the benchmark)
         self.published = 0
+        self.expired = 0  # rows closed because they outlived settings.max_age_seconds
+        self.abandoned = 0  # rows closed after settings.max_publish_attempts failed publishes
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -150,6 +156,11 @@ class Tracker:
 
     async def check(self, row: PendingCompletion) -> None:
         """Poll one workflow and act on its status."""
+        age = self.clock() - row.created_at
+        if row.created_at and age > self.settings.max_age_seconds:
+            self.expired += 1
+            await self._close(row, f"tracked for {age:.0f}s, over tracker.max_age_seconds")
+            return
         self.polls += 1
         try:
             workflow = await self.client.get_workflow(row.workflow_id, include_tasks=False)
@@ -172,15 +183,34 @@ class Tracker:
         wanted = status in row.request.statuses
         if status in TERMINAL:
             if wanted and not await self._publish(row, workflow):
-                await self._later(row, row.last_status)
+                await self._publish_failed(row)
                 return
             await self.store.mark_published(row.workflow_id)
             return
         first_seen = wanted and status in TRANSITIONS and status != row.last_status
         if first_seen and not await self._publish(row, workflow):
-            await self._later(row, row.last_status)  # not recorded as seen: publish next time
+            await self._publish_failed(row)  # not recorded as seen: publish next time
             return
-        await self._later(row, status)
+        await self._later(row, status, 0 if first_seen else row.publish_failures)
+
+    async def _publish_failed(self, row: PendingCompletion) -> None:
+        failures = row.publish_failures + 1
+        if failures < self.settings.max_publish_attempts:
+            await self._later(row, row.last_status, failures)
+            return
+        self.abandoned += 1
+        await self._close(row, f"{failures} publishes failed in a row")
+
+    async def _close(self, row: PendingCompletion, why: str) -> None:
+        """Stop tracking a row without publishing: the event is lost, so say so loudly."""
+        log.warning(
+            "giving up the completion of workflow %s (rule %s, destination %s): %s",
+            row.workflow_id,
+            row.request.rule,
+            row.request.destination,
+            why,
+        )
+        await self.store.mark_published(row.workflow_id)
 
     async def _publish(self, row: PendingCompletion, workflow: Workflow) -> bool:
         """Publish the event; True once the broker confirmed it."""
@@ -205,9 +235,15 @@ class Tracker:
         log.info("published completion %s to %s", event.id, request.destination)
         return True
 
-    async def _later(self, row: PendingCompletion, last_status: str | None) -> None:
+    async def _later(
+        self, row: PendingCompletion, last_status: str | None, failures: int | None = None
+    ) -> None:
+        """Poll again after the backoff; `failures` is the publish failure streak (None: keep)."""
         await self.store.reschedule(
-            row.workflow_id, self.clock() + self.delay(row.attempts), last_status
+            row.workflow_id,
+            self.clock() + self.delay(row.attempts),
+            last_status,
+            row.publish_failures if failures is None else failures,
         )
 
     def delay(self, attempts: int) -> float:

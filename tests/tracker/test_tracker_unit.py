@@ -110,11 +110,13 @@ async def test_running_workflow_is_polled_later_with_growing_delay(store: Sqlite
     conductor, sink = FakeConductor(), RecordingSink()
     conductor.status["wf"] = "RUNNING"
     await store.track("wf", request())
-    tracker = Tracker(store, conductor, sink, SETTINGS)
+    now = time.time()  # a frozen clock: the assertion cannot race a loaded machine
+    tracker = Tracker(store, conductor, sink, SETTINGS, clock=lambda: now)
     await tracker.run_once()
-    [row] = await store.due(time.time() + 10, 10)
+    [row] = await store.due(now + 10, 10)
     assert row.attempts == 1 and row.last_status == "RUNNING"
-    assert time.time() < row.next_poll_at <= time.time() + SETTINGS.min_interval
+    first_delay = SETTINGS.min_interval  # attempts=0: min_interval, jittered down to 75 %
+    assert now + 0.75 * first_delay <= row.next_poll_at <= now + first_delay
     assert sink.sent == []
     delays = [tracker.delay(n) for n in range(12)]
     assert all(d <= SETTINGS.max_interval for d in delays)
@@ -187,3 +189,82 @@ async def test_background_tracker_waits_while_conductor_is_not_ready(store: Sqli
                 await asyncio.sleep(0.02)
     assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
     assert await store.pending_count() == 0
+
+
+async def test_a_row_older_than_max_age_is_closed_unpolled_with_a_warning(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf-old"] = "RUNNING"
+    await store.track("wf-old", request())
+    settings = SETTINGS.model_copy(update={"max_age_seconds": 3600.0})
+    later = time.time() + 3601  # an hour and a second after it was tracked
+    tracker = Tracker(store, conductor, sink, settings, clock=lambda: later)
+    with caplog.at_level(logging.WARNING, logger="gateway.tracker"):
+        await tracker.run_once()
+    assert tracker.expired == 1
+    assert conductor.calls == 0 and sink.sent == []
+    assert await store.pending_count() == 0
+    [first] = [r for r in caplog.records if "wf-old" in r.getMessage()]
+    assert first.levelno == logging.WARNING
+    assert "rule r" in first.getMessage() and "amqp:done" in first.getMessage()
+    assert "max_age_seconds" in first.getMessage()
+
+
+async def test_a_row_younger_than_max_age_is_still_polled(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "RUNNING"
+    await store.track("wf", request())
+    settings = SETTINGS.model_copy(update={"max_age_seconds": 3600.0})
+    soon = time.time() + 3500
+    tracker = Tracker(store, conductor, sink, settings, clock=lambda: soon)
+    await tracker.run_once()
+    assert tracker.expired == 0 and conductor.calls == 1
+    assert await store.pending_count() == 1
+
+
+async def test_a_completion_that_never_publishes_is_abandoned_after_max_attempts(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "COMPLETED"
+    await store.track("wf", request())
+    settings = SETTINGS.model_copy(update={"max_publish_attempts": 3})
+    clock = [time.time()]
+    tracker = Tracker(store, conductor, sink, settings, clock=lambda: clock[0])
+    sink.fail = True
+    with caplog.at_level(logging.WARNING, logger="gateway.tracker"):
+        for attempt in range(1, 4):
+            assert await tracker.run_once() == 1
+            clock[0] += settings.max_interval + 1  # the row is due again
+            if attempt < 3:
+                [row] = await store.due(clock[0], 10)
+                assert row.publish_failures == attempt
+    assert tracker.abandoned == 1 and tracker.published == 0
+    assert await store.pending_count() == 0
+    [warning] = [r for r in caplog.records if "giving up" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    message = warning.getMessage()
+    assert "wf" in message and "rule r" in message and "amqp:done" in message
+    assert "3 publishes failed" in message
+
+
+async def test_a_successful_publish_resets_the_failure_streak(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "PAUSED"
+    await store.track("wf", request({"PAUSED", "COMPLETED"}))
+    settings = SETTINGS.model_copy(update={"max_publish_attempts": 2})
+    clock = [time.time()]
+    tracker = Tracker(store, conductor, sink, settings, clock=lambda: clock[0])
+    sink.fail = True
+    await tracker.run_once()  # PAUSED not published: streak 1
+    clock[0] += settings.max_interval + 1
+    sink.fail = False
+    await tracker.run_once()  # PAUSED published: streak back to 0
+    clock[0] += settings.max_interval + 1
+    [row] = await store.due(clock[0], 10)
+    assert row.publish_failures == 0 and row.last_status == "PAUSED"
+    conductor.status["wf"] = "COMPLETED"
+    sink.fail = True
+    await tracker.run_once()  # one failure only: not abandoned at max 2
+    assert tracker.abandoned == 0 and await store.pending_count() == 1
