@@ -7,7 +7,9 @@ Attributes:
 - `source` `/conductor-gateway/rules/<rule>` (a URI-reference; the rule name percent-encoded)
 - `type` `io.conductor.workflow.<status lowercased>` (completed, failed, timed_out, terminated,
   paused, running)
-- `subject` the workflow id; `time` the workflow's end time (else its last update), RFC 3339 UTC
+- `subject` the workflow id (absent from an execute answer without one; its id is then
+  `request:<requestId or trigger event id>:<status>`)
+- `time` the workflow's end time (else its last update), RFC 3339 UTC
 - `datacontenttype` application/json
 
 Content modes, following the CloudEvents protocol bindings:
@@ -118,8 +120,11 @@ def build_run_event(
     status = run.status or "RUNNING"
     end = run.update_time if status in TERMINAL else None
     return _event(
-        workflow_id=run.workflow_id or "",
+        workflow_id=run.workflow_id,
         status=status,
+        # CloudEvents forbids an empty subject or id: an answer without a workflow id (a run
+        # refused before it started) has no subject and an id from the request instead.
+        id_base=run.workflow_id or f"request:{run.request_id or trigger.event_id}",
         when=run.update_time,
         data={
             "workflowId": run.workflow_id,
@@ -137,17 +142,24 @@ def build_run_event(
 
 
 def _event(
-    *, workflow_id: str, status: str, when: int | None, data: dict[str, Any], trigger: Trigger
+    *,
+    workflow_id: str | None,
+    status: str,
+    when: int | None,
+    data: dict[str, Any],
+    trigger: Trigger,
+    id_base: str | None = None,
 ) -> CompletionEvent:
     attributes = {
         "specversion": SPECVERSION,
-        "id": f"{workflow_id}:{status}",
+        "id": f"{id_base or workflow_id}:{status}",
         "source": source_uri(trigger.rule),
         "type": event_type(status),
-        "subject": workflow_id,
         "time": rfc3339(when),
         "datacontenttype": DATA_CONTENT_TYPE,
     }
+    if workflow_id:
+        attributes["subject"] = workflow_id
     data.update(
         {"triggerEventId": trigger.event_id, "triggerSource": trigger.source, "rule": trigger.rule}
     )
@@ -156,7 +168,7 @@ def _event(
 
 def encode(event: CompletionEvent, destination: Destination, mode: Mode) -> Outgoing:
     """Body, headers and content type for the destination's broker in the given mode."""
-    key = event.attributes["subject"] if destination.kind == "kafka" else None
+    key = event.attributes.get("subject") if destination.kind == "kafka" else None
     if mode == "structured":
         return Outgoing(orjson.dumps(event.to_json()), {}, STRUCTURED_CONTENT_TYPE, key)
     prefix = "ce_" if destination.kind == "kafka" else "cloudEvents:"

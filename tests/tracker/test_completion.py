@@ -12,6 +12,7 @@ from gateway.completion import (
     Trigger,
     build_event,
     build_reply,
+    build_run_event,
     encode,
     reply_destination,
 )
@@ -121,6 +122,24 @@ def test_reply_for_a_synchronous_run() -> None:
     assert document["data"]["workflowType"] == "quote"
     assert document["data"]["triggerEventId"] == "amqp:requests:m-1"
     assert str(reply_destination("amq.gen-abc")) == "amqp:amq.gen-abc"
+
+
+def test_reply_for_a_run_without_workflow_id_has_no_empty_subject_or_id() -> None:
+    # CloudEvents: `subject`, when present, and `id` must be non-empty strings.
+    trigger = Trigger("rpc", "amqp:requests:m-1", "amqp:requests")
+    for run_json, expected_id in (
+        ({"requestId": "req-5", "status": "FAILED"}, "request:req-5:FAILED"),
+        ({"status": "FAILED"}, "request:amqp:requests:m-1:FAILED"),
+    ):
+        run = WorkflowRun.model_validate(run_json)
+        event = build_run_event(run, trigger)
+        assert event.id == expected_id
+        assert "subject" not in event.attributes
+        document = json.loads(encode(event, Destination.parse("kafka:replies"), "structured").body)
+        parsed = from_json(json.dumps(document).encode())
+        assert parsed["id"] == expected_id and parsed.get("subject") is None
+        binary = encode(event, Destination.parse("kafka:replies"), "binary")
+        assert binary.key is None and "ce_subject" not in binary.headers
 
 
 def test_status_listener_message_relays_as_the_same_event() -> None:
