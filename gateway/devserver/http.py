@@ -107,12 +107,32 @@ async def read_json(request: web.Request, required: bool = True) -> Any:
         raise ServerError(f"JSON parse error: {exc}", status=500) from exc
 
 
+def _wrong_kind(expected: str, data: Any) -> ServerError:
+    """Jackson cannot bind the body to the parameter's type: HttpMessageNotReadableException,
+    which OSS maps to 500 (§1.2), not 400."""
+    got = "Array" if isinstance(data, list) else "Object" if isinstance(data, dict) else "scalar"
+    return ServerError(
+        f"JSON parse error: Cannot deserialize value of type `{expected}` from {got} value",
+        status=500,
+    )
+
+
 async def read_object(request: web.Request, required: bool = True) -> dict[str, Any]:
     data = await read_json(request, required)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ServerError("JSON parse error: expected a JSON object", status=500)
+        raise _wrong_kind("java.util.LinkedHashMap<java.lang.String,java.lang.Object>", data)
+    return data
+
+
+async def read_array(request: web.Request) -> list[Any]:
+    """A required JSON array body (`List<String>` parameters); `null` reads as empty."""
+    data = await read_json(request)
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise _wrong_kind("java.util.ArrayList<java.lang.String>", data)
     return data
 
 

@@ -11,7 +11,7 @@ from gateway.devserver.http import (
     parse_model,
     query_bool,
     query_int,
-    read_json,
+    read_array,
     read_object,
     validation_error,
 )
@@ -35,8 +35,8 @@ class MetadataRoutes:
         router.add_get(p + "/workflow/{name}", self.get_workflow)
 
     async def register_task_defs(self, request: web.Request) -> web.Response:
-        items = await read_json(request)
-        if not isinstance(items, list) or not items:
+        items = await read_array(request)
+        if not items:
             raise validation_error("registerTaskDef.taskDefinitions", "must not be empty", items)
         defs = [parse_model(TaskDef, item, "registerTaskDef") for item in items]
         for task_def in defs:
@@ -61,9 +61,7 @@ class MetadataRoutes:
         return empty()
 
     async def upsert_workflows(self, request: web.Request) -> web.Response:
-        items = await read_json(request)
-        if not isinstance(items, list):
-            raise validation_error("update.workflowDefs", "must be a JSON array", items)
+        items = await read_array(request)
         ok: list[str] = []
         failed: dict[str, str] = {}
         definitions = [parse_model(WorkflowDef, item, "update") for item in items]

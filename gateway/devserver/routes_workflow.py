@@ -16,7 +16,7 @@ from gateway.devserver.http import (
     query_bool,
     query_int,
     query_str,
-    read_json,
+    read_array,
     read_object,
     text_response,
     validation_error,
@@ -75,9 +75,7 @@ class WorkflowRoutes:
         return text_response(self.engine.start(start))
 
     async def start_by_name(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise validation_error("startWorkflow.input", "input must be a JSON object", body)
+        body = await read_object(request)
         priority = query_int(request, "priority", 0) or 0
         check_priority(priority, "startWorkflow.priority")
         start = StartWorkflowRequest(
@@ -146,9 +144,7 @@ class WorkflowRoutes:
         return json_response(self._correlated(request, request.match_info["cid"]))
 
     async def correlated_many(self, request: web.Request) -> web.Response:
-        ids = await read_json(request)
-        if not isinstance(ids, list):
-            raise validation_error("getWorkflows.correlationIds", "must be a JSON array", ids)
+        ids = await read_array(request)
         return json_response({str(cid): self._correlated(request, str(cid)) for cid in ids})
 
     async def search(self, request: web.Request) -> web.Response:
@@ -219,8 +215,8 @@ class WorkflowRoutes:
 
     @staticmethod
     async def _bulk_ids(request: web.Request) -> list[str]:
-        ids = await read_json(request)
-        if not isinstance(ids, list) or not ids:
+        ids = await read_array(request)
+        if not ids:
             raise validation_error("bulk.workflowIds", "Workflow ids list cannot be empty.", ids)
         if len(ids) > MAX_BULK:
             raise validation_error(

@@ -44,3 +44,25 @@ async def test_section1_2_oversized_body_is_413_json(api: Api) -> None:
     big = {"name": "wf", "input": {"blob": "x" * (2 * 1024 * 1024)}}
     r = await api.http.post("/workflow", json=big)
     assert r.status_code == 413 and r.json()["status"] == 413
+
+
+async def test_section1_2_a_body_of_the_wrong_json_kind_is_500_not_400(api: Api) -> None:
+    # Jackson cannot bind it (HttpMessageNotReadableException): OSS answers 500 (pitfall 9).
+    await api.workflow_def("wf", [simple("t")])
+    wrong = [
+        ("POST", "/workflow/wf", [1, 2]),  # input is a Map
+        ("POST", "/workflow/wf/correlated", {"c": 1}),  # correlation ids are a List
+        ("PUT", "/workflow/bulk/pause", {"ids": ["a"]}),
+        ("POST", "/workflow/bulk/terminate", "wf-1"),
+        ("POST", "/metadata/taskdefs", {"name": "t"}),
+        ("PUT", "/metadata/workflow", {"name": "wf"}),
+    ]
+    for method, path, body in wrong:
+        r = await api.http.request(method, path, json=body)
+        assert r.status_code == 500, (method, path, r.status_code, r.text)
+        assert r.json()["message"].startswith("JSON parse error: Cannot deserialize")
+
+
+async def test_section4_16_an_empty_bulk_list_stays_400(api: Api) -> None:
+    r = await api.http.put("/workflow/bulk/pause", json=[])
+    assert r.status_code == 400 and "validationErrors" in r.json()
