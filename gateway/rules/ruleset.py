@@ -80,15 +80,22 @@ class Source:
 
 
 def binding_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
-    """AMQP topic-exchange binding syntax: `*` is exactly one word, `#` zero or more words."""
-    if not pattern:
-        return not key
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(binding_matches(rest, key[i:]) for i in range(len(key) + 1))
-    if not key:
-        return False
-    return (head == "*" or head == key[0]) and binding_matches(rest, key[1:])
+    """AMQP topic-exchange binding syntax: `*` is exactly one word, `#` zero or more words.
+
+    Dynamic programming over the key positions each pattern prefix can reach: O(pattern x key)
+    whatever the key (it comes from the publisher), where naive backtracking on several `#`
+    is exponential.
+    """
+    size = len(key)
+    reachable = {0}  # positions in `key` the pattern so far can have consumed up to
+    for word in pattern:
+        if word == "#":
+            reachable = set(range(min(reachable), size + 1))
+        else:
+            reachable = {i + 1 for i in reachable if i < size and (word == "*" or word == key[i])}
+        if not reachable:
+            return False
+    return size in reachable
 
 
 @dataclass(frozen=True, slots=True)

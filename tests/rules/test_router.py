@@ -87,6 +87,38 @@ def test_binding_key_hash_matches_zero_or_more_words() -> None:
     assert m("a.*", "a.b") and not m("a.*", "a") and not m("a.*", "a.b.c")
 
 
+def test_binding_with_many_hashes_on_a_long_key_is_decided_in_polynomial_time() -> None:
+    # The routing key comes from whoever publishes; backtracking over 10 `#` against 200
+    # words would try ~C(200, 10) splits before answering.
+    from gateway.rules.ruleset import binding_matches
+
+    key = tuple(f"w{i % 7}" for i in range(200))
+    pattern = ("#",) * 10 + ("nomatch",)
+    assert binding_matches(pattern, key) is False
+    assert binding_matches(("#", "w0") * 10 + ("#",), key) is True
+    assert binding_matches(("#", "*") * 10 + ("#", "w3"), key) is True  # key[199] = "w3"
+
+
+def test_binding_matching_agrees_with_a_regex_reference() -> None:
+    import itertools
+    import re
+
+    from gateway.rules.ruleset import binding_matches
+
+    def reference(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
+        # Words as "<w>." then `*` is one word and `#` any run of words.
+        parts = {"#": r"(?:[^.]*\.)*", "*": r"[^.]*\."}
+        regex = "".join(parts.get(w, re.escape(w + ".")) for w in pattern)
+        return re.fullmatch(regex, "".join(w + "." for w in key)) is not None
+
+    words = ("a", "b", "*", "#")
+    for length in range(4):
+        for pattern in itertools.product(words, repeat=length):
+            for key_length in range(4):
+                for key in itertools.product(("a", "b"), repeat=key_length):
+                    assert binding_matches(pattern, key) == reference(pattern, key), (pattern, key)
+
+
 def test_a_body_that_is_not_json_is_a_permanent_error_unless_accepted() -> None:
     result = router().route(text_event("not json"))
     assert [f.rule for f in result.failures] == ["created"]
