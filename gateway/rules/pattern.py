@@ -317,12 +317,31 @@ def _compile_object(
                 f"unknown field '{key}'; match on one of: {', '.join(sorted(roots))}", where
             )
         if isinstance(value, Mapping):
+            _refuse_bare_operator(key, value, where)
             nested = _compile_object(value, where, None, budget)
             fields.extend(nested.fields)
             ors.extend(nested.ors)
         else:
             fields.append(_compile_leaf_list(value, where))
     return Pattern(tuple(fields), tuple(ors))
+
+
+# Names a nested object may not use as a field: `type: {prefix: x}` would otherwise compile as
+# the field `type.prefix` and silently never match.
+_OPERATOR_NAMES = frozenset(
+    {"prefix", "suffix", "anything-but", "numeric", "exists", "wildcard", "equals-ignore-case"}
+    | {"cidr"}
+)
+
+
+def _refuse_bare_operator(field: str, value: Mapping[str, Any], where: Path) -> None:
+    for op, arg in value.items():
+        if op in _OPERATOR_NAMES:
+            raise PatternError(
+                f"'{op}' is an operator, not a field: put it in a value list, "
+                f"{field}: [{{{op}: {_show(arg)}}}]",
+                (*where, op),
+            )
 
 
 def _compile_or(

@@ -51,6 +51,20 @@ def test_error_names_file_line_rule_and_key() -> None:
     ]
 
 
+def test_an_operator_outside_a_value_list_is_a_load_error() -> None:
+    text = """\
+        rules:
+          - name: created
+            source: {topic: orders}
+            match: {body: {type: {prefix: Order}}}
+            pause: {workflow_id: x}
+        """
+    [error] = errors_of(text)
+    assert "rule 'created'" in error
+    assert "'prefix' is an operator, not a field" in error
+    assert 'type: [{prefix: "Order"}]' in error
+
+
 def test_all_errors_are_reported_in_file_order() -> None:
     text = """\
         match_mode: sometimes

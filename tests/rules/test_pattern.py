@@ -180,6 +180,22 @@ def test_compile_errors_say_what_and_where(
     assert info.value.path[: len(path)] == path
 
 
+@pytest.mark.parametrize(
+    "op", ["prefix", "suffix", "anything-but", "numeric", "exists", "wildcard", "cidr"]
+)
+def test_an_operator_without_a_value_list_is_an_error_not_a_nested_field(op: str) -> None:
+    # `type: {prefix: Order}` used to compile as the field `type.prefix` and never match.
+    with pytest.raises(PatternError) as info:
+        compile_pattern({"body": {"type": {op: "Order"}}}, roots=frozenset({"body"}))
+    assert f'type: [{{{op}: "Order"}}]' in str(info.value)
+    assert info.value.path == ("body", "type", op)
+
+
+def test_equals_ignore_case_as_a_bare_nested_key_is_refused_too() -> None:
+    with pytest.raises(PatternError, match=r"put it in a value list"):
+        compile_pattern({"body": {"equals-ignore-case": "x"}})
+
+
 @pytest.mark.timeout(30)  # a hang guard, not a speed measurement
 def test_wildcard_matching_does_not_backtrack_on_hostile_values() -> None:
     """A regex `.*a.*a.*a...b` backtracks without end on 'aaaa...'; the piece scan does not."""
