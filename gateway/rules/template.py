@@ -4,7 +4,9 @@ A string that is exactly one `${...}` renders to the typed value (object, number
 `${...}` embedded in text interpolates (strings as is, anything else as JSON); `$${` is a
 literal `${`. Expressions are JMESPath over `Event.envelope()`: no eval, no Jinja, no
 JavaScript, nothing that can run code. Cost is bounded twice: at compile (expression length,
-AST node count) and at render (rendered size). Every failure is a `TemplateError`.
+AST node count, pipes and functions, and a static bound on how many copies of the input the
+expression can build, so `[@,@] | [@,@] | ...` cannot double its way to an exponential string
+before any size check) and at render (rendered size). Every failure is a `TemplateError`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -21,6 +23,8 @@ from gateway.errors import TemplateError
 
 MAX_EXPRESSION_CHARS = 1_000
 MAX_AST_NODES = 200
+MAX_PIPES_AND_FUNCTIONS = 16  # chained steps that can each multiply what they are given
+MAX_GROWTH = 1_024  # how many times the input one expression may copy, at most (see _growth)
 MAX_RENDERED_CHARS = 1_048_576  # one rendered value; a body is capped by limits anyway
 
 Renderer = Callable[[Mapping[str, Any]], Any]
@@ -75,6 +79,7 @@ def compile_expression(source: str) -> Expression:
         raise TemplateError(f"'{text[:60]}...' is nested too deeply") from None
     if nodes > MAX_AST_NODES:
         raise TemplateError(f"'{text}' has {nodes} AST nodes, over the limit of {MAX_AST_NODES}")
+    _check_growth(text, parsed.parsed)
     path = _field_path(parsed.parsed)
     if path is not None:
         return Expression(text, _path_getter(path), bounded=True)
@@ -85,6 +90,55 @@ def _count_nodes(node: Any) -> int:
     if not isinstance(node, dict):
         return 0
     return 1 + sum(_count_nodes(child) for child in node.get("children", ()))
+
+
+def _check_growth(text: str, tree: dict[str, Any]) -> None:
+    steps = _count_steps(tree)
+    if steps > MAX_PIPES_AND_FUNCTIONS:
+        raise TemplateError(
+            f"'{text[:60]}' has {steps} pipes and function calls, over the limit of "
+            f"{MAX_PIPES_AND_FUNCTIONS}; split the work or select less"
+        )
+    growth = _growth(tree)
+    if growth > MAX_GROWTH:
+        raise TemplateError(
+            f"'{text[:60]}' can copy its input up to {growth} times, over the limit of "
+            f"{MAX_GROWTH}; do not chain multi-selects like [@, @] | [@, @]"
+        )
+
+
+def _count_steps(node: Any) -> int:
+    if not isinstance(node, dict):
+        return 0
+    own = 1 if node["type"] in ("pipe", "function_expression") else 0
+    return own + sum(_count_steps(child) for child in node.get("children", ()))
+
+
+_SUMMED = frozenset({"multi_select_list", "multi_select_dict", "or_expression", "and_expression"})
+_SINGLE = frozenset({"comparator", "not_expression", "literal", "field", "current", "index"})
+_MULTIPLYING_FUNCTIONS = frozenset({"map", "join"})  # output per input element, or separator
+
+
+def _growth(node: Any) -> int:
+    """A static upper bound on how many copies of its input an expression can produce.
+
+    Multi-selects add their parts; chained steps (pipes, subexpressions, projections) and
+    `map`/`join` multiply; other functions return at most what they are given.
+    """
+    if not isinstance(node, dict) or node["type"] in _SINGLE:
+        return 1
+    parts = [_growth(child) for child in node.get("children", ()) if isinstance(child, dict)]
+    if not parts:
+        return 1
+    kind = node["type"]
+    if kind in _SUMMED or (
+        kind == "function_expression" and node.get("value") not in _MULTIPLYING_FUNCTIONS
+    ):
+        return min(sum(parts), MAX_GROWTH + 1)
+    product = 1
+    for part in parts:
+        product = min(product * part, MAX_GROWTH + 1)  # capped: no huge ints on hostile input
+    return product
 
 
 def _field_path(node: dict[str, Any]) -> tuple[str, ...] | None:
@@ -265,7 +319,7 @@ def _piece(part: str | Expression, strict: bool, to_text: Guard) -> Callable[[An
 def _as_text(value: Any, _source: str) -> str:
     kind = type(value)
     if kind is str:
-        return value  # type: ignore[no-any-return]
+        return cast(str, value)
     if kind is int:
         return str(value)
     if value is None:

@@ -102,6 +102,38 @@ def test_ast_node_limit() -> None:
         compile_expression(expr)
 
 
+def test_doubling_chains_are_refused_at_compile() -> None:
+    # Each step quadruples the string: 6 steps copy it 4^6 times before any size check, and
+    # within the limit of 16 pipes and functions.
+    doubling = " | ".join(["join('', [@, @, @, @])"] * 6)
+    with pytest.raises(TemplateError, match="copy its input up to"):
+        compile_expression("body.s | " + doubling)
+    multi = ".".join(["[@, @, @]"] * 8)  # no pipe, no function: 3^8 copies
+    with pytest.raises(TemplateError, match="copy its input up to"):
+        compile_expression(multi)
+    mapped = "map(&[@, @, @, @], " * 6 + "@" + ")" * 6
+    with pytest.raises(TemplateError, match="copy its input up to"):
+        compile_expression(mapped)
+
+
+def test_too_many_pipes_and_functions_are_refused() -> None:
+    chain = " | ".join(["to_string(@)"] * 9)  # 9 functions and 8 pipes
+    with pytest.raises(TemplateError, match="17 pipes and function calls, over the limit of 16"):
+        compile_expression(chain)
+
+
+def test_ordinary_expressions_stay_within_the_growth_limits() -> None:
+    doc = {"body": {"items": [{"id": 1, "n": "a"}, {"id": 2, "n": "b"}], "tags": ["x", "y"]}}
+    for text, expected in (
+        ("join(', ', body.tags)", "x, y"),
+        ("body.items[*].{id: id, n: n}", [{"id": 1, "n": "a"}, {"id": 2, "n": "b"}]),
+        ("body.items[?id > `1`].n | [0]", "b"),
+        ("map(&join('-', [n, to_string(id)]), body.items)", ["a-1", "b-2"]),
+        ("[body.tags, body.tags, body.tags] | [].length(@)", [1, 1, 1, 1, 1, 1]),
+    ):
+        assert compile_expression(text).evaluate(doc, strict=True) == expected, text
+
+
 def test_rendered_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(template, "MAX_RENDERED_CHARS", 100)
     big = {"body": {"s": "x" * 80, "items": list(range(50))}}
