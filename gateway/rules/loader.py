@@ -310,44 +310,46 @@ class _Compiler:
         retry: RetryPolicy,
         dlq: Destination | None,
     ) -> Options | None:
-        completion = reply = None
-        if m.completion is not None:
-            dest = self._destination(
-                m.completion.destination,
-                (*loc, "completion", "destination"),
-                m.name,
-                "completion.destination",
+        dead_letter = dlq
+        if m.dead_letter:
+            dead_letter = self._destination(
+                m.dead_letter, (*loc, "dead_letter"), m.name, "dead_letter"
             )
-            statuses = frozenset(m.completion.statuses) if m.completion.statuses else None
-            if dest is not None:
-                completion = CompletionSpec(dest, statuses) if statuses else CompletionSpec(dest)
-        if m.reply is not None:
-            reply = ReplySpec(
-                self._destination(
-                    m.reply.destination, (*loc, "reply", "destination"), m.name, "reply.destination"
-                ),
-                m.reply.wait_for_completion,
-            )
-        elif m.execute_workflow is not None:
-            reply = ReplySpec()  # a synchronous execution answers the message's reply-to
-        rate = m.rate_limit
         return Options(
             idempotency_key=self._key_template(
                 m.idempotency_key, loc, m.name, "idempotency_key", strict
             ),
             ordering_key=self._key_template(m.ordering_key, loc, m.name, "ordering_key", strict),
             retry=_retry_policy(m.retry, retry) if m.retry is not None else retry,
-            dead_letter=self._destination(
-                m.dead_letter, (*loc, "dead_letter"), m.name, "dead_letter"
-            )
-            if m.dead_letter
-            else dlq,
-            rate_limit=RateLimit(rate.max_concurrent, rate.max_per_interval, rate.interval_seconds)
-            if rate is not None
-            else None,
-            completion=completion,
-            reply=reply,
+            dead_letter=dead_letter,
+            rate_limit=_rate_limit(m.rate_limit),
+            completion=self._completion(m, loc),
+            reply=self._reply(m, loc),
         )
+
+    def _completion(self, m: schema.RuleModel, loc: Loc) -> CompletionSpec | None:
+        if m.completion is None:
+            return None
+        dest = self._destination(
+            m.completion.destination,
+            (*loc, "completion", "destination"),
+            m.name,
+            "completion.destination",
+        )
+        if dest is None:
+            return None
+        statuses = frozenset(m.completion.statuses) if m.completion.statuses else None
+        return CompletionSpec(dest, statuses) if statuses else CompletionSpec(dest)
+
+    def _reply(self, m: schema.RuleModel, loc: Loc) -> ReplySpec | None:
+        if m.reply is not None:
+            dest = self._destination(
+                m.reply.destination, (*loc, "reply", "destination"), m.name, "reply.destination"
+            )
+            return ReplySpec(dest, m.reply.wait_for_completion)
+        if m.execute_workflow is not None:
+            return ReplySpec()  # a synchronous execution answers the message's reply-to
+        return None
 
     def _key_template(self, text: str | None, loc: Loc, rule: str, key: str, strict: bool) -> Any:
         if text is None:
@@ -417,3 +419,9 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _rate_limit(rate: schema.RateLimitModel | None) -> RateLimit | None:
+    if rate is None:
+        return None
+    return RateLimit(rate.max_concurrent, rate.max_per_interval, rate.interval_seconds)
