@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.devserver.brokers import BrokerError, RabbitMQ, Tansu
+
+# The machine is small and shared: judge properties by their examples, not by how fast
+# hypothesis could generate them.
+settings.register_profile(
+    "gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("gateway")
 
 
 @pytest.fixture(scope="session")
