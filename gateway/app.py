@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from types import TracebackType
@@ -31,12 +32,19 @@ from gateway.sinks import Publisher
 from gateway.sources.amqp import AmqpSource, QueueSpec
 from gateway.sources.base import SourceUnavailable
 from gateway.sources.kafka import KafkaSource
-from gateway.store.sqlite import SqliteStore
+from gateway.store.base import Store
+from gateway.store.factory import build_store
 from gateway.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
 CAPABILITY_PROBE_SECONDS = 10.0
+TRACKER_METRICS = {
+    "gateway_tracker_polls_total": "polls",
+    "gateway_completions_published_total": "published",
+    "gateway_completions_expired_total": "expired",
+    "gateway_completions_abandoned_total": "abandoned",
+}
 
 
 class Gateway:
@@ -70,7 +78,7 @@ class Gateway:
 
     async def _open(self) -> None:
         s, stack = self.settings, self._stack
-        store = await stack.enter_async_context(SqliteStore(s.store.sqlite_path))
+        store: Store = await stack.enter_async_context(build_store(s))
         client = await stack.enter_async_context(ConductorClient.from_settings(s.conductor))
         publisher = await stack.enter_async_context(Publisher(s))
         self.client = client
@@ -85,10 +93,16 @@ class Gateway:
             policy=Policy(dead_letter=self.ruleset.default_dead_letter),
         )
         self.metrics.gauge_fn("gateway_conductor_ready", lambda: float(client.ready))
-        await stack.enter_async_context(Tracker(store, client, publisher, s.tracker))
+        tracker = Tracker(store, client, publisher, s.tracker, mode=s.tracker.content_mode)
+        self._expose(tracker)
+        await stack.enter_async_context(tracker)
         await self._open_sources()
         if s.admin.port:
             self.admin = await stack.enter_async_context(Admin(self, s.admin.host, s.admin.port))
+
+    def _expose(self, tracker: Tracker) -> None:
+        for name, attribute in TRACKER_METRICS.items():
+            self.metrics.gauge_fn(name, functools.partial(_read_count, tracker, attribute))
 
     async def _open_sources(self) -> None:
         s, rs = self.settings, self.ruleset
@@ -215,3 +229,7 @@ def destinations(ruleset: RuleSet) -> list[Destination]:
         if opts.reply is not None and opts.reply.destination is not None:
             found.append(opts.reply.destination)
     return found
+
+
+def _read_count(tracker: Tracker, attribute: str) -> float:
+    return float(getattr(tracker, attribute))

@@ -160,7 +160,7 @@ class Executor:
         if recorded is not None:
             await self._replies.answer(plan, ctx.event, await self._replies.current(plan, recorded))
             return "reused"
-        earlier = await self._started_before(plan, ctx)
+        earlier = await self._started_before(plan, ctx, key)
         if earlier is not None:
             run, outcome = await self._replies.current(plan, earlier), "reused"
         else:
@@ -173,6 +173,10 @@ class Executor:
 
     async def _call_start(self, plan: Plan, key: str) -> WorkflowRun:
         params = dict(plan.params)
+        # Without a rule-given correlation id the dedupe key becomes it: the one handle a
+        # redelivery can use to find a start that reached Conductor but not the store.
+        if not params.get("correlation_id"):
+            params["correlation_id"] = key
         if plan.method == "execute_workflow":
             run: WorkflowRun = await self._client.execute_workflow(**params)
             if not run.workflow_id:
@@ -183,15 +187,17 @@ class Executor:
         workflow_id = str(await self._client.start_workflow(**params))
         return WorkflowRun(workflow_id=workflow_id, status="RUNNING")
 
-    async def _started_before(self, plan: Plan, ctx: Context) -> str | None:
+    async def _started_before(self, plan: Plan, ctx: Context, key: str) -> str | None:
         """After a crash, the start may have reached Conductor without reaching the store.
 
-        When the rule declares its correlation id to be the event's identity (idempotency_key
-        equal to correlation_id), a possibly redelivered start looks for that workflow first.
+        When the correlation id is the event's identity (the rule sets none, so the dedupe key
+        is used, or sets it equal to idempotency_key), a possibly redelivered start looks for
+        that workflow first.
         """
-        cid = plan.params.get("correlation_id")
-        if not ctx.suspect or not cid or cid != plan.idempotency_key:
+        given = plan.params.get("correlation_id")
+        if not ctx.suspect or (given and given != plan.idempotency_key):
             return None
+        cid = given or key
         found = await self._client.get_by_correlation_id(
             plan.params["name"], cid, include_closed=True, include_tasks=False
         )

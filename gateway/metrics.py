@@ -21,6 +21,16 @@ _HELP = {
     "gateway_consumer_stalled": ("gauge", "1 when a partition has lag but made no progress."),
     "gateway_conductor_ready": ("gauge", "1 while Conductor answers."),
     "gateway_auth_failures_total": ("counter", "Calls Conductor refused (401/403)."),
+    "gateway_tracker_polls_total": ("counter", "Status requests the tracker sent to Conductor."),
+    "gateway_completions_published_total": ("counter", "Completion events a broker confirmed."),
+    "gateway_completions_expired_total": (
+        "counter",
+        "Tracked workflows given up after tracker.max_age_seconds.",
+    ),
+    "gateway_completions_abandoned_total": (
+        "counter",
+        "Completions given up after tracker.max_publish_attempts failed publishes.",
+    ),
 }
 
 

@@ -257,6 +257,9 @@ async def test_admin_endpoint_reports_health_readiness_metrics_and_rules(
     assert ready.status_code == 200 and ready.json()["conductor"] is True
     assert f'gateway_events_received_total{{source="amqp:{queue}"}} 1' in metrics
     assert 'gateway_events_settled_total{outcome="done"} 1' in metrics
+    for tracker_counter in ("tracker_polls", "completions_expired", "completions_abandoned"):
+        assert f"# TYPE gateway_{tracker_counter}_total counter" in metrics
+        assert f"\ngateway_{tracker_counter}_total " in metrics
     assert [r["name"] for r in rules["rules"]] == ["payment-received"]
 
 
