@@ -24,7 +24,7 @@ from tests.daemon.conftest import (
     wait_workflow,
     workflows_of,
 )
-from tests.daemon.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.brokers
 

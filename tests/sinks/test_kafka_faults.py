@@ -19,8 +19,8 @@ from gateway.errors import PublishError
 from gateway.plan import Destination
 from gateway.settings import Settings
 from gateway.sinks import Publisher
-
-from .helpers import FreezableProxy, consume_kafka, new_topic
+from tests.messaging import consume_kafka, new_topic
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.brokers
 
@@ -44,9 +44,9 @@ class ProxiedTansu(Tansu):
 
 
 @pytest.fixture
-async def proxied_kafka() -> AsyncIterator[tuple[FreezableProxy, str]]:
+async def proxied_kafka() -> AsyncIterator[tuple[TcpProxy, str]]:
     broker_port = free_port()
-    async with FreezableProxy("127.0.0.1", broker_port) as proxy:
+    async with TcpProxy("127.0.0.1", broker_port) as proxy:
         broker = ProxiedTansu(advertised_port=proxy.port)
         broker.port = broker_port
         broker.start()
@@ -57,7 +57,7 @@ async def proxied_kafka() -> AsyncIterator[tuple[FreezableProxy, str]]:
 
 
 async def test_stuck_kafka_fails_within_the_deadline_and_recovers(
-    proxied_kafka: tuple[FreezableProxy, str],
+    proxied_kafka: tuple[TcpProxy, str],
 ) -> None:
     proxy, bootstrap = proxied_kafka
     topic = await new_topic(bootstrap)

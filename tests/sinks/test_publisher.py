@@ -13,8 +13,14 @@ from gateway.errors import PublishError
 from gateway.plan import Destination
 from gateway.settings import Settings
 from gateway.sinks import Publisher
-
-from .helpers import consume_kafka, dead_port, declare_queue, get_amqp, new_topic, settings_for
+from tests.messaging import (
+    consume_kafka,
+    dead_port,
+    declare_queue,
+    get_amqp,
+    new_topic,
+    settings_for,
+)
 
 pytestmark = pytest.mark.brokers
 
@@ -130,11 +136,11 @@ async def test_a_stuck_rabbitmq_fails_each_publish_within_its_deadline(
 ) -> None:
     from urllib.parse import urlsplit
 
-    from .helpers import FreezableProxy
+    from tests.proxy import TcpProxy
 
     parts = urlsplit(amqp_url)
     queue = await declare_queue(amqp_url)
-    async with FreezableProxy(parts.hostname or "", parts.port or 5672) as proxy:
+    async with TcpProxy(parts.hostname or "", parts.port or 5672) as proxy:
         url = amqp_url.replace(f":{parts.port}/", f":{proxy.port}/")
         settings = Settings(amqp={"url": url})
         async with Publisher(settings, timeout=1.5) as publisher:

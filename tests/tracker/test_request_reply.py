@@ -23,9 +23,9 @@ from gateway.sinks import Publisher
 from gateway.store.base import TrackRequest
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
+from tests.messaging import declare_queue, settings_for
 
 from .conftest import FLOW, TASK, take_task
-from .helpers import declare_queue, settings_for
 
 pytestmark = pytest.mark.brokers
 

@@ -19,9 +19,16 @@ from gateway.sinks import Publisher
 from gateway.store.base import TrackRequest
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
+from tests.messaging import (
+    consume_kafka,
+    declare_queue,
+    get_amqp,
+    new_topic,
+    queue_depth,
+    settings_for,
+)
 
 from .conftest import FLOW, SLOW_TASK, TASK, TIMEOUT_FLOW, take_task
-from .helpers import consume_kafka, declare_queue, get_amqp, new_topic, queue_depth, settings_for
 
 pytestmark = pytest.mark.brokers
 

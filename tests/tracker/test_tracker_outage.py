@@ -16,9 +16,9 @@ from gateway.sinks import Publisher
 from gateway.store.base import TrackRequest
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
+from tests.messaging import declare_queue, get_amqp, settings_for
 
 from .conftest import FLOW, TASK, take_task
-from .helpers import declare_queue, get_amqp, settings_for
 
 pytestmark = pytest.mark.brokers
 

@@ -1,5 +1,9 @@
-"""A TCP proxy for fault injection: `cut()` drops every connection and refuses new ones,
-`restore()` listens again on the same port."""
+"""A loopback TCP proxy for fault injection.
+
+`cut()` drops every connection and refuses new ones (a server down); `restore()` listens again
+on the same port. Setting `frozen` makes every pipe swallow what it reads and never forward
+again (a stuck network, not a closed one); connections made after clearing it flow again.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
+        self.frozen = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,10 +69,11 @@ class TcpProxy:
             task.add_done_callback(self._tasks.discard)
         await asyncio.gather(*pipes, return_exceptions=True)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.Event().wait()  # swallow: nothing gets through any more
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
