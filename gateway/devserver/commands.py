@@ -7,9 +7,10 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
-from gateway.devserver.stack import run_dev
+from gateway.devserver.stack import DEV_DIR, add_arguments, run_dev, run_send
 from gateway.errors import ConfigError
 
 log = logging.getLogger("gateway.devserver")
@@ -36,6 +37,16 @@ def register(sub: Any) -> None:
     )
     conductor.add_argument("--log-level", default="INFO")
     conductor.set_defaults(func=run_conductor)
+    send = dev_sub.add_parser(
+        "send",
+        help="publish one message to the local stack's brokers",
+        description="Publish BODY to kafka:<topic>, amqp:<queue> or amqp:<exchange>/<key>.",
+    )
+    send.add_argument("--config", type=Path, default=DEV_DIR / "gateway.yaml", metavar="FILE")
+    send.add_argument("destination", metavar="DESTINATION")
+    send.add_argument("body", metavar="BODY")
+    send.set_defaults(func=run_send)
+    add_arguments(dev)
     dev.set_defaults(func=run_dev)
 
 

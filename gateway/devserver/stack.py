@@ -6,7 +6,7 @@ a demo worker for the SIMPLE tasks they use, and runs the gateway with `config/r
 The ports are the usual ones (9092, 5672, 8080, 8088) when free, any free port otherwise; the
 settings it used are written to `var/dev/gateway.yaml` so other commands can reach the stack:
 
-    python -m gateway.devserver.stack send --config var/dev/gateway.yaml kafka:orders '{...}'
+    gateway dev send kafka:orders '{...}'
 """
 
 from __future__ import annotations
@@ -52,8 +52,14 @@ EXAMPLES = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", type=Path, default=Path("config/rules.yaml"))
-    parser.add_argument("--workflows", type=Path, default=Path("config/workflows"))
+    rules = Path(os.environ.get("GATEWAY_RULES_FILE", "config/rules.yaml"))
+    parser.add_argument("--rules", type=Path, default=rules, help="rules file (%(default)s)")
+    parser.add_argument(
+        "--workflows",
+        type=Path,
+        default=Path("config/workflows"),
+        help="folder of workflow and task definitions to register (%(default)s)",
+    )
     parser.add_argument("--no-amqp", action="store_true", help="run Kafka only")
 
 
@@ -61,9 +67,7 @@ def run_dev(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
     configure("INFO", "text")
-    rules = getattr(args, "rules", Path(os.environ.get("GATEWAY_RULES_FILE", "config/rules.yaml")))
-    workflows = getattr(args, "workflows", Path("config/workflows"))
-    return asyncio.run(_run(rules, workflows, amqp=not getattr(args, "no_amqp", False)))
+    return asyncio.run(_run(args.rules, args.workflows, amqp=not args.no_amqp))
 
 
 def port_or_free(preferred: int) -> int:
@@ -224,7 +228,7 @@ def _on_signals(gateway: Any, stop: asyncio.Event) -> None:
 def print_banner(
     kafka: Tansu, rabbit: RabbitMQ | None, conductor_url: str, admin_port: int, config: Path
 ) -> None:
-    send = f"{sys.executable} -m gateway.devserver.stack send --config {config}"
+    send = f"{Path(sys.executable).parent / 'gateway'} dev send --config {config}"
     lines = [
         "",
         "gateway dev is running (Ctrl-C stops everything):",
@@ -255,17 +259,6 @@ async def send(config: Path, destination: str, body: str) -> None:
     print(f"sent to {destination}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.devserver.stack")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("send", help="publish one message to kafka:<topic> or amqp:<ex>/<key>")
-    cmd.add_argument("--config", type=Path, default=DEV_DIR / "gateway.yaml")
-    cmd.add_argument("destination")
-    cmd.add_argument("body")
-    args = parser.parse_args(argv)
+def run_send(args: argparse.Namespace) -> int:
     asyncio.run(send(args.config, args.destination, args.body))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
