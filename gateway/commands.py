@@ -34,6 +34,16 @@ def register(sub: Any) -> None:
     )
     replay.add_argument("--rule", default=None, help="replay only dead letters of this rule")
     replay.add_argument("--limit", type=int, default=None, help="replay at most N messages")
+    replay.add_argument(
+        "--to",
+        default=None,
+        metavar="DESTINATION",
+        help="replay to this destination instead of each message's origin (which must be a "
+        "source of the loaded rules)",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print what would be replayed; publish nothing"
+    )
     replay.set_defaults(func=_replay)
 
 
@@ -74,12 +84,6 @@ def _install_signals(gateway: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway import logs
-    from gateway.replay import replay
-    from gateway.settings import load_settings
+    from gateway.replay import run_replay
 
-    settings = load_settings(args.config)
-    logs.configure(settings.logging.level, settings.logging.format)
-    count = asyncio.run(replay(settings, args.source, rule=args.rule, limit=args.limit))
-    print(f"replayed {count} dead letters from {args.source}")
-    return 0
+    return run_replay(args)

@@ -15,13 +15,15 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,20 +108,34 @@ async def _run_on(
     rules_file: Path,
     workflows: Path,
 ) -> int:
-    from gateway.app import Gateway
     from gateway.conductor.client import ConductorClient
     from gateway.devserver.server import DevServer
-    from gateway.rules.loader import load_rules
-    from gateway.settings import Settings
 
     server = await stack.enter_async_context(DevServer(port=port_or_free(8080)))
     client = await stack.enter_async_context(ConductorClient(server.url, flavor="oss"))
     await register_examples(client, workflows)
-    ruleset = load_rules(rules_file)
-    if rabbit is None:
-        kept = tuple(r for r in ruleset.rules if r.source.kind == "kafka")
-        ruleset = dataclasses.replace(ruleset, rules=kept)
+    ruleset = _dev_ruleset(rules_file, amqp=rabbit is not None)
     settings_data = dev_settings(kafka, rabbit, server.url, rules_file)
+    config = write_dev_config(settings_data)
+    await create_topics(kafka.bootstrap, ruleset)
+    banner = functools.partial(print_banner, kafka, rabbit, server.url)
+    await _serve(settings_data, ruleset, client, banner, config)
+    return 0
+
+
+def _dev_ruleset(rules_file: Path, *, amqp: bool) -> Any:
+    """The rules, without the AMQP ones when RabbitMQ is not running."""
+    from gateway.rules.loader import load_rules
+
+    ruleset = load_rules(rules_file)
+    if amqp:
+        return ruleset
+    kept = tuple(r for r in ruleset.rules if r.source.kind == "kafka")
+    return dataclasses.replace(ruleset, rules=kept)
+
+
+def write_dev_config(settings_data: dict[str, Any]) -> Path:
+    """Write var/dev/gateway.yaml for other commands; clear the previous run's store."""
     DEV_DIR.mkdir(parents=True, exist_ok=True)
     # The brokers and the dev server start empty, so must the store: Kafka offsets start at 0
     # again and old dedupe records would match new messages.
@@ -127,21 +143,33 @@ async def _run_on(
         stale.unlink()
     config = DEV_DIR / "gateway.yaml"
     config.write_text(yaml.safe_dump(settings_data, sort_keys=False))
+    return config
+
+
+async def _serve(
+    settings_data: dict[str, Any],
+    ruleset: Any,
+    client: Any,
+    banner: Callable[[int, Path], None],
+    config: Path,
+) -> None:
+    """Run the gateway and the demo worker until a signal stops them."""
+    from gateway.app import Gateway
+    from gateway.settings import Settings
+
     settings = Settings(**settings_data)
-    await create_topics(kafka.bootstrap, ruleset)
     stop = asyncio.Event()
     worker = asyncio.create_task(_demo_worker(client, stop))
     try:
         async with Gateway(settings, ruleset=ruleset) as gateway:
             _on_signals(gateway, stop)
-            print_banner(kafka, rabbit, server.url, settings.admin.port, config)
+            banner(settings.admin.port, config)
             await gateway.serve()
     finally:
         stop.set()
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
-    return 0
 
 
 @contextlib.asynccontextmanager
@@ -183,12 +211,25 @@ async def register_examples(client: Any, workflows: Path) -> None:
 
 
 async def create_topics(bootstrap: str, ruleset: Any) -> None:
-    from gateway.sources.stored import ensure_topics
-
     topics = set(ruleset.kafka_topics())
     for dest in _kafka_destinations(ruleset):
         topics.add(dest)
     await ensure_topics(bootstrap, sorted(topics))
+
+
+async def ensure_topics(bootstrap: str | list[str], topics: list[str]) -> None:
+    """Create the topics that do not exist yet (one partition; for the local dev stack)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, 1, 1) for t in topics if t not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()
 
 
 def _kafka_destinations(ruleset: Any) -> list[str]:
@@ -233,7 +274,7 @@ def print_banner(
         "",
         "gateway dev is running (Ctrl-C stops everything):",
         f"  Kafka (Tansu)   {kafka.bootstrap}",
-        f"  RabbitMQ        {rabbit.url if rabbit else 'not running (Kafka-only)'}",
+        f"  RabbitMQ        {masked(rabbit.url) if rabbit else 'not running (Kafka-only)'}",
         f"  Conductor       {conductor_url}",
         f"  admin           http://127.0.0.1:{admin_port}/metrics  /readyz  /rules",
         "",
@@ -246,6 +287,17 @@ def print_banner(
     lookup = f"{conductor_url}/workflow/order-fulfilment/correlated/o-1001?includeClosed=true"
     lines += [f"  curl -s '{lookup}'", ""]
     print("\n".join(lines), flush=True)
+
+
+def masked(url: str) -> str:
+    """`url` with its password replaced by *** (the banner is often pasted into chats)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 async def send(config: Path, destination: str, body: str) -> None:
