@@ -105,6 +105,7 @@ async def test_poison_amqp_message_is_dead_lettered_with_headers_and_acked(
 ) -> None:
     queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
     settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    dead: list[aio_pika.abc.AbstractIncomingMessage] = []
     async with running(settings, signal_rules(queue, exchange, workflow)):
         connection = await aio_pika.connect(amqp_url)
         async with connection:
@@ -113,17 +114,24 @@ async def test_poison_amqp_message_is_dead_lettered_with_headers_and_acked(
             poison = aio_pika.Message(b"{oops", message_id="m-bad", headers={"trace": "t-9"})
             await ex.publish(poison, routing_key="payment.card", mandatory=True)
             dlq = await channel.declare_queue(f"{queue}.dlq", durable=True)
-            dead = None
-            for _ in range(100):
-                dead = await dlq.get(no_ack=True, fail=False)
-                if dead is not None:
-                    break
-                await asyncio.sleep(0.1)
-            assert dead is not None, "no dead letter arrived"
-            source = await channel.declare_queue(queue, durable=True, passive=True)
-            assert source.declaration_result.message_count == 0  # acked, not requeued
-    headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in dead.headers.items()}
-    assert dead.body == b"{oops"
+
+            async def dead_lettered() -> bool:
+                if (message := await dlq.get(no_ack=True, fail=False)) is not None:
+                    dead.append(message)
+                return bool(dead)
+
+            await eventually(dead_lettered, timeout=30)
+    # The gateway has stopped, so its channel is closed and anything it had not acked is back
+    # in the queue as ready: a zero count now means the poison message was acked.
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        source = await channel.declare_queue(queue, durable=True, passive=True)
+        assert source.declaration_result.message_count == 0  # acked, not requeued
+    headers = {
+        k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in dead[0].headers.items()
+    }
+    assert dead[0].body == b"{oops"
     assert headers["trace"] == "t-9"
     assert headers["x-gateway-error-origin"] == f"amqp:{queue}"
     assert headers["x-gateway-error-queue"] == queue
@@ -170,13 +178,15 @@ rules:
                 b'{"qty": 3}', message_id="q-1", correlation_id="req-1", reply_to=replies.name
             )
             await channel.default_exchange.publish(request, routing_key=queue)
-            answer = None
-            for _ in range(150):
-                answer = await replies.get(no_ack=True, fail=False)
-                if answer is not None:
-                    break
-                await asyncio.sleep(0.1)
-    assert answer is not None, "no reply arrived"
+            answers: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+            async def replied() -> bool:
+                if (message := await replies.get(no_ack=True, fail=False)) is not None:
+                    answers.append(message)
+                return bool(answers)
+
+            await eventually(replied, timeout=30)
+    answer = answers[0]
     assert answer.correlation_id == "req-1"
     assert b"COMPLETED" in answer.body and b"price" in answer.body
 
@@ -304,7 +314,10 @@ rules:
 """
     settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
     config = tmp_path / "replay.yaml"
-    config.write_text(json.dumps({"amqp": {"url": amqp_url}}))
+    (tmp_path / "rules.yaml").write_text(rules)  # replay publishes only to rule sources
+    config.write_text(
+        json.dumps({"amqp": {"url": amqp_url}, "rules_file": str(tmp_path / "rules.yaml")})
+    )
     async with running(settings, rules) as gateway:
         await publish(amqp_url, exchange, "order.created", {"order_id": "late-1"}, "msg-l1")
 

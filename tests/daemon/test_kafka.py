@@ -228,8 +228,14 @@ rules:
 """
     settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
     config = tmp_path / "replay.yaml"
+    (tmp_path / "rules.yaml").write_text(rules)  # replay publishes only to rule sources
     config.write_text(
-        json.dumps({"kafka": {"bootstrap_servers": kafka_bootstrap, "enable_idempotence": False}})
+        json.dumps(
+            {
+                "kafka": {"bootstrap_servers": kafka_bootstrap, "enable_idempotence": False},
+                "rules_file": str(tmp_path / "rules.yaml"),
+            }
+        )
     )
     async with running(settings, rules):
         async with producer(kafka_bootstrap) as p:
