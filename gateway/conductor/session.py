@@ -10,9 +10,11 @@ A start without an enforced idempotency key is therefore never repeated after an
 failure; the error goes to the caller, whose store-based dedupe decides.
 
 Readiness. `ready` turns False when Conductor cannot be reached (connection failures, 502,
-503, 504) and a background probe then asks a cheap, harmless question (GET of a task
-definition that does not exist) until any answer comes back; any answer to any request turns
-`ready` True again. The daemon stops intake while it is False instead of burning retries.
+503, 504, or `TIMEOUTS_DOWN` timeouts in a row: a hung Conductor is as good as a gone one, and
+every stalled call would otherwise spend one of a message's attempts), and a background probe
+then asks a cheap, harmless question (GET of a task definition that does not exist) until
+any answer comes back; any answer to any request turns `ready` True again. The daemon stops
+intake while it is False instead of burning retries.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import orjson
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
 from gateway.conductor.http import Throttled, never_sent, raise_for_status
 from gateway.conductor.wire import Reply, Wire
-from gateway.errors import ConductorError, ConductorUnavailable
+from gateway.errors import ConductorError, ConductorTimeout, ConductorUnavailable
 
 log = logging.getLogger("gateway.conductor")
 
 PROBE_PATH = "/metadata/taskdefs/__gateway_readiness_probe__"
 DOWN_STATUSES = frozenset({502, 503, 504})
+TIMEOUTS_DOWN = 3  # consecutive timeouts (no answer at all) that mark Conductor not ready
 JSON = "application/json"
 TEXT = "text/plain, application/json"
 
@@ -62,6 +65,7 @@ class Session:
         self.backoff_cap = backoff_cap
         self._up = asyncio.Event()
         self._probe: asyncio.Task[None] | None = None
+        self._timeouts = 0  # consecutive requests that got no answer in time
 
     # -- readiness ----------------------------------------------------------------------------
 
@@ -199,6 +203,12 @@ class Session:
         except ConductorUnavailable as exc:
             self._mark_down(str(exc))
             raise
+        except ConductorTimeout:
+            self._timeouts += 1
+            if self._timeouts >= TIMEOUTS_DOWN:
+                self._mark_down(f"{self._timeouts} requests in a row got no answer in time")
+            raise
+        self._timeouts = 0
         if response.status_code in DOWN_STATUSES:
             self._mark_down(f"HTTP {response.status_code}")
         else:

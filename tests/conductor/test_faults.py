@@ -583,3 +583,28 @@ async def test_signal_prefers_the_exact_reference_name_over_an_iteration() -> No
     async with client_for(rec) as c:
         task_id = await c.signal("wf-1", "FAILED", task_ref="approve", reason_for_incompletion="no")
     assert task_id == "t-exact"
+
+
+async def test_consecutive_timeouts_mark_conductor_not_ready_until_it_answers() -> None:
+    hung = True
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if hung:
+            raise httpx.ReadTimeout("no answer")
+        return httpx.Response(404, json={"message": "No such taskType"})
+
+    rec = Recorder(handler, probes_too=True)
+    async with client_for(rec, max_retries=0) as c:
+        hung = False
+        await asyncio.wait_for(c.wait_ready(), 5)
+        hung = True
+        for _ in range(2):  # one slow answer is no brown-out
+            with pytest.raises(ConductorTimeout):
+                await c.get_workflow("wf-1")
+        assert c.ready is True
+        with pytest.raises(ConductorTimeout):
+            await c.get_workflow("wf-1")
+        assert c.ready is False  # the third in a row: intake pauses instead of burning attempts
+        hung = False
+        await asyncio.wait_for(c.wait_ready(), 5)
+        assert c.ready is True
