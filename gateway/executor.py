@@ -5,7 +5,10 @@ per action (documented in the README's `guarantees` section):
 
 - start_workflow / execute_workflow: deduplicated by the gateway's store (key: the rule's
   idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.
-  The workflow id is recorded before the delivery is settled. With `reply:`, the run is
+  The workflow id is recorded before the delivery is settled. Within one process, starts of
+  one key run one at a time (find, start, record), so two deliveries racing for a key (a
+  republished AMQP message, one business key on two partitions) start one workflow; the id
+  the store kept first is the one answered and reported. With `reply:`, the run is
   answered (gateway.replies) before settling too, and answered again on a repeat.
 - terminate of a TERMINATED workflow, pause of a PAUSED one, resume of a RUNNING one: no-ops
   that count as success (OSS answers resume-of-running with a 500).
@@ -18,9 +21,12 @@ per action (documented in the README's `guarantees` section):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.conductor.models import WorkflowRun
@@ -31,6 +37,8 @@ from gateway.ratelimit import RateLimits
 from gateway.replies import Replies
 from gateway.sinks.base import Sink
 from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
 
 ACTIVE = frozenset({"RUNNING", "PAUSED"})
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
@@ -75,6 +83,34 @@ class Found:
     workflow_id: str
     status: str
     start_time: float
+
+
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0  # tasks holding or waiting for the lock
+
+
+class KeyLocks:
+    """One asyncio.Lock per key, present only while some task holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _KeyLock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        entry = self._locks.setdefault(key, _KeyLock())
+        entry.holders += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class Conductor(Protocol):
@@ -128,6 +164,7 @@ class Executor:
         self._replies = Replies(client, publisher)
         self._orkes_idempotency = orkes_idempotency
         self._limits = RateLimits()
+        self._starting = KeyLocks()
 
     async def execute(self, plan: Plan, ctx: Context) -> str:
         """Run one plan; return a word for metrics: started, reused, done, skipped, noop."""
@@ -150,6 +187,10 @@ class Executor:
 
     async def _start(self, plan: Plan, ctx: Context) -> str:
         key = start_key(plan, ctx.event)
+        async with self._starting.hold(key):
+            return await self._start_once(plan, ctx, key)
+
+    async def _start_once(self, plan: Plan, ctx: Context, key: str) -> str:
         # A Kafka message seen for the first time, under a key derived from its own position,
         # cannot have a record yet. Every other start looks first: a business key repeats by
         # design, and an AMQP message id repeats when a producer publishes again.
@@ -165,9 +206,19 @@ class Executor:
             run, outcome = await self._replies.current(plan, earlier), "reused"
         else:
             run, outcome = await self._call_start(plan, key), "started"
-        workflow_id = str(run.workflow_id)
         track = self._replies.track(plan, ctx.event, run)
-        await self._store.record_start(key, workflow_id, plan.rule, track)
+        kept = await self._store.record_start(key, str(run.workflow_id), plan.rule, track)
+        if kept != str(run.workflow_id):
+            # Another process recorded this key first (the lock is per process): its workflow
+            # is the one this event started; ours is a duplicate the store did not keep.
+            log.warning(
+                "rule '%s': key %s was recorded with workflow %s meanwhile; %s is a duplicate",
+                plan.rule,
+                key,
+                kept,
+                run.workflow_id,
+            )
+            run, outcome = await self._replies.current(plan, kept), "reused"
         await self._replies.answer(plan, ctx.event, run)
         return outcome
 
