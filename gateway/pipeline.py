@@ -4,11 +4,16 @@
     run(job)                        execute the plans, then settle:
         success                  -> delivery.ack()   (Kafka: the offset may be committed)
         RetryLater               -> backoff with full jitter, in place (Kafka) or through the
-                                    source's retry queue (AMQP); when Conductor is down intake is
-                                    paused and no attempt is spent
+                                    source's retry queue (AMQP); when Conductor is down, or
+                                    refuses the gateway's credentials (401, token errors),
+                                    intake is paused and no attempt is spent; a 403 is one
+                                    rule's missing permission: retried, then dead-lettered
         DeadLetter               -> publish to the dead-letter target (with context headers),
                                     then ack; if the publish fails, retry the publish
         no rule matched          -> the rule set's on_unmatched policy
+        stopping                 -> a delivery backing off, a delivery queued behind an
+                                    abandoned one of its key, and one admitted after the stop
+                                    are left unsettled (Abandoned): the broker redelivers them
 
 Nothing is acked before its effect is durable: a start is in the store, an action was answered
 by Conductor, a dead letter was confirmed by the broker.
@@ -17,6 +22,7 @@ by Conductor, a dead letter was confirmed by the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -24,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.deadletters import Failure, error_headers
+from gateway.conductor.auth import TOKEN_ERRORS
+from gateway.deadletters import PREFIX, Failure, error_headers
 from gateway.errors import (
     ConductorError,
     DeadLetter,
@@ -47,6 +54,10 @@ from gateway.sources.base import Delivery
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
+# Room left in limits.max_message_bytes for the record's framing and the headers a sink adds.
+HEADER_ALLOWANCE = 16 * 1024
+# Failed dead-letter publishes of one delivery after which it counts as blocked.
+BLOCKED_AFTER = 10
 
 
 class Readiness(Protocol):
@@ -69,6 +80,7 @@ class Job:
     unmatched: str | None = None  # the rule set's on_unmatched policy when no rule applied
     done: set[int] = field(default_factory=set)  # plans already executed (not repeated)
     retried: bool = False  # a call failed before: it may have taken effect (ambiguous)
+    late: bool = False  # admitted after the gateway began stopping: never executed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,8 @@ class Policy:
 
     dead_letter: Destination | None = None  # default target; None: `<topic or queue>.dlq`
     order_by_message_key: bool = True
+    max_message_bytes: int = 1_048_576  # settings.limits.max_message_bytes: dead-letter budget
+    dead_letter_retry: RetryPolicy = DEFAULT_RETRY  # backoff of failed dead-letter publishes
 
 
 class Pipeline:
@@ -100,8 +114,12 @@ class Pipeline:
         self.intake.set()
         self.stopping = asyncio.Event()
         self.in_flight = 0
-        self._auth_failures = 0
+        self._auth_failures = 0  # consecutive credential holds (the hold grows with each)
+        self._auth_hold: asyncio.Task[None] | None = None  # the one hold all refused calls share
+        self._abandoned_keys: set[str] = set()
+        self.dead_letters_blocked = 0  # deliveries whose dead letter failed BLOCKED_AFTER times
         metrics.gauge_fn("gateway_in_flight", lambda: float(self.in_flight))
+        metrics.gauge_fn("gateway_dead_letter_blocked", lambda: float(self.dead_letters_blocked))
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -110,6 +128,7 @@ class Pipeline:
         event = delivery.event
         self._metrics.inc("gateway_events_received_total", source=event.channel)
         job = self._route(delivery)
+        job.late = self.stopping.is_set()
         job.key = next((p.ordering_key for p in job.plans if p.ordering_key), None)
         if job.key is None and self._policy.order_by_message_key:
             job.key = event.key  # poison messages too: a key's order holds for dead letters
@@ -137,12 +156,25 @@ class Pipeline:
         """Process and settle one delivery; never raises except on cancellation."""
         self.in_flight += 1
         try:
+            self._check_stop(job)
             outcome = await self._settle(job)
             self._metrics.inc("gateway_events_settled_total", outcome=outcome)
         except Abandoned:
+            if job.key is not None:
+                self._abandoned_keys.add(job.key)
             self._metrics.inc("gateway_events_settled_total", outcome="abandoned")
         finally:
             self.in_flight -= 1
+
+    def _check_stop(self, job: Job) -> None:
+        """While stopping, leave unsettled what must not run: a job admitted after the stop,
+        and a job whose predecessor of the same key was abandoned (settling it would put it
+        before that one, which the broker redelivers). Other queued jobs finish in the grace
+        period like the ones already running."""
+        if not self.stopping.is_set():
+            return
+        if job.late or (job.key is not None and job.key in self._abandoned_keys):
+            raise Abandoned
 
     async def _settle(self, job: Job) -> str:
         """Loop until the delivery is settled; return the outcome word for metrics."""
@@ -228,6 +260,9 @@ class Pipeline:
         """Back-pressure: while Conductor is unreachable or refuses the gateway's credentials,
         stop intake and wait, without spending the message's attempts."""
         if isinstance(retry.cause, Unauthorized):
+            self._metrics.inc("gateway_auth_failures_total")
+            if not refuses_credentials(retry.cause):
+                return False  # 403: this rule lacks a permission; its attempts run out
             await self._refused(retry.cause)
             return True
         if not isinstance(retry.cause, TransientError) or self._conductor.ready:
@@ -243,18 +278,27 @@ class Pipeline:
 
     async def _refused(self, exc: Unauthorized) -> None:
         # Wrong or expired credentials are an operator's problem, not the messages': alert and
-        # hold everything instead of dead-lettering the whole stream.
-        self._auth_failures += 1
-        delay = min(60.0, 2.0 ** min(self._auth_failures, 6))
-        log.error(
-            "Conductor refused the gateway's credentials (%s); intake paused, next try in %.0fs",
-            exc,
-            delay,
-        )
-        self._metrics.inc("gateway_auth_failures_total")
-        self.intake.clear()
+        # hold everything instead of dead-lettering the whole stream. Every call refused while
+        # a hold is on joins it, so many failing at once close and reopen intake once, and the
+        # next hold is longer only if the calls are refused again after it.
+        if self._auth_hold is None or self._auth_hold.done():
+            self._auth_failures += 1
+            delay = min(60.0, 2.0 ** min(self._auth_failures, 6))
+            log.error(
+                "Conductor refused the gateway's credentials (%s); intake paused, "
+                "next try in %.0fs",
+                exc,
+                delay,
+            )
+            self.intake.clear()
+            self._auth_hold = asyncio.create_task(self._hold_intake(delay), name="auth-hold")
+        await self._until(asyncio.shield(self._auth_hold))
+
+    async def _hold_intake(self, delay: float) -> None:
+        """Keep intake closed for `delay` seconds, or until the gateway stops."""
         try:
-            await self._sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
         finally:
             self.intake.set()
 
@@ -264,29 +308,68 @@ class Pipeline:
         headers = error_headers(
             event, failure, attempts=attempts, first_seen=job.delivery.first_seen
         )
-        retries = 0
-        while True:
-            try:
-                await self._publisher.publish(
-                    destination,
-                    event.raw,
-                    key=event.key,
-                    headers=headers,
-                    correlation_id=event.correlation_id,
-                )
-                break
-            except PublishError as exc:
-                retries += 1
-                log.error(
-                    "dead letter of %s to %s not confirmed (%s); retrying",
-                    event.source_id,
-                    destination,
-                    exc,
-                )
-                await self._sleep(random.uniform(0, DEFAULT_RETRY.backoff(retries)))
+        budget = dead_letter_budget(self._policy.max_message_bytes)
+        body, headers = fit_dead_letter(event.raw, headers, budget)
+        await self._publish_dead_letter(destination, event, body, headers)
         self._metrics.inc("gateway_dead_letters_total", destination=str(destination))
         log.warning("dead-lettered %s to %s: %s", event.source_id, destination, failure.reason)
         await job.delivery.ack()
+
+    async def _publish_dead_letter(
+        self, destination: Destination, event: Event, body: bytes, headers: dict[str, str]
+    ) -> None:
+        """Publish until the broker confirms, with capped backoff, however long it takes.
+
+        A dead letter is the delivery's only durable copy once acked, so it is never dropped;
+        and skipping it (settling later messages of its partition or key first) would break
+        their order and, on Kafka, cannot commit past it anyway. Oversized dead letters are
+        shrunk beforehand (`fit_dead_letter`), which removes the one failure known to be
+        permanent; for any other lasting refusal (authorization, a missing topic or exchange)
+        the delivery counts in the `gateway_dead_letter_blocked` gauge after BLOCKED_AFTER
+        failures, for alerts and health checks, until it is published or the gateway stops.
+        """
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._publisher.publish(
+                        destination,
+                        body,
+                        key=event.key,
+                        headers=headers,
+                        correlation_id=event.correlation_id,
+                    )
+                    return
+                except PublishError as exc:
+                    failures += 1
+                    self._dead_letter_failed(event, destination, exc, failures)
+                delay = self._policy.dead_letter_retry.backoff(failures)
+                await self._sleep(random.uniform(0, delay))
+        finally:
+            if failures >= BLOCKED_AFTER:
+                self.dead_letters_blocked -= 1
+
+    def _dead_letter_failed(
+        self, event: Event, destination: Destination, exc: PublishError, failures: int
+    ) -> None:
+        if failures == BLOCKED_AFTER:
+            self.dead_letters_blocked += 1
+            log.error(
+                "dead letter of %s to %s failed %d times in a row (%s); its partition or key "
+                "is blocked until the broker takes it: check the target exists and the "
+                "gateway may publish there",
+                event.source_id,
+                destination,
+                failures,
+                exc,
+            )
+            return
+        log.error(
+            "dead letter of %s to %s not confirmed (%s); retrying",
+            event.source_id,
+            destination,
+            exc,
+        )
 
     def _dead_letter_target(self, job: Job) -> Destination:
         for plan in job.plans:
@@ -314,6 +397,41 @@ class Pipeline:
         work.result()
 
 
+def refuses_credentials(exc: Unauthorized) -> bool:
+    """401, or a 403 naming a bad token: the gateway's credentials, not one rule's permission."""
+    return exc.status != 403 or exc.body.get("error") in TOKEN_ERRORS
+
+
+def dead_letter_budget(max_message_bytes: int) -> int:
+    """Bytes a dead letter's body and headers may take (at least half the message limit)."""
+    return max(max_message_bytes - HEADER_ALLOWANCE, max_message_bytes // 2)
+
+
+def fit_dead_letter(
+    body: bytes, headers: dict[str, str], budget: int
+) -> tuple[bytes, dict[str, str]]:
+    """The dead letter as is, or, when over `budget`, without its body (a broker would refuse
+    it forever): the headers say how big it was and why it was removed. If the headers alone
+    are still too big, only the gateway's own context headers are kept."""
+    size = len(body) + _headers_size(headers)
+    if size <= budget:
+        return body, headers
+    fitted = dict(headers)
+    fitted[PREFIX + "original-bytes"] = str(len(body))
+    fitted[PREFIX + "truncated"] = (
+        f"body removed: the dead letter was {size} bytes, over the budget of {budget} bytes "
+        f"(limits.max_message_bytes minus {HEADER_ALLOWANCE} for framing)"
+    )
+    if _headers_size(fitted) > budget:
+        fitted = {k: v for k, v in fitted.items() if k.startswith(PREFIX)}
+        fitted[PREFIX + "truncated"] += "; original headers removed too"
+    return b"", fitted
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+
+
 def fallback_dead_letter(event: Event) -> Destination:
     """`kafka:<topic>.dlq` or `amqp:<queue>.dlq` when no rule or default names one."""
     if event.source == "kafka":
@@ -326,7 +444,8 @@ def classify(exc: BaseException, plan: Plan) -> Outcome:
     if isinstance(exc, Outcome):
         return exc
     where = f"rule '{plan.rule}' action {plan.action}: "
-    if isinstance(exc, TransientError | Unauthorized | PublishError):  # Unauthorized: held back
+    # Unauthorized: a 401 holds intake (settlement), a 403 spends the rule's attempts.
+    if isinstance(exc, TransientError | Unauthorized | PublishError):
         return RetryLater(where + str(exc), cause=exc)
     if isinstance(exc, ConductorError):
         if exc.retryable:

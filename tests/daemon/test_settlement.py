@@ -1,0 +1,385 @@
+"""Settlement under concurrency, shutdown and refusals: the real router, executor, store and
+ConductorClient against the real dev server; only the broker side is a stand-in (a delivery
+that records how it was settled), except the dead-letter test, which publishes to Tansu.
+
+Faults (a 503, a 401, a 403) are injected by an httpx.MockTransport that forwards every other
+request to the dev server, so what the tests count (workflows) is the server's own answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.conductor.client import ConductorClient
+from gateway.devserver.server import DevServer
+from gateway.errors import PublishError
+from gateway.events import Event
+from gateway.executor import Executor
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, Policy
+from gateway.plan import Destination, RetryPolicy
+from gateway.rules.loader import parse_rules
+from gateway.rules.router import Router
+from gateway.sinks import Publisher
+from gateway.sources.base import Ordered
+from gateway.store.sqlite import SqliteStore
+from tests.daemon.conftest import create_topic, make_settings, read_topic, wait_workflow
+
+# -- stand-ins for the broker side --------------------------------------------------------
+
+
+class Delivery:
+    """A delivery that records how it was settled (Kafka style: retried in place)."""
+
+    defers = False
+    attempts = 0
+    suspect = False
+
+    def __init__(self, event: Event, *, error: str | None = None) -> None:
+        self.event = event
+        self.error = error
+        self.first_seen = time.time()
+        self.acked = 0
+
+    async def ack(self) -> None:
+        self.acked += 1
+
+    async def defer(self, delay: float, attempts: int) -> None:
+        raise AssertionError("these deliveries are retried in place")
+
+
+class Sink:
+    """Records publishes; `failing` makes every publish fail (a broker that never confirms)."""
+
+    def __init__(self, *, failing: bool = False) -> None:
+        self.failing = failing
+        self.attempts = 0
+        self.published: list[tuple[Destination, bytes, dict[str, str]]] = []
+
+    async def publish(
+        self,
+        destination: Destination,
+        body: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        self.attempts += 1
+        if self.failing:
+            raise PublishError("broker did not confirm")
+        self.published.append((destination, body, dict(headers or {})))
+
+
+class CountingEvent(asyncio.Event):
+    """The pipeline's intake flag, counting how often it was closed and opened again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        super().set()
+        self.closed = self.opened = 0
+
+    def clear(self) -> None:
+        if self.is_set():
+            self.closed += 1
+        super().clear()
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.opened += 1
+        super().set()
+
+
+def kafka_event(body: dict[str, Any], offset: int, key: str | None = "k") -> Event:
+    raw = json.dumps(body).encode()
+    return Event(
+        source="kafka", raw=raw, body=body, topic="orders", partition=0, offset=offset, key=key
+    )
+
+
+def amqp_event(body: dict[str, Any], message_id: str) -> Event:
+    raw = json.dumps(body).encode()
+    return Event(source="amqp", raw=raw, body=body, queue="orders", message_id=message_id)
+
+
+# -- a client whose transport injects faults and forwards the rest to the dev server ------
+
+Fault = Callable[[httpx.Request], httpx.Response | None]
+
+
+def is_start(request: httpx.Request) -> bool:
+    return request.method == "POST" and request.url.path.rstrip("/").endswith("/api/workflow")
+
+
+def first_starts(count: int, status: int, body: dict[str, Any]) -> Fault:
+    """Answer the first `count` start requests with `status`; None: forward the request."""
+    left = [count]
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if is_start(request) and left[0] > 0:
+            left[0] -= 1
+            return httpx.Response(status, json=body)
+        return None
+
+    return fault
+
+
+class Forwarder:
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.http = httpx.AsyncClient()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        answer = self.fault(request)
+        if answer is not None:
+            return answer
+        await request.aread()
+        forwarded = httpx.Request(
+            request.method, request.url, headers=request.headers, content=request.content
+        )
+        response = await self.http.send(forwarded)
+        await response.aread()
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=response.content
+        )
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[DevServer]:
+    async with DevServer(port=0) as dev:
+        async with ConductorClient(dev.url, flavor="oss", transport="httpx") as admin:
+            await admin.register_workflow_def(wait_workflow("flow"))
+        yield dev
+
+
+@contextlib.asynccontextmanager
+async def client_with(server: DevServer, fault: Fault) -> AsyncIterator[ConductorClient]:
+    forwarder = Forwarder(fault)
+    try:
+        async with ConductorClient(
+            server.url, flavor="oss", max_retries=0, transport=httpx.MockTransport(forwarder)
+        ) as client:
+            await client.wait_ready()
+            yield client
+    finally:
+        await forwarder.http.aclose()
+
+
+def never(request: httpx.Request) -> httpx.Response | None:
+    return None
+
+
+async def count_flows(server: DevServer) -> int:
+    async with ConductorClient(server.url, flavor="oss", transport="httpx") as client:
+        result = await client.search(query="workflowType = flow", size=1000)
+        return len(result.results)
+
+
+def make_pipeline(
+    rules: str, client: Any, store: SqliteStore, sink: Any, **policy: Any
+) -> Pipeline:
+    ruleset = parse_rules(rules)
+    return Pipeline(
+        router=Router(ruleset),
+        executor=Executor(client, store),
+        publisher=sink,
+        conductor=client,
+        metrics=Metrics(),
+        policy=Policy(dead_letter=ruleset.default_dead_letter, **policy),
+    )
+
+
+START_RULES = """
+version: 1
+defaults: {dead_letter: "kafka:dead", retry: {max_attempts: 3, initial_backoff: 0.01}}
+rules:
+  - name: start
+    source: {topic: orders}
+    start_workflow: {name: flow, input: {id: "${body.id}"}}
+  - name: start-amqp
+    source: {queue: orders}
+    start_workflow: {name: flow, input: {id: "${body.id}"}}
+"""
+
+
+# -- 1. one start per dedupe key, however many deliveries race for it ----------------------
+
+
+async def test_two_concurrent_deliveries_of_one_amqp_message_start_one_workflow(
+    server: DevServer, tmp_path: Path
+) -> None:
+    async with client_with(server, never) as client, SqliteStore(tmp_path / "s.db") as store:
+        pipeline = make_pipeline(START_RULES, client, store, Sink())
+        # A producer published the same message twice (same message id); both copies
+        # are taken at once, e.g. by two consumers of the queue in this process.
+        first = Delivery(amqp_event({"id": "o-1"}, "m-1"))
+        second = Delivery(amqp_event({"id": "o-1"}, "m-1"))
+        await asyncio.gather(
+            pipeline.run(pipeline.admit(first)), pipeline.run(pipeline.admit(second))
+        )
+    assert (first.acked, second.acked) == (1, 1)
+    assert await count_flows(server) == 1
+
+
+# -- 2. dead letters that the broker would refuse -----------------------------------------
+
+
+@pytest.mark.brokers
+async def test_an_oversized_event_dead_letters_with_an_empty_body_and_its_size(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    dead = f"dead-{uuid.uuid4().hex[:10]}"
+    await create_topic(kafka_bootstrap, dead, 1)
+    settings = make_settings(
+        tmp_path, conductor_url="http://127.0.0.1:1/api", kafka_bootstrap=kafka_bootstrap
+    )
+    big = b'{"blob": "' + b"x" * (1_200_000) + b'"}'  # over 1 MiB: Kafka refuses it as is
+    reason = f"message is {len(big)} bytes, over the limit of 1048576 bytes"
+    delivery = Delivery(
+        Event(source="kafka", raw=big, body=None, topic="orders", partition=0, offset=9, key="k"),
+        error=reason,
+    )
+    async with SqliteStore(tmp_path / "s.db") as store, Publisher(settings) as publisher:
+        pipeline = make_pipeline(
+            f'version: 1\ndefaults: {{dead_letter: "kafka:{dead}"}}\nrules: []\n',
+            None,
+            store,
+            publisher,
+            max_message_bytes=settings.limits.max_message_bytes,
+        )
+        await asyncio.wait_for(pipeline.run(pipeline.admit(delivery)), 60)
+    assert delivery.acked == 1
+    [record] = await read_topic(kafka_bootstrap, dead, 1)
+    headers = {name: value.decode() for name, value in record.headers}
+    assert record.value == b""
+    assert headers["x-gateway-error-original-bytes"] == str(len(big))
+    assert "body removed" in headers["x-gateway-error-truncated"]
+    assert headers["x-gateway-error-reason"] == reason
+    assert headers["x-gateway-error-offset"] == "9"
+
+
+async def test_a_dead_letter_that_keeps_failing_is_reported_blocked_until_stop(
+    tmp_path: Path,
+) -> None:
+    sink = Sink(failing=True)
+    async with SqliteStore(tmp_path / "s.db") as store:
+        pipeline = make_pipeline(
+            'version: 1\ndefaults: {dead_letter: "kafka:dead"}\nrules: []\n',
+            None,
+            store,
+            sink,
+            dead_letter_retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.005),
+        )
+        delivery = Delivery(kafka_event({"id": "x"}, 3), error="not UTF-8")
+        task = asyncio.create_task(pipeline.run(pipeline.admit(delivery)))
+        for _ in range(500):
+            if "gateway_dead_letter_blocked 1" in pipeline._metrics.render():
+                break
+            await asyncio.sleep(0.01)
+        assert "gateway_dead_letter_blocked 1" in pipeline._metrics.render()
+        assert sink.attempts >= 10 and not task.done()  # still trying: the order holds
+        pipeline.stopping.set()
+        await asyncio.wait_for(task, 5)
+    assert delivery.acked == 0  # left for the broker to redeliver
+    assert "gateway_dead_letter_blocked 0" in pipeline._metrics.render()
+
+
+# -- 3. shutdown: nothing after an abandoned delivery of its key is settled ----------------
+
+
+async def test_stop_abandons_a_backing_off_delivery_and_its_successor(
+    server: DevServer, tmp_path: Path
+) -> None:
+    rules = START_RULES.replace("initial_backoff: 0.01", "initial_backoff: 30")
+    overloaded = {"status": 500, "message": "overloaded", "retryable": True}
+    async with (
+        client_with(server, first_starts(1, 500, overloaded)) as client,
+        SqliteStore(tmp_path / "s.db") as store,
+    ):
+        pipeline = make_pipeline(rules, client, store, Sink())
+        ordered = Ordered()
+        a = Delivery(kafka_event({"id": "a"}, 1))
+        b = Delivery(kafka_event({"id": "b"}, 2))
+        for delivery in (a, b):
+            job = pipeline.admit(delivery)
+            ordered.spawn(job.key, lambda job=job: pipeline.run(job))  # type: ignore[misc]
+        async with asyncio.timeout(10):
+            while not pipeline._metrics.total("gateway_retries_total"):
+                await asyncio.sleep(0.01)  # A failed once and is backing off (up to 30 s)
+        pipeline.stopping.set()
+        late = Delivery(kafka_event({"id": "late"}, 3, key="other"))
+        job = pipeline.admit(late)
+        ordered.spawn(job.key, lambda: pipeline.run(job))
+        assert await ordered.drain(10) == 0
+    assert (a.acked, b.acked, late.acked) == (0, 0, 0)
+    assert await count_flows(server) == 0  # B and the late one were not executed either
+
+
+# -- 5. refusals: 401 holds the gateway once, 403 is one rule's problem ---------------------
+
+
+async def test_a_403_is_retried_then_dead_lettered_without_pausing_intake(
+    server: DevServer, tmp_path: Path
+) -> None:
+    forbidden = {"status": 403, "message": "no permission to start flow"}
+    sink = Sink()
+    async with (
+        client_with(server, first_starts(100, 403, forbidden)) as client,
+        SqliteStore(tmp_path / "s.db") as store,
+    ):
+        pipeline = make_pipeline(START_RULES, client, store, sink)
+        pipeline.intake = CountingEvent()
+        delivery = Delivery(kafka_event({"id": "f"}, 4))
+        await asyncio.wait_for(pipeline.run(pipeline.admit(delivery)), 20)
+    assert delivery.acked == 1
+    [(destination, _body, headers)] = sink.published
+    assert destination == Destination("kafka", "dead")
+    assert headers["x-gateway-error-conductor-status"] == "403"
+    assert headers["x-gateway-error-attempts"] == "3"
+    assert pipeline.intake.closed == 0  # type: ignore[attr-defined]
+
+
+async def test_many_calls_refused_with_401_hold_intake_once(
+    server: DevServer, tmp_path: Path
+) -> None:
+    expired = {"status": 401, "message": "token expired", "error": "EXPIRED_TOKEN"}
+    async with (
+        client_with(server, first_starts(5, 401, expired)) as client,
+        SqliteStore(tmp_path / "s.db") as store,
+    ):
+        pipeline = make_pipeline(START_RULES, client, store, Sink())
+        pipeline.intake = CountingEvent()
+        deliveries = [Delivery(kafka_event({"id": n}, n, key=None)) for n in range(5)]
+        runs = [pipeline.run(pipeline.admit(d)) for d in deliveries]
+        await asyncio.wait_for(asyncio.gather(*runs), 20)
+    assert [d.acked for d in deliveries] == [1] * 5
+    assert (pipeline.intake.closed, pipeline.intake.opened) == (1, 1)  # type: ignore[attr-defined]
+    assert await count_flows(server) == 5
+
+
+async def test_start_key_locks_are_forgotten_when_the_last_holder_leaves() -> None:
+    from gateway.executor import KeyLocks
+
+    locks = KeyLocks()
+    order: list[str] = []
+
+    async def hold(name: str) -> None:
+        async with locks.hold("k"):
+            order.append(f"{name}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-")
+
+    await asyncio.gather(hold("a"), hold("b"), hold("c"))
+    assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]  # one at a time
+    assert len(locks) == 0  # no entry left behind per key
