@@ -9,6 +9,13 @@
   original. Delays are rounded up to a power-of-two tier, so one queue holds one delay and a
   long delay never holds back a short one. `x-gateway-attempts` and `x-gateway-first-seen`
   travel with the copy and bound the attempts and the age.
+- Retry copies go through their own channel with publisher confirms and `on_return_raises`: a
+  copy the broker cannot route (its retry queue was deleted) raises instead of being "confirmed"
+  and lost. The queue is declared again and the copy sent once more; failing that, the original
+  is rejected with requeue. Retry queues that already exist are used as they are (a passive
+  probe first), so one declared with other arguments cannot close a channel.
+- A delivery belongs to the channel it came on: when that channel closes the broker redelivers
+  it, so its work is cancelled and nothing is acked or copied for it any more.
 - Dead letters are published by the pipeline (through the Publisher) before the ack.
 """
 
@@ -33,24 +40,31 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity
+from aio_pika.exceptions import (
+    CONNECTION_EXCEPTIONS,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+)
+from aio_pika.exceptions import PublishError as ReturnedError
 
 from gateway.deadletters import (
     ATTEMPTS_HEADER,
     FIRST_SEEN_HEADER,
     ORIGIN_EXCHANGE,
     ORIGIN_ROUTING_KEY,
+    Failure,
 )
-from gateway.errors import EventError
+from gateway.errors import EventError, PublishError
 from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Abandoned, Job, Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
 from gateway.sources.base import Ordered, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
 MIN_TIER_MS = 250
+RETRY_PUBLISH_SECONDS = 10.0  # a retry copy not confirmed by then: requeue the original
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +102,14 @@ class AmqpDelivery:
         self.first_seen = _int(headers.get(FIRST_SEEN_HEADER), int(time.time() * 1000)) / 1000
         self.suspect = bool(message.redelivered)
 
+    @property
+    def orphaned(self) -> bool:
+        """The channel this came on is closed: the broker redelivers it to someone else."""
+        return channel_closed(self._message)
+
     async def ack(self) -> None:
+        if self.orphaned:
+            raise Abandoned  # acking on a new channel is impossible; the copy is redelivered
         try:
             await self._message.ack()
         except Exception as exc:  # channel gone: the broker redelivers, the store dedupes
@@ -99,23 +120,29 @@ class AmqpDelivery:
             )
 
     async def defer(self, delay: float, attempts: int) -> None:
+        if self.orphaned:
+            raise Abandoned  # a retry copy now would run beside the broker's redelivery
         try:
-            await self._source.publish_retry(
-                self._message, self.event, delay, attempts, self.first_seen
-            )
+            async with asyncio.timeout(RETRY_PUBLISH_SECONDS):
+                await self._source.publish_retry(
+                    self._message, self.event, delay, attempts, self.first_seen
+                )
         except Exception as exc:
             log.warning(
                 "retry publish of %s failed (%s); requeueing it",
                 self.event.source_id,
                 type(exc).__name__,
             )
-            try:
-                # reject, not nack: a quorum queue's delivery limit counts rejects (A44)
-                await self._message.reject(requeue=True)
-            except Exception:
-                log.debug("nack failed; the broker requeues on channel close")
+            await self.requeue()
             return
         await self.ack()
+
+    async def requeue(self) -> None:
+        try:
+            # reject, not nack: a quorum queue's delivery limit counts rejects (A44)
+            await self._message.reject(requeue=True)
+        except Exception:
+            log.debug("reject failed; the broker requeues on channel close")
 
 
 class AmqpSource:
@@ -139,6 +166,7 @@ class AmqpSource:
         self._metrics = metrics
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._retry_channel: AbstractRobustChannel | None = None  # confirms, returns raise
         self._queues: dict[str, AbstractQueue] = {}  # strong references (A31)
         self._keep: list[Any] = []  # exchanges and retry queues, also kept alive
         self._retry_queues: dict[str, AbstractQueue] = {}
@@ -165,6 +193,9 @@ class AmqpSource:
             ) from None
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self._settings.prefetch)
+        self._retry_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
         for name in self._declare:
             self._keep.append(await self.channel.declare_queue(name, durable=True))
         for spec in self._specs:
@@ -184,6 +215,11 @@ class AmqpSource:
     def channel(self) -> AbstractRobustChannel:
         assert self._channel is not None, "use `async with AmqpSource(...)`"
         return self._channel
+
+    @property
+    def retry_channel(self) -> AbstractRobustChannel:
+        assert self._retry_channel is not None, "use `async with AmqpSource(...)`"
+        return self._retry_channel
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         s = self._settings
@@ -239,11 +275,55 @@ class AmqpSource:
         if self._stopping.is_set():
             await message.nack(requeue=True)
             return
+        try:
+            job = self._admit(message)
+        except Exception:
+            # Never leave a delivery unsettled: it would hold a prefetch slot until reconnect.
+            log.exception("cannot admit an AMQP delivery; requeueing it")
+            with contextlib.suppress(Exception):
+                await message.reject(requeue=True)
+            return
+        self._ordered.spawn(job.key, lambda: self._process(job, message))
+
+    def _admit(self, message: AbstractIncomingMessage) -> Job:
+        """The pipeline's job for `message`; a failure to read or route it becomes a job that
+        dead-letters it, so one bad message can neither stop the consumer nor leak its slot."""
         queue = _queue_of(message, self._tags)
-        event, error = to_event(message, queue, self._limits)
+        try:
+            event, error = to_event(message, queue, self._limits)
+        except Exception as exc:
+            log.exception("cannot read a message from %s", queue)
+            event, error = bare_event(message, queue), f"cannot read the message: {exc!r}"
         delivery = AmqpDelivery(self, message, event, error)
-        job = self._pipeline.admit(delivery)
-        self._ordered.spawn(job.key, lambda: self._pipeline.run(job))
+        try:
+            return self._pipeline.admit(delivery)
+        except Exception as exc:
+            log.exception("cannot route %s", event.source_id)
+            reason = f"cannot route the message: {exc!r}"
+            return Job(delivery, failure=Failure(reason, cause=exc))
+
+    async def _process(self, job: Job, message: AbstractIncomingMessage) -> None:
+        """Run the job; cancel it if the delivery's channel closes (the broker redelivers)."""
+        task = asyncio.current_task()
+        try:
+            closing = message.channel.closing
+        except ChannelInvalidStateError:
+            return  # closed while waiting its turn: the broker redelivers it
+        if task is None:  # pragma: no cover - always inside a task
+            return
+
+        def cancel(_: object) -> None:
+            log.info(
+                "channel closed: abandoning %s (it will be redelivered)",
+                job.delivery.event.source_id,
+            )
+            task.cancel()
+
+        closing.add_done_callback(cancel)
+        try:
+            await self._pipeline.run(job)
+        finally:
+            closing.remove_done_callback(cancel)
 
     async def publish_retry(
         self,
@@ -253,38 +333,46 @@ class AmqpSource:
         attempts: int,
         first_seen: float,
     ) -> None:
+        """Publish a retry copy to the tier's retry queue; confirmed, or raise PublishError."""
         assert event.queue is not None
         tier = retry_tier_ms(delay)
         name = retry_queue_name(event.queue, tier)
-        if name not in self._retry_queues:
-            self._retry_queues[name] = await self.channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-message-ttl": tier,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": event.queue,
-                },
+        copy = retry_copy(message, attempts, first_seen)
+        await self._retry_queue(name, event.queue, tier)
+        try:
+            await self.retry_channel.default_exchange.publish(
+                copy, routing_key=name, mandatory=True
             )
-        headers: dict[str, Any] = dict(message.headers or {})
-        headers[ATTEMPTS_HEADER] = attempts
-        headers[FIRST_SEEN_HEADER] = int(first_seen * 1000)
-        headers.setdefault(ORIGIN_EXCHANGE, message.exchange or "")
-        headers.setdefault(ORIGIN_ROUTING_KEY, message.routing_key or "")
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            timestamp=message.timestamp,
-            type=message.type,
-            app_id=message.app_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        except ReturnedError:
+            # The retry queue is gone (deleted by hand, or a policy): declare it and try once more.
+            log.warning("retry queue %s is missing; declaring it again", name)
+            self._retry_queues.pop(name, None)
+            await self._retry_queue(name, event.queue, tier)
+            try:
+                await self.retry_channel.default_exchange.publish(
+                    copy, routing_key=name, mandatory=True
+                )
+            except ReturnedError as exc:
+                raise PublishError(f"retry queue {name} does not take messages") from exc
+
+    async def _retry_queue(self, name: str, queue: str, tier: int) -> None:
+        if name in self._retry_queues:
+            return
+        # A retry queue that exists is used as it is: declaring it with other arguments would
+        # fail with PRECONDITION_FAILED and close the channel.
+        exists = await self._exists("queue", name)
+        self._retry_queues[name] = await self.retry_channel.declare_queue(
+            name,
+            durable=True,
+            passive=exists,
+            arguments=None
+            if exists
+            else {
+                "x-message-ttl": tier,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+            },
         )
-        await self.channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
 
     # -- shutdown ----------------------------------------------------------------------------
 
@@ -308,6 +396,50 @@ def _queue_of(message: AbstractIncomingMessage, tags: Mapping[str, str]) -> str:
         if tag == message.consumer_tag:
             return name
     return message.routing_key or ""
+
+
+def channel_closed(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:
+        return True
+
+
+def retry_copy(
+    message: AbstractIncomingMessage, attempts: int, first_seen: float
+) -> aio_pika.Message:
+    """The message as it goes to a retry queue: same body and properties, attempt headers."""
+    headers: dict[str, Any] = dict(message.headers or {})
+    headers[ATTEMPTS_HEADER] = attempts
+    headers[FIRST_SEEN_HEADER] = int(first_seen * 1000)
+    headers.setdefault(ORIGIN_EXCHANGE, message.exchange or "")
+    headers.setdefault(ORIGIN_ROUTING_KEY, message.routing_key or "")
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def bare_event(message: AbstractIncomingMessage, queue: str) -> Event:
+    """The least Event a message always has: enough to dead-letter it where it came from."""
+    return Event(
+        source="amqp",
+        raw=message.body,
+        body=None,
+        queue=queue,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        message_id=message.message_id if isinstance(message.message_id, str) else None,
+    )
 
 
 def to_event(
