@@ -3,9 +3,11 @@
     async with Gateway(settings) as gateway:   # opens everything, in dependency order
         await gateway.serve()                  # until request_stop() (SIGTERM/SIGINT)
 
-Shutdown order (uvicorn's): stop intake, finish in-flight work within
-`shutdown_grace_seconds` (Kafka commits what finished), cancel the rest (it is redelivered),
-then close sources, tracker, publisher, client and store. Nothing is acked without its effect.
+Shutdown order (uvicorn's): stop intake, let the Kafka poll loop end (it admits nothing more),
+finish in-flight work within `shutdown_grace_seconds` (Kafka commits what finished), cancel the
+rest (it is redelivered), then close sources, tracker, publisher, client and store. Nothing is
+acked without its effect. A source that fails by itself (the Kafka consumer stopped) ends
+`serve()` with SourceUnavailable, so `gateway run` exits non-zero and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -161,15 +163,13 @@ class Gateway:
         runs = [asyncio.create_task(src.run(), name=type(src).__name__) for src in self.sources]
         stop = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([*runs, stop], return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in done if t is not stop and t.exception() is not None]
+        failed = [t for t in done if t is not stop and _failure(t) is not None]
         for task in failed:
-            log.error("source %s failed: %r", task.get_name(), task.exception())
+            log.error("source %s failed: %r", task.get_name(), _failure(task))
         await self._shutdown(runs)
         stop.cancel()
         if failed:
-            raise SourceUnavailable(
-                f"source {failed[0].get_name()} failed: {failed[0].exception()!r}"
-            )
+            raise SourceUnavailable(f"source {failed[0].get_name()} failed: {_failure(failed[0])}")
 
     async def _shutdown(self, runs: list[asyncio.Task[None]]) -> None:
         assert self.pipeline is not None
@@ -181,6 +181,11 @@ class Gateway:
             await self.amqp.stop_intake()
         # Deliveries waiting out a backoff or a Conductor outage are left for redelivery.
         self.pipeline.stopping.set()
+        # The poll loop may be inside getmany (or a commit): once it has returned it admits
+        # nothing more, so the drain below sees all the work there will be.
+        polls = [t for t in runs if t.get_name() == KafkaSource.__name__ and not t.done()]
+        if polls:
+            await asyncio.wait(polls, timeout=grace)
         await asyncio.gather(*(src.drain(grace) for src in self.sources))
         for task in runs:
             if not task.done():
@@ -229,6 +234,12 @@ def destinations(ruleset: RuleSet) -> list[Destination]:
         if opts.reply is not None and opts.reply.destination is not None:
             found.append(opts.reply.destination)
     return found
+
+
+def _failure(task: asyncio.Task[Any]) -> BaseException | None:
+    if task.cancelled():
+        return asyncio.CancelledError(f"source {task.get_name()} was cancelled")
+    return task.exception()
 
 
 def _read_count(tracker: Tracker, attribute: str) -> float:

@@ -18,7 +18,10 @@ _HELP = {
     "gateway_dead_letters_total": ("counter", "Messages published to a dead-letter target."),
     "gateway_in_flight": ("gauge", "Messages taken but not settled yet."),
     "gateway_consumer_lag": ("gauge", "Kafka messages behind the high-water mark."),
-    "gateway_consumer_stalled": ("gauge", "1 when a partition has lag but made no progress."),
+    "gateway_consumer_stalled": (
+        "gauge",
+        "1 when a partition has lag but made no progress, or no partitions were assigned for long.",
+    ),
     "gateway_conductor_ready": ("gauge", "1 while Conductor answers."),
     "gateway_auth_failures_total": ("counter", "Calls Conductor refused (401/403)."),
     "gateway_tracker_polls_total": ("counter", "Status requests the tracker sent to Conductor."),
@@ -48,6 +51,10 @@ class Metrics:
 
     def set(self, name: str, value: float, **labels: str) -> None:
         self._values[name][tuple(sorted(labels.items()))] = value
+
+    def remove(self, name: str, **labels: str) -> None:
+        """Drop one series (a partition this member no longer owns reports nothing)."""
+        self._values.get(name, {}).pop(tuple(sorted(labels.items())), None)
 
     def gauge_fn(self, name: str, fn: Callable[[], float]) -> None:
         """A gauge computed when scraped (in-flight counts, readiness)."""

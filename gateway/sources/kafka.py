@@ -9,7 +9,15 @@
 - On revoke, the listener stops intake for those partitions, drains their work within
   `revoke_drain_seconds`, and commits. It takes no lock that the poll loop holds (aiokafka's
   listener deadlock): the poll loop is simply suspended inside `getmany` while it runs.
-- A watchdog reports a partition that has lag but commits no progress (log + metric).
+- A watchdog reports a partition that has lag but commits no progress, and a member that has
+  been without an assignment (no completed rebalance) for `UNASSIGNED_SECONDS` (log + metric +
+  /healthz 503): aiokafka can stay stuck after a broker restart without raising (A23, A24).
+- `connected` is true while fetches succeed: a partition being fetched was answered by its
+  leader within `FETCH_STALE_SECONDS`.
+- Every call that talks to the group coordinator (commit, stop) has a deadline: aiokafka retries
+  them for as long as the coordinator is unreachable, which would hang a shutdown.
+- A message that cannot even be turned into an event or routed is dead-lettered, not raised: an
+  exception here would stop the consumer and, after a restart, stop it again on the same offset.
 """
 
 from __future__ import annotations
@@ -24,10 +32,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
+from gateway.deadletters import Failure
 from gateway.errors import EventError
 from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Job, Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
 from gateway.sources.base import SourceUnavailable
 from gateway.sources.kafka_config import consumer_options
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL = 1.0  # seconds between commits of advanced watermarks
 STALL_SECONDS = 60.0  # lag without progress for this long is reported
+UNASSIGNED_SECONDS = 60.0  # subscribed without a completed rebalance for this long: reported
+FETCH_STALE_SECONDS = 30.0  # no fetch answered for this long: not connected
 
 
 class KafkaDelivery:
@@ -95,6 +106,8 @@ class KafkaSource:
         self._consumer: AIOKafkaConsumer | None = None
         self.connected = False
         self.stalled = False
+        self._unassigned_since: float | None = time.monotonic()  # None: a rebalance completed
+        self._last_fetch = time.monotonic()
 
     async def __aenter__(self) -> KafkaSource:
         self._consumer = AIOKafkaConsumer(**consumer_options(self._settings))
@@ -105,7 +118,7 @@ class KafkaSource:
         try:
             await self._consumer.start()
         except KafkaError as exc:
-            await self._consumer.stop()
+            await self._stop_consumer()
             servers = ",".join(self._settings.bootstrap_servers)
             raise SourceUnavailable(
                 f"cannot reach Kafka at {servers} ({type(exc).__name__}); check "
@@ -121,8 +134,34 @@ class KafkaSource:
         tb: TracebackType | None,
     ) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await self._stop_consumer()
         self.connected = False
+
+    async def _stop_consumer(self) -> None:
+        # stop() leaves the group through the coordinator and retries while it is unreachable;
+        # it may also run the revoke listener (drain, then commit: one deadline each).
+        deadline = 2 * self._settings.revoke_drain_seconds
+        try:
+            await asyncio.wait_for(self.consumer.stop(), deadline)
+            return
+        except (TimeoutError, KafkaError) as exc:
+            reason = type(exc).__name__
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled: not aiokafka's own failure
+            # aiokafka's fetcher re-raises the cancellation of its own fetch tasks when it is
+            # closed while a broker is unreachable.
+            reason = "fetcher cancelled"
+        log.warning(
+            "Kafka consumer did not stop cleanly within %gs (%s); closing its connections",
+            deadline,
+            reason,
+        )
+        client = getattr(self.consumer, "_client", None)  # what stop() would close last
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -159,20 +198,47 @@ class KafkaSource:
                 max_records=self._settings.max_in_flight_per_partition,
             )
         except ConsumerStoppedError:
-            self._stopping.set()
-            return
+            if self._stopping.is_set():
+                return
+            raise SourceUnavailable(
+                "the Kafka consumer stopped by itself; exiting so that a supervisor restarts "
+                "the gateway"
+            ) from None
         except KafkaError as exc:
             self.connected = False
             log.error("Kafka poll failed (%s); retrying in 1s", type(exc).__name__)
             await asyncio.sleep(1.0)
             return
-        self.connected = True
+        self._note_fetches()
+        if self._stopping.is_set():
+            return  # fetched after stop: not admitted, so redelivered from the last commit
         for tp, records in batch.items():
             window = self._windows.get(tp)
             if window is None or window.revoked:
                 continue  # not ours any more; the new owner reads it from the commit
             for record in records:
                 self._admit(window, record)
+
+    def _note_fetches(self) -> None:
+        """`connected`: some partition being fetched was answered lately (aiokafka's getmany
+        returns nothing, without an error, while the leader is unreachable)."""
+        now = time.monotonic()
+        active = self.consumer.assignment() - self._paused
+        if not active or any(
+            self._fetched_since(tp, time.time() - FETCH_STALE_SECONDS) for tp in active
+        ):
+            self._last_fetch = now  # nothing to fetch is not a failure to fetch
+        self.connected = now - self._last_fetch < FETCH_STALE_SECONDS and not self.unassigned
+
+    def _fetched_since(self, tp: TopicPartition, since: float) -> bool:
+        stamp = self.consumer.last_poll_timestamp(tp)  # ms, wall clock, per answered fetch
+        return stamp is not None and stamp / 1000 >= since
+
+    @property
+    def unassigned(self) -> bool:
+        """Subscribed, but no rebalance completed for `UNASSIGNED_SECONDS`."""
+        since = self._unassigned_since
+        return since is not None and time.monotonic() - since > UNASSIGNED_SECONDS
 
     def _admit(self, window: PartitionWindow, record: Any) -> None:
         window.add(record.offset)
@@ -181,10 +247,23 @@ class KafkaSource:
             # the previous owner without a commit (a crash, a lost revoke).
             window.suspect_below = self.consumer.highwater(window.tp) or 0
         suspect = record.offset < window.suspect_below
-        event, error = to_event(record, self._limits)
-        delivery = KafkaDelivery(window, event, error, suspect, self._room)
-        job = self._pipeline.admit(delivery)
+        job = self._job(window, record, suspect)
         window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
+
+    def _job(self, window: PartitionWindow, record: Any, suspect: bool) -> Job:
+        """The pipeline's job; a record that cannot be read or routed gets a dead-letter job."""
+        try:
+            event, error = to_event(record, self._limits)
+        except Exception as exc:
+            log.exception("cannot read %s/%d@%d", record.topic, record.partition, record.offset)
+            event, error = bare_event(record), f"cannot read the message: {exc!r}"
+        delivery = KafkaDelivery(window, event, error, suspect, self._room)
+        try:
+            return self._pipeline.admit(delivery)
+        except Exception as exc:
+            log.exception("cannot route %s", event.source_id)
+            reason = f"cannot route the message: {exc!r}"
+            return Job(delivery, failure=Failure(reason, cause=exc))
 
     def _apply_pauses(self) -> None:
         limit = self._settings.max_in_flight_per_partition
@@ -203,8 +282,11 @@ class KafkaSource:
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:
+            # aiokafka retries a commit for as long as the coordinator is unreachable
+            await asyncio.wait_for(
+                self.consumer.commit(offsets), self._settings.revoke_drain_seconds
+            )
+        except (KafkaError, TimeoutError) as exc:
             log.warning(
                 "commit of %d partitions failed (%s); the next commit retries",
                 len(offsets),
@@ -238,7 +320,12 @@ class KafkaSource:
     # -- rebalance ---------------------------------------------------------------------------
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._unassigned_since = time.monotonic()  # a rebalance began
         windows = [w for tp in revoked if (w := self._windows.pop(tp, None)) is not None]
+        for tp in revoked:
+            self._metrics.remove(
+                "gateway_consumer_lag", topic=tp.topic, partition=str(tp.partition)
+            )
         for window in windows:
             window.revoked = True
         self._paused -= set(revoked)
@@ -254,6 +341,7 @@ class KafkaSource:
         await self._commit(windows)
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._unassigned_since = None  # a rebalance completed (an empty assignment is fine)
         for tp in assigned:
             self._windows.setdefault(tp, PartitionWindow(tp))
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in assigned))
@@ -289,6 +377,12 @@ class KafkaSource:
                     now - window.last_progress,
                     lag,
                 )
+        if self.unassigned:
+            stalled = True
+            log.warning(
+                "no partitions assigned for %.0fs: the consumer group does not rebalance",
+                now - (self._unassigned_since or now),
+            )
         self.stalled = stalled
         self._metrics.set("gateway_consumer_stalled", 1 if stalled else 0)
 
@@ -304,6 +398,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._source.on_assigned(list(assigned))
+
+
+def bare_event(record: Any) -> Event:
+    """The least Event a record always has: enough to dead-letter it where it came from."""
+    return Event(
+        source="kafka",
+        raw=record.value if isinstance(record.value, bytes) else b"",
+        body=None,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+    )
 
 
 def to_event(record: Any, limits: LimitSettings) -> tuple[Event, str | None]:
