@@ -1,10 +1,15 @@
 """The admin HTTP endpoint (aiohttp.web): /healthz, /readyz, /metrics, /rules.
 
-- /healthz: 200 while the process is alive and no consumer is stalled (lag without progress);
-  503 otherwise, so a supervisor can restart a stuck consumer.
+- /healthz: 200 while the process is alive and no consumer is stalled (lag without progress,
+  or no partitions assigned for long); 503 otherwise, so a supervisor can restart it.
 - /readyz: 200 when Conductor answers and every source is connected.
 - /metrics: Prometheus text.
 - /rules: the loaded rules (names, sources, actions), never templates' rendered values.
+
+This module imports aiohttp.web although only sources/, sinks/ and conductor/ import network
+libraries otherwise: it is the HTTP adapter at the edge of the daemon, reads the gateway's
+state and changes nothing, and keeping it here spares the composition root (app.py) any
+HTTP code. aiohttp is already a dependency (the Conductor client's transport).
 """
 
 from __future__ import annotations
@@ -42,10 +47,9 @@ class Admin:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        addresses = self._runner.addresses  # the bound (host, port, ...) of each socket
+        if addresses:
+            self.port = int(addresses[0][1])
         return self
 
     async def __aexit__(
