@@ -75,7 +75,8 @@ def _install_signals(gateway: Any) -> None:
         received.append(signum)
         if len(received) > 1:
             log.error("second signal: exiting now without draining")
-            os._exit(130)
+            # the shell's convention, 128 + signal number: 130 for SIGINT, 143 for SIGTERM
+            os._exit(128 + signum)
         log.info("received %s: draining", signal.Signals(signum).name)
         gateway.request_stop()
 
