@@ -23,6 +23,10 @@ _HELP = {
         "1 when a partition has lag but made no progress, or no partitions were assigned for long.",
     ),
     "gateway_conductor_ready": ("gauge", "1 while Conductor answers."),
+    "gateway_dead_letter_blocked": (
+        "gauge",
+        "Deliveries whose dead letter keeps failing to publish (their source cannot move on).",
+    ),
     "gateway_auth_failures_total": ("counter", "Calls Conductor refused (401/403)."),
     "gateway_tracker_polls_total": ("counter", "Status requests the tracker sent to Conductor."),
     "gateway_completions_published_total": ("counter", "Completion events a broker confirmed."),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity, ChannelPreconditionFailed
 
@@ -274,7 +275,10 @@ async def test_a_kafka_record_that_breaks_routing_is_dead_lettered_and_the_parti
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka_bootstrap, topic, 1)
     await create_topic(kafka_bootstrap, dlq, 1)
-    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
+    port = free_port()
+    settings = make_settings(
+        tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap, admin={"port": port}
+    )
     bodies = [b'{"id": "good-1"}', b'{"id": "boom"}', b'{"id": "good-2"}']
     async with running(settings, start_rules(topic, workflow, dlq)) as gateway:
         assert gateway.pipeline is not None
@@ -291,6 +295,13 @@ async def test_a_kafka_record_that_breaks_routing_is_dead_lettered_and_the_parti
             return committed == end == {0: 3}
 
         await eventually(all_committed, timeout=30)
+        assert gateway.admin is not None and gateway.admin.port == port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            health = await http.get("/healthz")
+            metrics = (await http.get("/metrics")).text
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "dead_letters_blocked": 0}
+    assert "gateway_dead_letter_blocked 0" in metrics.splitlines()
     started = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
     assert started == ["good-1", "good-2"]
     assert dead.value == b'{"id": "boom"}'
