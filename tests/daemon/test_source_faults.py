@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import httpx
@@ -403,3 +404,44 @@ async def test_a_second_signal_exits_with_128_plus_its_number(
         daemon.process.send_signal(signum)
         exit_code = await asyncio.wait_for(daemon.process.wait(), 30)
     assert exit_code == code
+
+
+async def test_work_of_a_closed_channel_is_cancelled_and_only_the_redelivery_runs(
+    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+) -> None:
+    queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await conductor.start_workflow(workflow, correlation_id="o-5")
+    broker = urlsplit(amqp_url)
+    async with (
+        TcpProxy("127.0.0.1", devserver.port) as conductor_proxy,
+        TcpProxy(broker.hostname or "", broker.port or 5672) as amqp_proxy,
+    ):
+        settings = make_settings(
+            tmp_path,
+            conductor_url=f"http://127.0.0.1:{conductor_proxy.port}/api",
+            amqp_url=f"amqp://guest:guest@127.0.0.1:{amqp_proxy.port}/",
+            amqp={"reconnect_interval": 0.5},
+        )
+        async with running(settings, signal_rules(queue, exchange, workflow)) as gateway:
+            pipeline = gateway.pipeline
+            assert pipeline is not None
+            conductor_proxy.frozen.set()  # Conductor stops answering: the signal hangs
+            await publish(amqp_url, exchange, {"order_id": "o-5"}, "m-5")
+
+            async def in_flight(count: int) -> bool:
+                return pipeline.in_flight == count
+
+            await eventually(lambda: in_flight(1), timeout=30)
+            await amqp_proxy.cut()  # the consuming channel closes: RabbitMQ takes m-5 back
+            await eventually(lambda: in_flight(0), timeout=10)
+            await amqp_proxy.restore()
+            received = gateway.metrics.total("gateway_events_received_total")
+
+            async def redelivered() -> bool:
+                return gateway.metrics.total("gateway_events_received_total") > received
+
+            await eventually(redelivered, timeout=30)
+            await asyncio.sleep(1)
+            assert pipeline.in_flight == 1  # the redelivery only, not beside the old attempt
+            conductor_proxy.frozen.clear()
