@@ -92,7 +92,11 @@ class Gateway:
             publisher=publisher,
             conductor=client,
             metrics=self.metrics,
-            policy=Policy(dead_letter=self.ruleset.default_dead_letter),
+            policy=Policy(
+                dead_letter=self.ruleset.default_dead_letter,
+                max_message_bytes=s.limits.max_message_bytes,
+                log_payloads=s.logging.log_payloads,
+            ),
         )
         self.metrics.gauge_fn("gateway_conductor_ready", lambda: float(client.ready))
         tracker = Tracker(store, client, publisher, s.tracker, mode=s.tracker.content_mode)

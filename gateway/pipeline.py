@@ -83,6 +83,9 @@ class Job:
     late: bool = False  # admitted after the gateway began stopping: never executed
 
 
+PAYLOAD_LOG_BYTES = 4096  # with logging.log_payloads: enough to debug, not a log flood
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Rule-set wide settlement choices."""
@@ -90,6 +93,7 @@ class Policy:
     dead_letter: Destination | None = None  # default target; None: `<topic or queue>.dlq`
     order_by_message_key: bool = True
     max_message_bytes: int = 1_048_576  # settings.limits.max_message_bytes: dead-letter budget
+    log_payloads: bool = False  # settings.logging.log_payloads: bodies may hold personal data
     dead_letter_retry: RetryPolicy = DEFAULT_RETRY  # backoff of failed dead-letter publishes
 
 
@@ -313,6 +317,8 @@ class Pipeline:
         await self._publish_dead_letter(destination, event, body, headers)
         self._metrics.inc("gateway_dead_letters_total", destination=str(destination))
         log.warning("dead-lettered %s to %s: %s", event.source_id, destination, failure.reason)
+        if self._policy.log_payloads:
+            log.info("dead-lettered %s body: %r", event.source_id, event.raw[:PAYLOAD_LOG_BYTES])
         await job.delivery.ack()
 
     async def _publish_dead_letter(

@@ -198,7 +198,11 @@ class LoggingSettings(_Section):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level.")
     format: Literal["auto", "text", "json"] = Field("auto", description="auto, text or json.")
-    log_payloads: bool = Field(False, description="Log message bodies (off: they may be PII).")
+    log_payloads: bool = Field(
+        False,
+        description="Log the body (first 4 KiB) of each dead-lettered message (off: bodies may "
+        "hold personal data).",
+    )
 
 
 class Settings(BaseSettings):

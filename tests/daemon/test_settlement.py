@@ -383,3 +383,26 @@ async def test_start_key_locks_are_forgotten_when_the_last_holder_leaves() -> No
     await asyncio.gather(hold("a"), hold("b"), hold("c"))
     assert order == ["a+", "a-", "b+", "b-", "c+", "c-"]  # one at a time
     assert len(locks) == 0  # no entry left behind per key
+
+
+# -- logging.log_payloads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_payloads", [False, True])
+async def test_dead_letter_bodies_are_logged_only_when_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, log_payloads: bool
+) -> None:
+    caplog.set_level("INFO", logger="gateway.pipeline")
+    async with SqliteStore(tmp_path / "s.db") as store:
+        pipeline = make_pipeline(
+            'version: 1\ndefaults: {dead_letter: "kafka:dead"}\nrules: []\n',
+            None,
+            store,
+            Sink(),
+            log_payloads=log_payloads,
+        )
+        delivery = Delivery(kafka_event({"card": "4111-secret"}, 4), error="not UTF-8")
+        await asyncio.wait_for(pipeline.run(pipeline.admit(delivery)), 10)
+    assert delivery.acked == 1
+    assert "dead-lettered kafka:orders:0:4" in caplog.text  # the event is logged either way
+    assert ("4111-secret" in caplog.text) is log_payloads
