@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
 SCHEMA_VERSION = 2  # 2: gateway_outbox.publish_failures
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
@@ -55,10 +56,6 @@ _OUTBOX_INSERT = (
     " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9) ON CONFLICT DO NOTHING"
 )
-_COLUMNS = (
-    "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
-    " attempts, next_poll_at, last_status, created_at, publish_failures"
-)
 # Each step upgrades a database from the version before it (index 0: version 1 -> 2).
 _MIGRATIONS = (
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS publish_failures"
@@ -71,7 +68,7 @@ WITH due AS (
 )
 UPDATE gateway_outbox o SET next_poll_at = $3 FROM due
 WHERE o.workflow_id = due.workflow_id
-RETURNING {", ".join("o." + c.strip() for c in _COLUMNS.split(","))}, due.was_due
+RETURNING {", ".join("o." + c.strip() for c in OUTBOX_COLUMNS.split(","))}, due.was_due
 """
 
 
@@ -184,23 +181,13 @@ class PostgresStore:
         await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))
 
     def _outbox_row(self, workflow_id: str, track: TrackRequest, now: float) -> tuple[Any, ...]:
-        return (
-            workflow_id,
-            track.destination,
-            ",".join(sorted(track.statuses)),
-            track.rule,
-            track.source_event_id,
-            track.source,
-            track.reply_correlation_id,
-            now + self.first_poll_delay,
-            now,
-        )
+        return outbox_row(workflow_id, track, now, self.first_poll_delay)
 
     async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
         """Claim up to `limit` due rows for this replica, oldest first."""
         rows = await self._db().fetch(_CLAIM, now, limit, now + self.claim_seconds)
         rows = sorted(rows, key=lambda r: r["was_due"])
-        return [_pending(row) for row in rows]
+        return [pending(row, due_at=row["was_due"]) for row in rows]
 
     async def next_due_at(self) -> float | None:
         value = await self._db().fetchval("SELECT min(next_poll_at) FROM gateway_outbox")
@@ -233,23 +220,3 @@ class PostgresStore:
             "DELETE FROM gateway_starts WHERE created_at < $1", older_than
         )
         return int(str(status).rsplit(" ", 1)[-1])
-
-
-def _pending(row: Any) -> PendingCompletion:
-    request = TrackRequest(
-        destination=row["destination"],
-        statuses=frozenset(s for s in row["statuses"].split(",") if s),
-        rule=row["rule"],
-        source_event_id=row["source_event_id"],
-        source=row["source"],
-        reply_correlation_id=row["reply_correlation_id"],
-    )
-    return PendingCompletion(
-        row["workflow_id"],
-        request,
-        int(row["attempts"]),
-        float(row["was_due"]),
-        row["last_status"],
-        float(row["created_at"]),
-        int(row["publish_failures"]),
-    )

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,6 @@ _OUTBOX_INSERT = (
     "INSERT OR IGNORE INTO outbox (workflow_id, destination, statuses, rule, source_event_id,"
     " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, ?)"
-)
-_OUTBOX_COLUMNS = (
-    "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
-    " attempts, next_poll_at, last_status, created_at, publish_failures"
 )
 # Each step upgrades a file from the version before it (index 0: version 1 -> 2).
 _MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",)
@@ -255,27 +252,17 @@ class SqliteStore:
         await self._write(op)
 
     def _outbox_row(self, workflow_id: str, track: TrackRequest, now: float) -> tuple[Any, ...]:
-        return (
-            workflow_id,
-            track.destination,
-            ",".join(sorted(track.statuses)),
-            track.rule,
-            track.source_event_id,
-            track.source,
-            track.reply_correlation_id,
-            now + self.first_poll_delay,
-            now,
-        )
+        return outbox_row(workflow_id, track, now, self.first_poll_delay)
 
     async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
         db = self._db(self._reader)
         async with db.execute(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE next_poll_at <= ?"
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE next_poll_at <= ?"
             " ORDER BY next_poll_at LIMIT ?",
             (now, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [_pending(row) for row in rows]
+        return [pending(row) for row in rows]
 
     async def next_due_at(self) -> float | None:
         """When the earliest outbox row is due (None when the outbox is empty)."""
@@ -324,22 +311,6 @@ class SqliteStore:
 
         count: int = await self._write(op)
         return count
-
-
-def _pending(row: Any) -> PendingCompletion:
-    (wf, destination, statuses, rule, event_id, source, reply, attempts, next_at, last) = row[:10]
-    created_at, publish_failures = row[10:]
-    request = TrackRequest(
-        destination=destination,
-        statuses=frozenset(s for s in statuses.split(",") if s),
-        rule=rule,
-        source_event_id=event_id,
-        source=source,
-        reply_correlation_id=reply,
-    )
-    return PendingCompletion(
-        wf, request, int(attempts), float(next_at), last, float(created_at), int(publish_failures)
-    )
 
 
 def _settle(
