@@ -17,11 +17,11 @@ import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
@@ -46,6 +46,8 @@ from gateway.conductor.session import Session
 from gateway.conductor.wire import make_wire
 from gateway.errors import BadRequest, NotFound
 from gateway.settings import ConductorSettings
+
+DefT = TypeVar("DefT", bound=BaseModel)
 
 MAX_BULK = 1000  # Conductor's @Size(max=1000) on bulk requests
 
@@ -576,21 +578,21 @@ def _start_request(
 
 
 def _task_def(item: TaskDef | Mapping[str, Any]) -> TaskDef:
-    if isinstance(item, TaskDef):
-        return item
-    try:
-        return TaskDef.model_validate(item)
-    except ValueError as exc:
-        raise BadRequest(f"task definition {item.get('name')!r} is invalid: {exc}") from None
+    return _definition(TaskDef, item, "task")
 
 
 def _workflow_def(item: WorkflowDef | Mapping[str, Any]) -> WorkflowDef:
-    if isinstance(item, WorkflowDef):
+    return _definition(WorkflowDef, item, "workflow")
+
+
+def _definition(model: type[DefT], item: DefT | Mapping[str, Any], kind: str) -> DefT:
+    """`item` as a `model` (validated when given as a mapping); BadRequest names what is wrong."""
+    if not isinstance(item, Mapping):
         return item
     try:
-        return WorkflowDef.model_validate(item)
+        return model.model_validate(item)
     except ValueError as exc:
-        raise BadRequest(f"workflow definition {item.get('name')!r} is invalid: {exc}") from None
+        raise BadRequest(f"{kind} definition {item.get('name')!r} is invalid: {exc}") from None
 
 
 def _pending_task(tasks: Sequence[Task], task_ref: str | None) -> Task | None:
