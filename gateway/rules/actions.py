@@ -199,27 +199,26 @@ def _no_template(key: str, value: str | None) -> None:
 
 
 def _start(b: _Builder, m: schema.StartWorkflowModel) -> str:
-    _no_template("name", m.name)
-    b.literal("name", m.name)
-    b.literal("version", m.version)
-    b.add("input", {} if m.input is None else m.input, "object")
-    b.add("correlation_id", m.correlation_id, "string?")
-    b.add("priority", m.priority, "int?")
+    _new_workflow(b, m)
     b.literal("task_to_domain", m.task_to_domain)
     b.literal("workflow_def", m.workflow_def)
     return "start_workflow"
 
 
 def _execute(b: _Builder, m: schema.ExecuteWorkflowModel) -> str:
+    _new_workflow(b, m)
+    b.literal("wait_until_task_refs", m.wait_until_task_refs)
+    b.literal("wait_for_seconds", m.wait_for_seconds)
+    return "execute_workflow"
+
+
+def _new_workflow(b: _Builder, m: schema.NewWorkflowModel) -> None:
     _no_template("name", m.name)
     b.literal("name", m.name)
     b.literal("version", m.version)
     b.add("input", {} if m.input is None else m.input, "object")
     b.add("correlation_id", m.correlation_id, "string?")
     b.add("priority", m.priority, "int?")
-    b.literal("wait_until_task_refs", m.wait_until_task_refs)
-    b.literal("wait_for_seconds", m.wait_for_seconds)
-    return "execute_workflow"
 
 
 def _signal(b: _Builder, m: schema.SignalModel) -> str:

@@ -12,9 +12,12 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import RuleError
+
+if TYPE_CHECKING:
+    from gateway.rules.ruleset import RuleSet
 
 PROBE_TIMEOUT_SECONDS = 5.0
 
@@ -52,20 +55,12 @@ def register(sub: Any) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from gateway.rules.analysis import analyse
-    from gateway.rules.loader import RuleSetError, load_rules
     from gateway.settings import load_settings
 
     settings = load_settings(args.config)  # a ConfigError here exits 2 (cli.main)
     print("settings: ok")
-    path = args.rules or settings.rules_file
-    try:
-        ruleset = load_rules(path)
-    except RuleSetError as exc:
-        for error in exc.errors:
-            print(error.render(), file=sys.stderr)
-        return 1
-    except RuleError as exc:
-        print(exc.render(), file=sys.stderr)
+    ruleset = _load_or_report(args.rules or settings.rules_file)
+    if ruleset is None:
         return 1
     for warning in analyse(ruleset):
         print(warning.render(ruleset.file))
@@ -74,6 +69,20 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print(f"rules: ok ({_summary(ruleset)})")
     return 0
+
+
+def _load_or_report(path: Path | str) -> RuleSet | None:
+    """The rule set at `path`, or None after printing every error in it to stderr."""
+    from gateway.rules.loader import RuleSetError, load_rules
+
+    try:
+        return load_rules(path)
+    except RuleSetError as exc:
+        for error in exc.errors:
+            print(error.render(), file=sys.stderr)
+    except RuleError as exc:
+        print(exc.render(), file=sys.stderr)
+    return None
 
 
 def _summary(ruleset: Any) -> str:
@@ -149,19 +158,11 @@ async def _capabilities(settings: Any) -> Any:
 
 def _explain(args: argparse.Namespace) -> int:
     from gateway.rules.explain import explain_event, read_event
-    from gateway.rules.loader import RuleSetError, load_rules
     from gateway.settings import load_settings
 
     settings = load_settings(args.config)
-    path = args.rules or settings.rules_file
-    try:
-        ruleset = load_rules(path)
-    except RuleSetError as exc:
-        for error in exc.errors:
-            print(error.render(), file=sys.stderr)
-        return 1
-    except RuleError as exc:
-        print(exc.render(), file=sys.stderr)
+    ruleset = _load_or_report(args.rules or settings.rules_file)
+    if ruleset is None:
         return 1
     event = read_event(args, ruleset, settings.limits)
     print(explain_event(ruleset, event), end="")

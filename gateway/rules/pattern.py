@@ -68,14 +68,10 @@ class Prefix:
     ignore_case: bool = False
 
     def test(self, v: Any) -> bool:
-        if not isinstance(v, str):
-            return False
-        if self.ignore_case:
-            return v.casefold().startswith(self.text)
-        return v.startswith(self.text)
+        return isinstance(v, str) and _fold(v, self.ignore_case).startswith(self.text)
 
     def describe(self) -> str:
-        return f"prefix {_show(self.text)}" + (" (ignore case)" if self.ignore_case else "")
+        return _describe_affix("prefix", self.text, self.ignore_case)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +80,19 @@ class Suffix:
     ignore_case: bool = False
 
     def test(self, v: Any) -> bool:
-        if not isinstance(v, str):
-            return False
-        if self.ignore_case:
-            return v.casefold().endswith(self.text)
-        return v.endswith(self.text)
+        return isinstance(v, str) and _fold(v, self.ignore_case).endswith(self.text)
 
     def describe(self) -> str:
-        return f"suffix {_show(self.text)}" + (" (ignore case)" if self.ignore_case else "")
+        return _describe_affix("suffix", self.text, self.ignore_case)
+
+
+def _fold(v: str, ignore_case: bool) -> str:
+    """The text a prefix or suffix is tested on (its `text` is casefolded already)."""
+    return v.casefold() if ignore_case else v
+
+
+def _describe_affix(kind: str, text: str, ignore_case: bool) -> str:
+    return f"{kind} {_show(text)}" + (" (ignore case)" if ignore_case else "")
 
 
 @dataclass(frozen=True, slots=True)

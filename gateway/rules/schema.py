@@ -125,22 +125,22 @@ class _Targeted(_Model):
             raise ValueError("on_missing: retry needs retry_for_seconds > 0 (and only then)")
 
 
-class StartWorkflowModel(_Model):
+class NewWorkflowModel(_Model):
+    """What start_workflow and execute_workflow share: which workflow, with what."""
+
     name: str = Field(min_length=1)
     version: int | None = Field(None, ge=1)
     input: Any = None
     correlation_id: str | None = None
     priority: Any = None  # 0-99, or a template
+
+
+class StartWorkflowModel(NewWorkflowModel):
     task_to_domain: dict[str, str] | None = None
     workflow_def: dict[str, Any] | None = None
 
 
-class ExecuteWorkflowModel(_Model):
-    name: str = Field(min_length=1)
-    version: int | None = Field(None, ge=1)
-    input: Any = None
-    correlation_id: str | None = None
-    priority: Any = None  # 0-99, or a template
+class ExecuteWorkflowModel(NewWorkflowModel):
     wait_until_task_refs: list[str] | None = Field(None, min_length=1)
     wait_for_seconds: int = Field(10, ge=1, le=3_600)
 
