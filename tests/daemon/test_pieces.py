@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,6 @@ from aiokafka import TopicPartition
 
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
-from gateway.errors import PublishError
 from gateway.events import Event
 from gateway.executor import Executor
 from gateway.metrics import Metrics
@@ -30,6 +28,7 @@ from gateway.sources.base import Ordered
 from gateway.sources.offsets import PartitionWindow
 from gateway.store.sqlite import SqliteStore
 from tests.daemon.conftest import wait_workflow
+from tests.fakes import RecordingSink
 
 
 def test_watermark_commits_only_contiguous_finished_offsets() -> None:
@@ -74,27 +73,6 @@ def test_retry_tiers_round_up_to_powers_of_two() -> None:
     assert retry_tier_ms(1.0) == 1000
     assert retry_tier_ms(1.01) == 2000
     assert retry_tier_ms(60) == 64000
-
-
-class RecordingSink:
-    def __init__(self, failures: int = 0) -> None:
-        self.published: list[tuple[Destination, bytes, dict[str, str]]] = []
-        self.failures = failures
-
-    async def publish(
-        self,
-        destination: Destination,
-        body: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        correlation_id: str | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise PublishError("broker did not confirm")
-        self.published.append((destination, body, dict(headers or {})))
 
 
 class RecordingDelivery:

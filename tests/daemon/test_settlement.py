@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import pytest
 
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
-from gateway.errors import PublishError
 from gateway.events import Event
 from gateway.executor import Executor
 from gateway.metrics import Metrics
@@ -34,6 +33,7 @@ from gateway.sinks import Publisher
 from gateway.sources.base import Ordered
 from gateway.store.sqlite import SqliteStore
 from tests.daemon.conftest import create_topic, make_settings, read_topic, wait_workflow
+from tests.fakes import RecordingSink
 
 # -- stand-ins for the broker side --------------------------------------------------------
 
@@ -56,30 +56,6 @@ class Delivery:
 
     async def defer(self, delay: float, attempts: int) -> None:
         raise AssertionError("these deliveries are retried in place")
-
-
-class Sink:
-    """Records publishes; `failing` makes every publish fail (a broker that never confirms)."""
-
-    def __init__(self, *, failing: bool = False) -> None:
-        self.failing = failing
-        self.attempts = 0
-        self.published: list[tuple[Destination, bytes, dict[str, str]]] = []
-
-    async def publish(
-        self,
-        destination: Destination,
-        body: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        correlation_id: str | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        self.attempts += 1
-        if self.failing:
-            raise PublishError("broker did not confirm")
-        self.published.append((destination, body, dict(headers or {})))
 
 
 class CountingEvent(asyncio.Event):
@@ -220,7 +196,7 @@ async def test_two_concurrent_deliveries_of_one_amqp_message_start_one_workflow(
     server: DevServer, tmp_path: Path
 ) -> None:
     async with client_with(server, never) as client, SqliteStore(tmp_path / "s.db") as store:
-        pipeline = make_pipeline(START_RULES, client, store, Sink())
+        pipeline = make_pipeline(START_RULES, client, store, RecordingSink())
         # A producer published the same message twice (same message id); both copies
         # are taken at once, e.g. by two consumers of the queue in this process.
         first = Delivery(amqp_event({"id": "o-1"}, "m-1"))
@@ -272,7 +248,7 @@ async def test_an_oversized_event_dead_letters_with_an_empty_body_and_its_size(
 async def test_a_dead_letter_that_keeps_failing_is_reported_blocked_until_stop(
     tmp_path: Path,
 ) -> None:
-    sink = Sink(failing=True)
+    sink = RecordingSink(failing=True)
     async with SqliteStore(tmp_path / "s.db") as store:
         pipeline = make_pipeline(
             'version: 1\ndefaults: {dead_letter: "kafka:dead"}\nrules: []\n',
@@ -307,7 +283,7 @@ async def test_stop_abandons_a_backing_off_delivery_and_its_successor(
         client_with(server, first_starts(1, 500, overloaded)) as client,
         SqliteStore(tmp_path / "s.db") as store,
     ):
-        pipeline = make_pipeline(rules, client, store, Sink())
+        pipeline = make_pipeline(rules, client, store, RecordingSink())
         ordered = Ordered()
         a = Delivery(kafka_event({"id": "a"}, 1))
         b = Delivery(kafka_event({"id": "b"}, 2))
@@ -333,7 +309,7 @@ async def test_a_403_is_retried_then_dead_lettered_without_pausing_intake(
     server: DevServer, tmp_path: Path
 ) -> None:
     forbidden = {"status": 403, "message": "no permission to start flow"}
-    sink = Sink()
+    sink = RecordingSink()
     async with (
         client_with(server, first_starts(100, 403, forbidden)) as client,
         SqliteStore(tmp_path / "s.db") as store,
@@ -358,7 +334,7 @@ async def test_many_calls_refused_with_401_hold_intake_once(
         client_with(server, first_starts(5, 401, expired)) as client,
         SqliteStore(tmp_path / "s.db") as store,
     ):
-        pipeline = make_pipeline(START_RULES, client, store, Sink())
+        pipeline = make_pipeline(START_RULES, client, store, RecordingSink())
         pipeline.intake = CountingEvent()
         deliveries = [Delivery(kafka_event({"id": n}, n, key=None)) for n in range(5)]
         runs = [pipeline.run(pipeline.admit(d)) for d in deliveries]
@@ -398,7 +374,7 @@ async def test_dead_letter_bodies_are_logged_only_when_asked(
             'version: 1\ndefaults: {dead_letter: "kafka:dead"}\nrules: []\n',
             None,
             store,
-            Sink(),
+            RecordingSink(),
             log_payloads=log_payloads,
         )
         delivery = Delivery(kafka_event({"card": "4111-secret"}, 4), error="not UTF-8")

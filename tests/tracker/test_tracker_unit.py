@@ -7,22 +7,20 @@ pins down the decisions: publish-then-mark, retries, backoff, 404, readiness.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.conductor.models import Workflow
-from gateway.errors import ConductorUnavailable, NotFound, PublishError
-from gateway.plan import Destination
+from gateway.errors import ConductorUnavailable, NotFound
 from gateway.settings import TrackerSettings
 from gateway.store.base import TrackRequest
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
+from tests.fakes import RecordingSink
 
 SETTINGS = TrackerSettings(min_interval=0.05, max_interval=0.4, concurrency=4, batch_size=50)
 
@@ -48,26 +46,6 @@ class FakeConductor:
             status=self.status[workflow_id],
             end_time=1_764_201_600_000,
         )
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any], str | None]] = []
-        self.fail = False
-
-    async def publish(
-        self,
-        destination: Destination,
-        body: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        correlation_id: str | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        if self.fail:
-            raise PublishError("broker down")
-        self.sent.append((str(destination), json.loads(body), correlation_id))
 
 
 def request(statuses: set[str] | None = None, reply: str | None = None) -> TrackRequest:
@@ -130,10 +108,10 @@ async def test_publish_failure_keeps_the_row_and_a_later_round_publishes(
     conductor.status["wf"] = "COMPLETED"
     await store.track("wf", request())
     tracker = Tracker(store, conductor, sink, SETTINGS)
-    sink.fail = True
+    sink.failing = True
     await tracker.run_once()
     assert await store.pending_count() == 1
-    sink.fail = False
+    sink.failing = False
     await asyncio.sleep(SETTINGS.min_interval)
     await tracker.run_once()
     assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
@@ -232,7 +210,7 @@ async def test_a_completion_that_never_publishes_is_abandoned_after_max_attempts
     settings = SETTINGS.model_copy(update={"max_publish_attempts": 3})
     clock = [time.time()]
     tracker = Tracker(store, conductor, sink, settings, clock=lambda: clock[0])
-    sink.fail = True
+    sink.failing = True
     with caplog.at_level(logging.WARNING, logger="gateway.tracker"):
         for attempt in range(1, 4):
             assert await tracker.run_once() == 1
@@ -256,15 +234,15 @@ async def test_a_successful_publish_resets_the_failure_streak(store: SqliteStore
     settings = SETTINGS.model_copy(update={"max_publish_attempts": 2})
     clock = [time.time()]
     tracker = Tracker(store, conductor, sink, settings, clock=lambda: clock[0])
-    sink.fail = True
+    sink.failing = True
     await tracker.run_once()  # PAUSED not published: streak 1
     clock[0] += settings.max_interval + 1
-    sink.fail = False
+    sink.failing = False
     await tracker.run_once()  # PAUSED published: streak back to 0
     clock[0] += settings.max_interval + 1
     [row] = await store.due(clock[0], 10)
     assert row.publish_failures == 0 and row.last_status == "PAUSED"
     conductor.status["wf"] = "COMPLETED"
-    sink.fail = True
+    sink.failing = True
     await tracker.run_once()  # one failure only: not abandoned at max 2
     assert tracker.abandoned == 0 and await store.pending_count() == 1
