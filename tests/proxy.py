@@ -3,14 +3,22 @@
 `cut()` drops every connection and refuses new ones (a server down); `restore()` listens again
 on the same port. Setting `frozen` makes every pipe swallow what it reads and never forward
 again (a stuck network, not a closed one); connections made after clearing it flow again.
+
+`proxied_tansu()` runs a Tansu broker that advertises a proxy's port, so every Kafka
+connection (bootstrap and partition leader) runs through that proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import time
+from collections.abc import AsyncIterator
 from types import TracebackType
+
+from gateway.devserver.brokers import BrokerError, Tansu, free_port, wait_for_port
 
 
 class TcpProxy:
@@ -81,3 +89,35 @@ class TcpProxy:
         finally:
             with contextlib.suppress(Exception):
                 writer.transport.abort()
+
+
+class ProxiedTansu(Tansu):
+    """Tansu listening on its own port but advertising another (the proxy's)."""
+
+    def __init__(self, advertised_port: int) -> None:
+        super().__init__()
+        self.advertised_port = advertised_port
+
+    def start(self) -> None:
+        argv = [self.binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}"]
+        argv += ["--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
+        argv += ["--storage-engine", "memory://tansu/"]
+        self._spawn(argv, env={**os.environ, "RUST_LOG": "warn"})
+        assert self.process is not None
+        if not wait_for_port(self.port, time.monotonic() + 15, self.process):
+            self.stop()
+            raise BrokerError("proxied Tansu did not start")
+
+
+@contextlib.asynccontextmanager
+async def proxied_tansu() -> AsyncIterator[tuple[TcpProxy, str]]:
+    """Tansu reachable only through a proxy: yields the proxy and the bootstrap address."""
+    broker_port = free_port()
+    async with TcpProxy("127.0.0.1", broker_port) as proxy:
+        broker = ProxiedTansu(advertised_port=proxy.port)
+        broker.port = broker_port
+        broker.start()
+        try:
+            yield proxy, f"127.0.0.1:{proxy.port}"
+        finally:
+            broker.stop()

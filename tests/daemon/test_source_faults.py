@@ -42,8 +42,7 @@ from tests.daemon.conftest import (
 )
 from tests.daemon.test_shutdown import black_hole, gateway_daemon, wait_for_line, wait_in_flight
 from tests.messaging import declare_queue, get_amqp, queue_depth
-from tests.proxy import TcpProxy
-from tests.sinks.test_kafka_faults import ProxiedTansu
+from tests.proxy import TcpProxy, proxied_tansu
 
 pytestmark = pytest.mark.brokers
 
@@ -333,15 +332,8 @@ async def test_a_kafka_consumer_that_stops_by_itself_ends_serve_with_an_error(
 @pytest.fixture
 async def proxied_kafka() -> AsyncIterator[tuple[TcpProxy, str]]:
     """Tansu reachable only through a proxy (it advertises the proxy's port)."""
-    broker_port = free_port()
-    async with TcpProxy("127.0.0.1", broker_port) as proxy:
-        broker = ProxiedTansu(advertised_port=proxy.port)
-        broker.port = broker_port
-        broker.start()
-        try:
-            yield proxy, f"127.0.0.1:{proxy.port}"
-        finally:
-            broker.stop()
+    async with proxied_tansu() as proxy_and_bootstrap:
+        yield proxy_and_bootstrap
 
 
 async def test_stop_during_a_kafka_outage_ends_within_a_bound_and_readiness_drops(

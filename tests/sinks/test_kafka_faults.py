@@ -8,52 +8,25 @@ leader) runs through a proxy that can stop forwarding bytes: a stuck network, wh
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.devserver.brokers import BrokerError, Tansu, free_port, wait_for_port
 from gateway.errors import PublishError
 from gateway.plan import Destination
 from gateway.settings import Settings
 from gateway.sinks import Publisher
 from tests.messaging import consume_kafka, new_topic
-from tests.proxy import TcpProxy
+from tests.proxy import TcpProxy, proxied_tansu
 
 pytestmark = pytest.mark.brokers
 
 
-class ProxiedTansu(Tansu):
-    """Tansu listening on its own port but advertising another (the proxy's)."""
-
-    def __init__(self, advertised_port: int) -> None:
-        super().__init__()
-        self.advertised_port = advertised_port
-
-    def start(self) -> None:
-        argv = [self.binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}"]
-        argv += ["--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"]
-        argv += ["--storage-engine", "memory://tansu/"]
-        self._spawn(argv, env={**os.environ, "RUST_LOG": "warn"})
-        assert self.process is not None
-        if not wait_for_port(self.port, time.monotonic() + 15, self.process):
-            self.stop()
-            raise BrokerError("proxied Tansu did not start")
-
-
 @pytest.fixture
 async def proxied_kafka() -> AsyncIterator[tuple[TcpProxy, str]]:
-    broker_port = free_port()
-    async with TcpProxy("127.0.0.1", broker_port) as proxy:
-        broker = ProxiedTansu(advertised_port=proxy.port)
-        broker.port = broker_port
-        broker.start()
-        try:
-            yield proxy, f"127.0.0.1:{proxy.port}"
-        finally:
-            broker.stop()
+    async with proxied_tansu() as proxy_and_bootstrap:
+        yield proxy_and_bootstrap
 
 
 async def test_stuck_kafka_fails_within_the_deadline_and_recovers(
