@@ -7,7 +7,9 @@ silently skipped. Both brokers are stopped, and their temporary directories remo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,28 +23,28 @@ settings.register_profile(
 )
 settings.load_profile("gateway")
 
+B = TypeVar("B", Tansu, RabbitMQ)
+
+
+@contextlib.contextmanager
+def _serve(broker: B, name: str) -> Iterator[B]:
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"cannot start {name}: {exc}", pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    try:
-        broker = Tansu()
-        broker.start()
-    except BrokerError as exc:
-        pytest.fail(f"cannot start the Tansu Kafka broker: {exc}", pytrace=False)
-    try:
+    with _serve(Tansu(), "the Tansu Kafka broker") as broker:
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
-    try:
-        broker = RabbitMQ()
-        broker.start()
-    except BrokerError as exc:
-        pytest.fail(f"cannot start RabbitMQ: {exc}", pytrace=False)
-    try:
+    with _serve(RabbitMQ(), "RabbitMQ") as broker:
         yield broker.url
-    finally:
-        broker.stop()

@@ -234,6 +234,7 @@ class RabbitMQ(_Broker):
             raise BrokerError(f"RabbitMQ said it started but port {self.port} is closed")
 
     def stop(self) -> None:
+        beam = _read_pid(self.base / "rabbitmq.pid") if self.base is not None else None
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired, OSError):
                 subprocess.run(
@@ -245,6 +246,9 @@ class RabbitMQ(_Broker):
                     check=False,
                 )
         self._kill_group(10)
+        # The Erlang VM runs under `su`, outside the group's wait: return only once it is gone.
+        if beam is not None:
+            _wait_gone(beam, time.monotonic() + 15)
         if not self._epmd_was_running:
             _stop_idle_epmd()
         if self.base is not None:
@@ -266,3 +270,21 @@ def _stop_idle_epmd() -> None:
         )
         if "name " not in names.stdout:
             subprocess.run([epmd, "-kill"], env=env, capture_output=True, timeout=5, check=False)
+
+
+def _wait_gone(pid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
