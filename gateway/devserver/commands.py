@@ -7,9 +7,12 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from gateway.devserver.brokers import BrokerError
 from gateway.devserver.stack import DEV_DIR, add_arguments, run_dev, run_send
 from gateway.errors import ConfigError
 
@@ -36,7 +39,21 @@ def register(sub: Any) -> None:
         help="name of the environment variable holding the key secret (never the secret)",
     )
     conductor.add_argument("--log-level", default="INFO")
+    conductor.add_argument(
+        "--real",
+        action="store_true",
+        help="run the real Conductor OSS from Maven Central instead (Java 21+ and Maven; "
+        "fetched once into the cache, then about 15-30 s to start)",
+    )
     conductor.set_defaults(func=run_conductor)
+    fetch = dev_sub.add_parser(
+        "fetch",
+        help="fetch the real Conductor OSS and Apache Kafka into the cache",
+        description="Download Conductor OSS and Apache Kafka from Maven Central once, into "
+        "$GATEWAY_CACHE_DIR (default ~/.cache/conductor-gateway), and check that a Java new "
+        "enough for each is installed. `make setup` runs it.",
+    )
+    fetch.set_defaults(func=run_fetch)
     send = dev_sub.add_parser(
         "send",
         help="publish one message to the local stack's brokers",
@@ -68,9 +85,62 @@ def run_conductor(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
     configure(args.log_level, "text")
+    if args.real:
+        return _serve_real(args)
     secret = _secret(args)
     asyncio.run(_serve(args, secret))
     return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from gateway.devserver import artifacts
+
+    try:
+        paths = artifacts.fetch_all()
+        conductor_java = artifacts.find_java(artifacts.CONDUCTOR_MIN_JAVA)
+        kafka_java = artifacts.find_java(artifacts.KAFKA_MIN_JAVA)
+    except BrokerError as exc:
+        print(f"gateway dev fetch: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(f"cached {path}")
+    print(f"Java for Conductor OSS: {conductor_java.binary} ({conductor_java.major})")
+    print(f"Java for Apache Kafka:  {kafka_java.binary} ({kafka_java.major})")
+    return 0
+
+
+def _serve_real(args: argparse.Namespace) -> int:
+    """The real Conductor OSS in the foreground until Ctrl-C or SIGTERM."""
+    from gateway.devserver.realservers import ConductorOSS
+
+    if args.flavor != "oss" or args.key_id or args.key_secret_env:
+        raise ConfigError(
+            "--real runs Conductor OSS, which has no Orkes flavour or keys: "
+            "drop --flavor/--key-id/--key-secret-env, or drop --real"
+        )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server = ConductorOSS(port=args.port or None)
+    try:
+        server.start()
+    except BrokerError as exc:
+        print(f"gateway dev conductor --real: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(
+            f"Conductor OSS {server.version} ready at {server.url} "
+            f"(started in {server.started_in:.1f} s)",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if server.process is None or server.process.poll() is not None:
+                print("Conductor OSS exited", file=sys.stderr)
+                return 1
+        log.info("stopping Conductor OSS")
+        return 0
+    finally:
+        server.stop()
 
 
 async def _serve(args: argparse.Namespace, secret: str | None) -> None:

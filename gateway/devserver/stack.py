@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from gateway.devserver.brokers import BrokerError, RabbitMQ, Tansu
+from gateway.devserver.realservers import ApacheKafka, ConductorOSS
 
 log = logging.getLogger("gateway.dev")
 
@@ -63,13 +64,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder of workflow and task definitions to register (%(default)s)",
     )
     parser.add_argument("--no-amqp", action="store_true", help="run Kafka only")
+    parser.add_argument(
+        "--conductor",
+        choices=("dev", "real"),
+        default="dev",
+        help="dev: the built-in dev server (default, starts at once); real: Conductor OSS "
+        "from Maven Central (needs Java 21+ and Maven; about 15-30 s to start)",
+    )
+    parser.add_argument(
+        "--kafka",
+        choices=("tansu", "apache"),
+        default="tansu",
+        help="tansu: the light Kafka-protocol broker (default); apache: Apache Kafka from "
+        "Maven Central in KRaft mode (needs Java 17+ and Maven; serves librdkafka clients)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StackChoice:
+    """Which servers `gateway dev` runs."""
+
+    rules_file: Path
+    workflows: Path
+    amqp: bool = True
+    conductor: str = "dev"
+    kafka: str = "tansu"
 
 
 def run_dev(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
     configure("INFO", "text")
-    return asyncio.run(_run(args.rules, args.workflows, amqp=not args.no_amqp))
+    choice = StackChoice(args.rules, args.workflows, not args.no_amqp, args.conductor, args.kafka)
+    try:
+        return asyncio.run(_run(choice))
+    except BrokerError as exc:
+        print(f"gateway dev: {exc}", file=sys.stderr)
+        return 1
 
 
 def port_or_free(preferred: int) -> int:
@@ -84,11 +115,18 @@ def port_or_free(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
-async def _run(rules_file: Path, workflows: Path, *, amqp: bool) -> int:
+def kafka_broker(kind: str) -> Tansu | ApacheKafka:
+    """The dev stack's Kafka: Tansu by default, Apache Kafka with `--kafka apache`."""
+    if kind == "apache":
+        return ApacheKafka(port_or_free(9092))
+    return Tansu(port_or_free(9092))
+
+
+async def _run(choice: StackChoice) -> int:
     async with contextlib.AsyncExitStack() as stack:
-        kafka = await stack.enter_async_context(_broker(Tansu(port_or_free(9092))))
+        kafka = await stack.enter_async_context(_broker(kafka_broker(choice.kafka)))
         rabbit = None
-        if amqp:
+        if choice.amqp:
             try:
                 rabbit = await stack.enter_async_context(_broker(RabbitMQ(port_or_free(5672))))
             except BrokerError as exc:
@@ -97,28 +135,37 @@ async def _run(rules_file: Path, workflows: Path, *, amqp: bool) -> int:
                     "To run them too: apt-get install -y rabbitmq-server",
                     file=sys.stderr,
                 )
-        return await _run_on(stack, kafka, rabbit, rules_file, workflows)
+        return await _run_on(stack, kafka, rabbit, choice)
     return 0  # pragma: no cover
+
+
+async def _conductor_url(stack: contextlib.AsyncExitStack, kind: str) -> str:
+    if kind == "real":
+        log.info("starting Conductor OSS (about 15-30 s)")
+        real = await stack.enter_async_context(_broker(ConductorOSS(port_or_free(8080))))
+        return str(real.url)
+    from gateway.devserver.server import DevServer
+
+    server = await stack.enter_async_context(DevServer(port=port_or_free(8080)))
+    return server.url
 
 
 async def _run_on(
     stack: contextlib.AsyncExitStack,
-    kafka: Tansu,
+    kafka: Tansu | ApacheKafka,
     rabbit: RabbitMQ | None,
-    rules_file: Path,
-    workflows: Path,
+    choice: StackChoice,
 ) -> int:
     from gateway.conductor.client import ConductorClient
-    from gateway.devserver.server import DevServer
 
-    server = await stack.enter_async_context(DevServer(port=port_or_free(8080)))
-    client = await stack.enter_async_context(ConductorClient(server.url, flavor="oss"))
-    await register_examples(client, workflows)
-    ruleset = _dev_ruleset(rules_file, amqp=rabbit is not None)
-    settings_data = dev_settings(kafka, rabbit, server.url, rules_file)
+    conductor_url = await _conductor_url(stack, choice.conductor)
+    client = await stack.enter_async_context(ConductorClient(conductor_url, flavor="oss"))
+    await register_examples(client, choice.workflows)
+    ruleset = _dev_ruleset(choice.rules_file, amqp=rabbit is not None)
+    settings_data = dev_settings(kafka, rabbit, conductor_url, choice.rules_file)
     config = write_dev_config(settings_data)
     await create_topics(kafka.bootstrap, ruleset)
-    banner = functools.partial(print_banner, kafka, rabbit, server.url)
+    banner = functools.partial(print_banner, kafka, rabbit, conductor_url)
     await _serve(settings_data, ruleset, client, banner, config)
     return 0
 
@@ -182,12 +229,13 @@ async def _broker(broker: Any) -> AsyncIterator[Any]:
 
 
 def dev_settings(
-    kafka: Tansu, rabbit: RabbitMQ | None, conductor_url: str, rules_file: Path
+    kafka: Tansu | ApacheKafka, rabbit: RabbitMQ | None, conductor_url: str, rules_file: Path
 ) -> dict[str, Any]:
     return {
         "kafka": {
             "bootstrap_servers": kafka.bootstrap,
-            "enable_idempotence": False,
+            # Tansu has no InitProducerId; Apache Kafka gets the idempotent producer users run.
+            "enable_idempotence": isinstance(kafka, ApacheKafka),
             "group_id": "gateway-dev",
         },
         "amqp": {"url": rabbit.url if rabbit else "amqp://guest:guest@127.0.0.1:5672/"},
@@ -267,13 +315,18 @@ def _on_signals(gateway: Any, stop: asyncio.Event) -> None:
 
 
 def print_banner(
-    kafka: Tansu, rabbit: RabbitMQ | None, conductor_url: str, admin_port: int, config: Path
+    kafka: Tansu | ApacheKafka,
+    rabbit: RabbitMQ | None,
+    conductor_url: str,
+    admin_port: int,
+    config: Path,
 ) -> None:
     send = f"{Path(sys.executable).parent / 'gateway'} dev send --config {config}"
+    kafka_name = "Apache" if isinstance(kafka, ApacheKafka) else "Tansu"
     lines = [
         "",
         "gateway dev is running (Ctrl-C stops everything):",
-        f"  Kafka (Tansu)   {kafka.bootstrap}",
+        f"  {'Kafka (' + kafka_name + ')':<16}{kafka.bootstrap}",
         f"  RabbitMQ        {masked(rabbit.url) if rabbit else 'not running (Kafka-only)'}",
         f"  Conductor       {conductor_url}",
         f"  admin           http://127.0.0.1:{admin_port}/metrics  /readyz  /rules",
