@@ -101,7 +101,8 @@ class ConductorOSS(_JavaServer):
             java.binary,
             f"-Xmx{self.heap}",
             "-XX:+UseSerialGC",  # two cores: no parallel GC threads competing with the tests
-            "-XX:TieredStopAtLevel=1",  # starts in about half the time; fast enough for tests
+            # C1 only: less JIT work competing for two cores with the tests beside it.
+            "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
             "-jar",
             str(jar),
