@@ -1,4 +1,9 @@
-"""Daemon test helpers: a dev server, gateway settings for the real brokers, produce/consume."""
+"""Daemon test helpers: a dev server, gateway settings for the real brokers, produce/consume.
+
+`kafka` runs a test on both Kafka brokers the project supports, in the same run: Tansu (the
+light default, no idempotent producer) and Apache Kafka (what users run, with the idempotent
+producer on, for the gateway and for the test's own producers).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,31 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaBroker:
+    """A Kafka broker under test: where it is and whether producers use idempotence."""
+
+    name: str  # tansu | apache
+    bootstrap: str
+    idempotence: bool
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        """The `kafka` section of a gateway config file for this broker."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "enable_idempotence": self.idempotence,
+            **extra,
+        }
+
+
+@pytest.fixture(params=["tansu", "apache"])
+def kafka(request: pytest.FixtureRequest) -> KafkaBroker:
+    """Tansu (idempotence off: it has no InitProducerId) or Apache Kafka (idempotence on)."""
+    if request.param == "tansu":
+        return KafkaBroker("tansu", request.getfixturevalue("kafka_bootstrap"), False)
+    return KafkaBroker("apache", request.getfixturevalue("apache_kafka_bootstrap"), True)
+
+
 @pytest.fixture
 async def devserver() -> AsyncIterator[DevServer]:
     async with DevServer(port=0) as server:
@@ -34,6 +65,40 @@ async def devserver() -> AsyncIterator[DevServer]:
 async def conductor(devserver: DevServer) -> AsyncIterator[ConductorClient]:
     async with ConductorClient(devserver.url, flavor="oss", transport="httpx") as client:
         yield client
+
+
+@dataclass(frozen=True, slots=True)
+class ConductorServer:
+    """A Conductor under test: its API URL, the gateway's `conductor.flavor` for it, a client."""
+
+    kind: str  # oss | orkes (a fresh dev server of that flavour) | real (Conductor OSS)
+    url: str
+    flavor: str
+    client: ConductorClient
+
+
+@contextlib.asynccontextmanager
+async def conductor_server(
+    kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[ConductorServer]:
+    """`oss` or `orkes`: a fresh dev server of that flavour; `real`: the run's Conductor OSS
+    (shared by the tests, which use unique workflow names as they would on a shared server)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "real":
+            url, flavor = request.getfixturevalue("conductor_oss_url"), "oss"
+        else:
+            server = await stack.enter_async_context(DevServer(port=0, flavor=kind))
+            url, flavor = server.url, kind
+        client = ConductorClient(url, flavor=flavor, transport="httpx")
+        await stack.enter_async_context(client)
+        yield ConductorServer(kind, url, flavor, client)
+
+
+@pytest.fixture(params=["oss", "real"])
+async def oss_conductor(request: pytest.FixtureRequest) -> AsyncIterator[ConductorServer]:
+    """The dev server (OSS flavour), then the real Conductor OSS."""
+    async with conductor_server(request.param, request) as server:
+        yield server
 
 
 def wait_workflow(name: str) -> dict[str, Any]:
@@ -52,12 +117,13 @@ def make_settings(
     conductor_url: str,
     kafka_bootstrap: str = "127.0.0.1:1",
     amqp_url: str = "amqp://guest:guest@127.0.0.1:1/",
+    idempotence: bool = False,
     **extra: Any,
 ) -> Settings:
     kafka = {
         "bootstrap_servers": [kafka_bootstrap],
         "group_id": unique("gw"),
-        "enable_idempotence": False,
+        "enable_idempotence": idempotence,
         "session_timeout_ms": 6000,
         "revoke_drain_seconds": 5.0,
         **extra.pop("kafka", {}),
@@ -100,8 +166,8 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+async def producer(bootstrap: str, *, idempotence: bool = False) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=idempotence, acks="all")
     await p.start()
     try:
         yield p

@@ -1,4 +1,5 @@
-"""Every workflow operation driven by events, checked on the workflow's state (OSS and Orkes)."""
+"""Every workflow operation driven by events, checked on the workflow's state: on the dev server
+(OSS and Orkes flavours) and on the real Conductor OSS."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
+    ConductorServer,
+    conductor_server,
     create_topic,
     eventually,
     make_settings,
@@ -50,20 +53,17 @@ def action_rules(topic: str, workflow: str) -> str:
     )
 
 
-@pytest.fixture(params=["oss", "orkes"])
-async def flavored(request: Any) -> AsyncIterator[tuple[DevServer, ConductorClient]]:
-    flavor = request.param
-    async with (
-        DevServer(port=0, flavor=flavor) as server,
-        ConductorClient(server.url, flavor=flavor, transport="httpx") as client,
-    ):
-        yield server, client
+@pytest.fixture(params=["oss", "orkes", "real"])
+async def flavored(request: pytest.FixtureRequest) -> AsyncIterator[ConductorServer]:
+    """The dev server in both flavours, and the real Conductor OSS."""
+    async with conductor_server(request.param, request) as server:
+        yield server
 
 
 async def test_operations_driven_by_events(
-    kafka_bootstrap: str, flavored: tuple[DevServer, ConductorClient], tmp_path: Path
+    kafka_bootstrap: str, flavored: ConductorServer, tmp_path: Path
 ) -> None:
-    server, conductor = flavored
+    server, conductor = flavored, flavored.client
     topic, workflow = unique("ops"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka_bootstrap, topic, 1)
@@ -109,8 +109,9 @@ async def test_operations_driven_by_events(
 
 
 async def test_terminate_by_search_query_reaches_every_match_with_on_many_all(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka_bootstrap: str, oss_conductor: ConductorServer, tmp_path: Path
 ) -> None:
+    conductor = oss_conductor.client
     topic, workflow = unique("ops"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka_bootstrap, topic, 1)
@@ -126,7 +127,9 @@ rules:
       on_many: all
       reason: batch cancelled
 """
-    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
+    settings = make_settings(
+        tmp_path, conductor_url=oss_conductor.url, kafka_bootstrap=kafka_bootstrap
+    )
     async with running(settings, rules):
         async with producer(kafka_bootstrap) as p:
             await p.send_and_wait(topic, json.dumps({"batch": "batch-1"}).encode())

@@ -14,6 +14,7 @@ from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import RabbitMQ
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
+    ConductorServer,
     eventually,
     make_settings,
     running,
@@ -56,13 +57,14 @@ async def publish(
 
 
 async def test_amqp_event_signals_the_waiting_workflow_found_by_correlation_id(
-    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    amqp_url: str, oss_conductor: ConductorServer, tmp_path: Path
 ) -> None:
+    conductor = oss_conductor.client
     queue, exchange, workflow = unique("payments"), unique("events"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     workflow_id = await conductor.start_workflow(workflow, correlation_id="order-1")
     other_id = await conductor.start_workflow(workflow, correlation_id="order-2")
-    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    settings = make_settings(tmp_path, conductor_url=oss_conductor.url, amqp_url=amqp_url)
     async with running(settings, signal_rules(queue, exchange, workflow)):
         body = {"order_id": "order-1", "amount": 42}
         await publish(amqp_url, exchange, "payment.card", body, "m-1")

@@ -14,6 +14,7 @@ import pytest
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
+    KafkaBroker,
     committed_and_end,
     create_topic,
     eventually,
@@ -53,9 +54,9 @@ KEYS = pytest.mark.parametrize("keys", ["business", "default"])
 
 
 async def produce_slowly(
-    bootstrap: str, topic: str, count: int, partitions: int, per_second: float
+    kafka: KafkaBroker, topic: str, count: int, partitions: int, per_second: float
 ) -> None:
-    async with producer(bootstrap) as p:
+    async with producer(kafka.bootstrap, idempotence=kafka.idempotence) as p:
         for i in range(count):
             body = json.dumps({"id": f"e{i}"}).encode()
             await p.send(topic, body, key=f"k{i % 31}".encode(), partition=i % partitions)
@@ -85,7 +86,7 @@ async def assert_one_workflow_per_event(client: ConductorClient, workflow: str, 
 
 @KEYS
 async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
-    kafka_bootstrap: str,
+    kafka: KafkaBroker,
     devserver: DevServer,
     conductor: ConductorClient,
     tmp_path: Path,
@@ -93,19 +94,18 @@ async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
 ) -> None:
     topic, workflow, count = unique("orders"), unique("order_flow"), 600
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 2)
+    await create_topic(kafka.bootstrap, topic, 2)
     async with TcpProxy("127.0.0.1", devserver.port) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/api"
         settings = make_settings(
             tmp_path,
             conductor_url=url,
-            kafka_bootstrap=kafka_bootstrap,
+            kafka_bootstrap=kafka.bootstrap,
+            idempotence=kafka.idempotence,
             conductor={"max_retries": 1, "request_timeout": 2.0},
         )
         async with running(settings, exactly_once_rules(topic, workflow, keys)) as gateway:
-            feeding = asyncio.create_task(
-                produce_slowly(kafka_bootstrap, topic, count, 2, per_second=60)
-            )
+            feeding = asyncio.create_task(produce_slowly(kafka, topic, count, 2, per_second=60))
 
             async def some_started() -> bool:
                 return len(await workflows_of(conductor, workflow)) >= 100
@@ -126,7 +126,7 @@ async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
 
             async def all_committed() -> bool:
                 committed, end = await committed_and_end(
-                    kafka_bootstrap, settings.kafka.group_id, topic, 2
+                    kafka.bootstrap, settings.kafka.group_id, topic, 2
                 )
                 return committed == end
 
@@ -140,7 +140,7 @@ async def test_conductor_down_for_ten_seconds_loses_and_duplicates_nothing(
 
 @KEYS
 async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
-    kafka_bootstrap: str,
+    kafka: KafkaBroker,
     devserver: DevServer,
     conductor: ConductorClient,
     tmp_path: Path,
@@ -149,20 +149,16 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
     topic, workflow, count = unique("orders"), unique("order_flow"), 1500
     group = unique("gw")
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 3)
+    await create_topic(kafka.bootstrap, topic, 3)
     rules = tmp_path / "rules.yaml"
     rules.write_text(exactly_once_rules(topic, workflow, keys))
     config = tmp_path / "gateway.yaml"
     config.write_text(
         json.dumps(
             {
-                "kafka": {
-                    "bootstrap_servers": kafka_bootstrap,
-                    "group_id": group,
-                    "enable_idempotence": False,
-                    "session_timeout_ms": 6000,
-                    "group_instance_id": "gw-1",
-                },
+                "kafka": kafka.config(
+                    group_id=group, session_timeout_ms=6000, group_instance_id="gw-1"
+                ),
                 "conductor": {"url": devserver.url, "flavor": "oss"},
                 "store": {"sqlite_path": str(tmp_path / "gw.db")},
                 "admin": {"port": 0},
@@ -171,7 +167,7 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
             }
         )
     )
-    async with producer(kafka_bootstrap) as p:
+    async with producer(kafka.bootstrap, idempotence=kafka.idempotence) as p:
         for i in range(count):
             body = json.dumps({"id": f"e{i}"}).encode()
             await p.send(topic, body, key=f"k{i % 31}".encode(), partition=i % 3)
@@ -201,7 +197,7 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
         await eventually(all_started, timeout=120)
 
         async def all_committed() -> bool:  # redeliveries of the killed run's batch settled too
-            committed, end = await committed_and_end(kafka_bootstrap, group, topic, 3)
+            committed, end = await committed_and_end(kafka.bootstrap, group, topic, 3)
             return committed == end
 
         await eventually(all_committed, timeout=60)
@@ -215,26 +211,28 @@ async def test_kill_9_mid_stream_then_restart_gives_one_workflow_per_event(
 
 
 async def test_a_second_gateway_joining_mid_stream_rebalances_without_loss_or_duplicates(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka: KafkaBroker, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
 ) -> None:
     topic, workflow, count = unique("orders"), unique("order_flow"), 1200
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 4)
+    await create_topic(kafka.bootstrap, topic, 4)
     first = make_settings(
-        tmp_path / "a", conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap
+        tmp_path / "a",
+        conductor_url=devserver.url,
+        kafka_bootstrap=kafka.bootstrap,
+        idempotence=kafka.idempotence,
     )
     group = first.kafka.group_id
     second = make_settings(
         tmp_path / "b",
         conductor_url=devserver.url,
-        kafka_bootstrap=kafka_bootstrap,
+        kafka_bootstrap=kafka.bootstrap,
+        idempotence=kafka.idempotence,
         kafka={"group_id": group},
     )
     rules = exactly_once_rules(topic, workflow, "default")
     async with running(first, rules) as gateway_a:
-        feeding = asyncio.create_task(
-            produce_slowly(kafka_bootstrap, topic, count, 4, per_second=150)
-        )
+        feeding = asyncio.create_task(produce_slowly(kafka, topic, count, 4, per_second=150))
 
         async def some_started() -> bool:
             return len(await workflows_of(conductor, workflow)) >= 200
@@ -249,7 +247,7 @@ async def test_a_second_gateway_joining_mid_stream_rebalances_without_loss_or_du
             await eventually(all_started, timeout=90)
 
             async def all_committed() -> bool:
-                committed, end = await committed_and_end(kafka_bootstrap, group, topic, 4)
+                committed, end = await committed_and_end(kafka.bootstrap, group, topic, 4)
                 return committed == end
 
             await eventually(all_committed, timeout=30)

@@ -1,4 +1,5 @@
-"""The daemon against real Tansu and the dev server: starts, commits, dead letters."""
+"""The daemon against real Kafka (Tansu and Apache Kafka) and the dev server: starts, commits,
+dead letters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
+    KafkaBroker,
     committed_and_end,
     create_topic,
     eventually,
@@ -50,14 +52,19 @@ rules:
 
 
 async def test_thousand_events_start_thousand_workflows_and_commit(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka: KafkaBroker, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
 ) -> None:
     topic, workflow = unique("orders"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 4)
-    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
+    await create_topic(kafka.bootstrap, topic, 4)
+    settings = make_settings(
+        tmp_path,
+        conductor_url=devserver.url,
+        kafka_bootstrap=kafka.bootstrap,
+        idempotence=kafka.idempotence,
+    )
     async with running(settings, start_rules(topic, workflow, topic + ".dlq")):
-        async with producer(kafka_bootstrap) as p:
+        async with producer(kafka.bootstrap, idempotence=kafka.idempotence) as p:
             for i in range(1000):
                 body = json.dumps({"id": f"e{i}"}).encode()
                 await p.send(topic, body, key=f"k{i % 97}".encode(), partition=i % 4)
@@ -70,7 +77,7 @@ async def test_thousand_events_start_thousand_workflows_and_commit(
 
         async def all_committed() -> bool:
             committed, end = await committed_and_end(
-                kafka_bootstrap, settings.kafka.group_id, topic, 4
+                kafka.bootstrap, settings.kafka.group_id, topic, 4
             )
             return committed == end
 
@@ -79,21 +86,22 @@ async def test_thousand_events_start_thousand_workflows_and_commit(
     found = await workflows_of(conductor, workflow)
     per_event = Counter(w.correlation_id for w in found)
     assert len(per_event) == 1000 and max(per_event.values()) == 1
-    committed, end = await committed_and_end(kafka_bootstrap, settings.kafka.group_id, topic, 4)
+    committed, end = await committed_and_end(kafka.bootstrap, settings.kafka.group_id, topic, 4)
     assert committed == end == {0: 250, 1: 250, 2: 250, 3: 250}
 
 
 async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_flows(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka: KafkaBroker, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
 ) -> None:
     topic, workflow, dlq = unique("orders"), unique("order_flow"), unique("orders-dlq")
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 1)
-    await create_topic(kafka_bootstrap, dlq, 1)
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_topic(kafka.bootstrap, dlq, 1)
     settings = make_settings(
         tmp_path,
         conductor_url=devserver.url,
-        kafka_bootstrap=kafka_bootstrap,
+        kafka_bootstrap=kafka.bootstrap,
+        idempotence=kafka.idempotence,
         limits={"max_json_depth": 8},
     )
     messages = [
@@ -106,10 +114,10 @@ async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_f
         json.dumps({"id": "good-3"}).encode(),
     ]
     async with running(settings, start_rules(topic, workflow, dlq)):
-        async with producer(kafka_bootstrap) as p:
+        async with producer(kafka.bootstrap, idempotence=kafka.idempotence) as p:
             for body in messages:
                 await p.send_and_wait(topic, body, key=b"same-key", headers=[("trace", b"t-1")])
-        dead = await read_topic(kafka_bootstrap, dlq, 4, timeout=60)
+        dead = await read_topic(kafka.bootstrap, dlq, 4, timeout=60)
 
         async def good_started() -> bool:
             return len(await workflows_of(conductor, workflow)) == 3
@@ -118,7 +126,7 @@ async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_f
 
         async def all_committed() -> bool:
             committed, end = await committed_and_end(
-                kafka_bootstrap, settings.kafka.group_id, topic, 1
+                kafka.bootstrap, settings.kafka.group_id, topic, 1
             )
             return committed == end == {0: len(messages)}
 
@@ -147,11 +155,11 @@ async def test_poison_and_failing_messages_are_dead_lettered_and_the_partition_f
 
 
 async def test_sigterm_drains_commits_and_exits_zero(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka: KafkaBroker, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
 ) -> None:
     topic, workflow = unique("orders"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
-    await create_topic(kafka_bootstrap, topic, 2)
+    await create_topic(kafka.bootstrap, topic, 2)
     group = unique("gw")
     rules = tmp_path / "rules.yaml"
     rules.write_text(start_rules(topic, workflow, topic + ".dlq"))
@@ -159,12 +167,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
     config.write_text(
         json.dumps(
             {
-                "kafka": {
-                    "bootstrap_servers": kafka_bootstrap,
-                    "group_id": group,
-                    "enable_idempotence": False,
-                    "max_in_flight_per_partition": 20,
-                },
+                "kafka": kafka.config(group_id=group, max_in_flight_per_partition=20),
                 "conductor": {"url": devserver.url, "flavor": "oss"},
                 "store": {"sqlite_path": str(tmp_path / "gw.db")},
                 "admin": {"port": 0},
@@ -174,7 +177,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
             }
         )
     )
-    async with producer(kafka_bootstrap) as p:
+    async with producer(kafka.bootstrap, idempotence=kafka.idempotence) as p:
         for i in range(3000):
             await p.send(topic, json.dumps({"id": f"e{i}"}).encode(), partition=i % 2)
         await p.flush()
@@ -199,7 +202,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
             process.kill()
             await process.wait()
     assert process.returncode == 0, err.decode()[-2000:]
-    committed, _end = await committed_and_end(kafka_bootstrap, group, topic, 2)
+    committed, _end = await committed_and_end(kafka.bootstrap, group, topic, 2)
     started = await workflows_of(conductor, workflow)
     # Every started workflow is covered by the commit and nothing committed lacks a workflow.
     assert sum(committed.values()) == len(started)
