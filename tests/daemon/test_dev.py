@@ -1,4 +1,6 @@
-"""`gateway dev`, the README's first command: the whole stack comes up, works, and goes away."""
+"""`gateway dev`, the README's first command: the whole stack comes up, works, and goes away; on
+the light defaults (dev server, Tansu) and once on the real servers (Conductor OSS, Apache
+Kafka)."""
 
 from __future__ import annotations
 
@@ -6,83 +8,37 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.daemon.conftest import eventually
+from tests.daemon.conftest import eventually, read_topic
+from tests.devstack import ROOT, banner_ports, children, port_open, read_banner, stop_tree
 
 pytestmark = pytest.mark.brokers
 
-ROOT = Path(__file__).resolve().parents[2]
+
+STACKS = {
+    # name: (arguments, the banner's Kafka name, seconds to the banner)
+    "light": ([], "Tansu", 120),
+    "real": (["--conductor", "real", "--kafka", "apache"], "Apache", 300),
+}
 
 
-async def read_banner(stream: asyncio.StreamReader, timeout: float) -> list[str]:
-    lines: list[str] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await stream.readline()).decode()
-            if not line:
-                raise AssertionError("gateway dev exited before its banner:\n" + "".join(lines))
-            lines.append(line)
-            if line.startswith("  curl"):
-                return lines
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (the brokers run in sessions of their own)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # The command name (field 2) may hold spaces; the parent pid follows its ')'.
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
-async def stop_tree(process: asyncio.subprocess.Process) -> None:
-    """Stop `gateway dev` after a failure: Ctrl-C first, then kill it and the brokers' groups."""
-    if process.returncode is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), 60)
-        return
-    for group in [*children(process.pid), process.pid]:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
-    await process.wait()
-
-
-def banner_ports(banner: str) -> dict[str, int]:
-    found = {
-        "kafka": re.search(r"Kafka \(Tansu\)\s+127\.0\.0\.1:(\d+)", banner),
-        "rabbitmq": re.search(r"RabbitMQ\s+amqp://guest:\*\*\*@127\.0\.0\.1:(\d+)/", banner),
-        "conductor": re.search(r"Conductor\s+http://127\.0\.0\.1:(\d+)/", banner),
-        "admin": re.search(r"admin\s+http://127\.0\.0\.1:(\d+)/", banner),
-    }
-    assert all(found.values()), banner
-    return {name: int(match.group(1)) for name, match in found.items() if match}
-
-
-async def test_gateway_dev_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stack", list(STACKS))
+async def test_gateway_dev_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path, stack: str) -> None:
+    arguments, kafka_name, banner_timeout = STACKS[stack]
     env = {**os.environ, "GATEWAY_DEV_DIR": str(tmp_path), "GATEWAY_DEV_ANY_PORT": "1"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "gateway",
         "dev",
+        *arguments,
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -91,10 +47,10 @@ async def test_gateway_dev_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> 
     )
     assert process.stdout is not None
     try:
-        banner = "".join(await read_banner(process.stdout, 120))
+        banner = "".join(await read_banner(process.stdout, banner_timeout))
         draining = asyncio.create_task(process.stdout.read())  # the pipe must never fill
         assert "guest:guest" not in banner, "the banner shows the RabbitMQ password"
-        ports = banner_ports(banner)
+        ports = banner_ports(banner, kafka_name)
         sends = [line.strip() for line in banner.splitlines() if " send " in line]
         assert len(sends) == 3, banner
         # The order, then its payment at once: the payment rule retries (on_missing: retry)
@@ -115,8 +71,14 @@ async def test_gateway_dev_runs_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> 
             with contextlib.suppress(AssertionError):
                 await eventually(completed, timeout=60)
         assert found and found[0]["status"] == "COMPLETED", json.dumps(found)[:500]
+        # The completion CloudEvent, as a consumer of `order-status` reads it.
+        [record] = await read_topic(f"127.0.0.1:{ports['kafka']}", "order-status", 1, 60)
+        event = json.loads(record.value)
+        assert event["type"] == "io.conductor.workflow.completed", event
+        assert event["subject"] == found[0]["workflowId"] == record.key.decode()
+        assert event["data"]["correlationId"] == "o-1001"
         brokers = children(process.pid)
-        assert len(brokers) >= 2, f"expected Tansu and RabbitMQ children, found {brokers}"
+        assert len(brokers) >= 2, f"expected the brokers as children, found {brokers}"
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 90) == 0
         await draining
