@@ -332,6 +332,11 @@ class ConductorClient:
         """Resume a PAUSED workflow. OSS answers 500 (ServerError) if it is not paused."""
         await self._session.request("PUT", f"/workflow/{_seg(workflow_id)}/resume", idempotent=True)
 
+    async def decide(self, workflow_id: str) -> None:
+        """Run the decider on a workflow now (PUT /workflow/decide/{id}): a due workflow or task
+        timeout fires at once instead of at the server's next sweep (about 30 s on OSS)."""
+        await self._session.request("PUT", f"/workflow/decide/{_seg(workflow_id)}", idempotent=True)
+
     async def retry(self, workflow_id: str, resume_subworkflow_tasks: bool = False) -> None:
         """Retry the last failed task(s) of a FAILED/TIMED_OUT/TERMINATED workflow."""
         await self._session.request(

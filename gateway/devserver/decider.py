@@ -1,20 +1,25 @@
-"""The decider: what happens next in one sequential workflow.
+"""The decider: what happens next in a workflow (Conductor's DeciderService).
 
-Mirrors Conductor's DeciderService for the task types the dev server runs: the newest task
-decides. Non-terminal -> wait; successful -> schedule the next one (or complete); failed ->
-retry with the task definition's backoff, or end the workflow.
+Executions are flat task lists, as Conductor keeps them; where a task sits in the definition
+(a fork branch, a switch case, a loop body) is its tree node. Each decide repeats two phases
+until nothing changes: settle the tasks that ended (retry or fail the unsuccessful ones,
+schedule the successors of the others), then re-evaluate running system tasks (JOIN,
+DO_WHILE, SUB_WORKFLOW). What each task type does is its handler's business
+(gateway/devserver/tasks). Decides are queued and run one at a time, so a child workflow
+that ends inside its parent's decide wakes the parent afterwards, never re-entrantly.
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.devserver.clock import Clock
 from gateway.devserver.mapping import resolve
 from gateway.devserver.metadata import Metadata
-from gateway.devserver.models import TaskDef, WorkflowTask
+from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
 from gateway.devserver.state import (
     RETRIABLE_TASK,
     SUCCESSFUL_TASK,
@@ -22,9 +27,17 @@ from gateway.devserver.state import (
     WorkflowRecord,
     new_id,
 )
+from gateway.devserver.tasks import HANDLERS
+from gateway.devserver.tasks.base import TaskHandler
+from gateway.devserver.tasks.tree import Node, Tree
+from gateway.devserver.tasks.waiting import parse_duration_ms
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+log = logging.getLogger(__name__)
+# A loop whose body is all system tasks and whose condition never turns false would spin
+# forever inside one decide; Conductor would spin too, but spread over its sweeper.
+MAX_ROUNDS = 10_000
+
+__all__ = ["Decider", "Store", "parse_duration_ms", "retry_delay_seconds"]
 
 
 @dataclass
@@ -74,17 +87,24 @@ def retry_delay_seconds(task_def: TaskDef, retry_count: int) -> int:
     return base
 
 
-def parse_duration_ms(text: Any) -> int | None:
-    """WAIT `duration`: "30s", "5m", "2h", "1d", "250ms" or bare seconds."""
-    match = _DURATION.match(str(text))
-    if match is None:
-        return None
-    return int(match.group(1)) * _UNIT_MS[match.group(2) or "s"]
-
-
 class Decider:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._waiting: dict[str, None] = {}  # workflow ids to decide, in order
+        self._deciding = False
+
+    # --- what handlers use (tasks.base.Runtime) ------------------------------------------
+
+    def handler(self, task: TaskRecord) -> TaskHandler:
+        return HANDLERS[task.task_type]
+
+    def tree(self, wf: WorkflowRecord) -> Tree:
+        if wf.tree is None:
+            wf.tree = Tree(wf.definition, HANDLERS)
+        return wf.tree
+
+    def workflow(self, workflow_id: str | None) -> WorkflowRecord | None:
+        return self.store.workflows.get(workflow_id) if workflow_id else None
 
     def context(self, wf: WorkflowRecord) -> dict[str, Any]:
         ctx: dict[str, Any] = {
@@ -93,80 +113,51 @@ class Decider:
                 "output": wf.output,
                 "variables": wf.variables,
                 "workflowId": wf.workflow_id,
+                "parentWorkflowId": wf.parent_workflow_id,
+                "parentWorkflowTaskId": wf.parent_workflow_task_id,
                 "correlationId": wf.correlation_id,
                 "workflowType": wf.name,
                 "version": wf.version,
                 "status": wf.status,
+                "reasonForIncompletion": wf.reason_for_incompletion,
+                "schemaVersion": wf.definition.schema_version,
             }
         }
-        for task in wf.tasks:  # later tasks of a ref (retries) win
-            ctx[task.ref] = {"input": task.input_data, "output": task.output_data}
+        # Later tasks of a ref (retries, later loop iterations) win; loop tasks are found
+        # under their ref without the __N suffix, as in Conductor.
+        for task in wf.tasks:
+            ctx[task.node.ref] = {
+                "input": task.input_data,
+                "output": task.output_data,
+                "taskId": task.task_id,
+                "status": task.status,
+                "referenceTaskName": task.ref,
+                "retryCount": task.retry_count,
+                "iteration": task.iteration,
+            }
         return ctx
 
-    def decide(self, wf: WorkflowRecord) -> None:
-        """Advance `wf` as far as it can go without outside input."""
-        while wf.status == "RUNNING":
-            last = wf.tasks[-1] if wf.tasks else None
-            if last is None:
-                self._advance(wf, 0)
-            elif not last.terminal:
-                return
-            elif last.status in SUCCESSFUL_TASK:
-                self._advance(wf, last.position + 1)
-            else:
-                self._on_failure(wf, last)
-
-    def _advance(self, wf: WorkflowRecord, position: int) -> None:
-        if position >= len(wf.definition.tasks):
-            self.end(wf, "COMPLETED", None)
-        else:
-            self.schedule(wf, position)
-
-    def _on_failure(self, wf: WorkflowRecord, task: TaskRecord) -> None:
-        if self._can_retry(task):
-            self.schedule_retry(wf, task)
-        elif task.workflow_task.optional:
-            task.status = "COMPLETED_WITH_ERRORS"
-        else:
-            self._fail_with(wf, task)
-
-    def _can_retry(self, task: TaskRecord) -> bool:
-        return (
-            task.task_type == "SIMPLE"
-            and task.status in RETRIABLE_TASK
-            and task.retry_count < task.task_def.retry_count
-        )
-
-    def _fail_with(self, wf: WorkflowRecord, task: TaskRecord) -> None:
-        status = {"CANCELED": "TERMINATED", "TIMED_OUT": "TIMED_OUT"}.get(task.status, "FAILED")
-        self._note_failed(wf, task)
-        reason = (
-            f"Task {task.task_id} failed with status: {task.status} and reason: "
-            f"'{task.reason_for_incompletion}'"
-        )
-        self.end(wf, status, reason)
+    def task_input(self, wf: WorkflowRecord, wt: WorkflowTask) -> dict[str, Any]:
+        result = resolve(wt.input_parameters, self.context(wf))
+        return result if isinstance(result, dict) else {}
 
     def task_def_for(self, wt: WorkflowTask) -> TaskDef:
         if wt.task_definition is not None:
             return wt.task_definition
         registered = self.store.metadata.find_task_def(wt.name)
-        # OSS HEAD gives an unregistered SIMPLE task an ad-hoc default definition (§4.18).
-        return registered or TaskDef(name=wt.name)
+        return registered or HANDLERS[wt.type].default_task_def(wt)
 
-    def schedule(self, wf: WorkflowRecord, position: int) -> TaskRecord:
-        wt = wf.definition.tasks[position]
-        task = self.new_task(wf, position, resolve(wt.input_parameters, self.context(wf)))
-        self.start_task(wf, task)
-        return task
-
-    def new_task(self, wf: WorkflowRecord, position: int, input_data: dict[str, Any]) -> TaskRecord:
-        wt = wf.definition.tasks[position]
+    def new_task(
+        self, wf: WorkflowRecord, node: Node, iteration: int, input_data: dict[str, Any]
+    ) -> TaskRecord:
+        wt = node.task
+        handler = HANDLERS[wt.type]
         now = self.store.now()
         return TaskRecord(
             task_id=new_id(),
             workflow_id=wf.workflow_id,
             workflow_type=wf.name,
-            position=position,
+            node=node,
             workflow_task=wt,
             task_def=self.task_def_for(wt),
             status="SCHEDULED",
@@ -178,59 +169,29 @@ class Decider:
             correlation_id=wf.correlation_id,
             workflow_priority=wf.priority,
             domain=wf.task_to_domain.get(wt.name, wf.task_to_domain.get("*")),
+            ref_name=self.ref_for(node, iteration),
+            iteration=iteration,
+            type_name=handler.type_name(wt),
+            def_name=handler.def_name(wt),
         )
 
-    def schedule_retry(self, wf: WorkflowRecord, failed: TaskRecord) -> TaskRecord:
-        delay = retry_delay_seconds(failed.task_def, failed.retry_count)
-        failed.retried = True
-        task = self.new_task(wf, failed.position, dict(failed.input_data))
-        task.retry_count = failed.retry_count + 1
-        task.retried_task_id = failed.task_id
-        task.callback_after_seconds = delay
-        task.available_at = task.scheduled_time + delay * 1000
-        self.start_task(wf, task)
-        return task
+    @staticmethod
+    def ref_for(node: Node, iteration: int) -> str:
+        return f"{node.ref}__{iteration}" if iteration and node.loop() is not None else node.ref
 
-    def start_task(self, wf: WorkflowRecord, task: TaskRecord) -> None:
-        """Append `task` and run it if it is a system task that finishes at once."""
+    def add(self, wf: WorkflowRecord, task: TaskRecord) -> None:
         wf.tasks.append(task)
         self.store.tasks[task.task_id] = task
         self.store.touch(wf)
-        kind = task.task_type
-        if kind == "SIMPLE":
-            self.store.enqueue(task)
-        elif kind in ("WAIT", "HUMAN"):
-            self._start_waiting(task)
-        elif kind == "SET_VARIABLE":
-            wf.variables.update(task.input_data)
-            self.finish(task, "COMPLETED")
-        else:
-            self._terminate_task(wf, task)
 
-    def _start_waiting(self, task: TaskRecord) -> None:
-        task.status = "IN_PROGRESS"
-        task.start_time = self.store.now()
-        if task.task_type == "WAIT" and "duration" in task.input_data:
-            duration = parse_duration_ms(task.input_data["duration"])
-            if duration is not None:
-                task.wait_until = task.start_time + duration
-        self.store.mark_running(task)
-
-    def _terminate_task(self, wf: WorkflowRecord, task: TaskRecord) -> None:
-        """TERMINATE: end the workflow with terminationStatus; workflowOutput is its output."""
-        status = str(task.input_data.get("terminationStatus", "")).upper()
-        if status not in ("COMPLETED", "FAILED", "TERMINATED"):
-            # Conductor fails the task itself; the decider then fails the workflow.
-            self.finish(task, "FAILED", "given termination status is not valid")
-            return
-        output = task.input_data.get("workflowOutput")
-        if output is not None:
-            task.output_data = output if isinstance(output, dict) else {"output": output}
-        self.finish(task, "COMPLETED")
-        reason = task.input_data.get("terminationReason") or (
-            f"Workflow is {status} by TERMINATE task: {task.task_id}"
-        )
-        self.end(wf, status, str(reason))
+    def schedule(
+        self,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        HANDLERS[node.task.type].schedule(self, wf, node, iteration, input_data)
 
     def finish(self, task: TaskRecord, status: str, reason: str | None = None) -> None:
         now = self.store.now()
@@ -241,18 +202,241 @@ class Decider:
             task.reason_for_incompletion = reason
         self.store.forget(task)
 
-    def end(self, wf: WorkflowRecord, status: str, reason: str | None) -> None:
-        """Put `wf` in a terminal state, cancelling what is still running (WEO.terminate)."""
+    def fail(self, wf: WorkflowRecord, reason: str) -> None:
+        """A mapping error (TerminateWorkflowException): the workflow FAILS."""
+        self.end(wf, "FAILED", reason)
+
+    def terminate(self, wf: WorkflowRecord, reason: str) -> None:
+        self.end(wf, "TERMINATED", reason, failure_workflow=False)
+
+    def launch(
+        self,
+        definition: WorkflowDef,
+        input_data: dict[str, Any],
+        *,
+        parent: TaskRecord | None = None,
+        workflow_id: str | None = None,
+        correlation_id: str | None = None,
+        priority: int = 0,
+        task_to_domain: dict[str, str] | None = None,
+        created_by: str | None = None,
+        dynamic: bool = False,
+    ) -> WorkflowRecord:
+        """Create an execution and decide it (queued when inside another decide)."""
+        wf = WorkflowRecord(
+            workflow_id=workflow_id or new_id(),
+            definition=definition,
+            input=input_data,
+            create_time=self.store.now(),
+            variables=copy.deepcopy(definition.variables),
+            correlation_id=correlation_id,
+            priority=priority,
+            task_to_domain=dict(task_to_domain or {}),
+            created_by=created_by,
+            dynamic=dynamic,
+            parent_workflow_id=parent.workflow_id if parent else None,
+            parent_workflow_task_id=parent.task_id if parent else None,
+        )
+        self.store.workflows[wf.workflow_id] = wf
+        self.track_timeout(wf)
+        self.store.touch(wf)
+        self.decide(wf)
+        return wf
+
+    def track_timeout(self, wf: WorkflowRecord) -> None:
+        definition = wf.definition
+        if definition.timeout_seconds > 0 and definition.timeout_policy == "TIME_OUT_WF":
+            self.store.timed.add(wf.workflow_id)
+
+    # --- deciding ----------------------------------------------------------------------
+
+    def decide(self, wf: WorkflowRecord) -> None:
+        """Advance `wf` (and every workflow it wakes) as far as it goes without outside
+        input. Inside another decide this only queues `wf`."""
+        self._waiting[wf.workflow_id] = None
+        if self._deciding:
+            return
+        self._deciding = True
+        try:
+            while self._waiting:
+                workflow_id = next(iter(self._waiting))
+                del self._waiting[workflow_id]
+                found = self.store.workflows.get(workflow_id)
+                if found is not None:
+                    self._decide(found)
+        finally:
+            self._deciding = False
+
+    def _decide(self, wf: WorkflowRecord) -> None:
+        if wf.status == "PAUSED":
+            # Only async system tasks (JOIN, SUB_WORKFLOW) go on while paused (§2.7).
+            self._run_system_tasks(wf, async_only=True)
+            return
+        for _ in range(MAX_ROUNDS):
+            if wf.status != "RUNNING":
+                return
+            if not wf.tasks:
+                self.schedule(wf, self.tree(wf).first, 0)
+                continue
+            changed = self._settle(wf)
+            if wf.status != "RUNNING":
+                return
+            changed = self._run_system_tasks(wf, async_only=False) or changed
+            if not changed:
+                break
+        else:
+            log.warning("workflow %s: still changing after %d rounds", wf.workflow_id, MAX_ROUNDS)
+            return
+        if wf.status == "RUNNING" and all(t.terminal for t in wf.tasks):
+            self.end(wf, "COMPLETED", None)
+
+    def _settle(self, wf: WorkflowRecord) -> bool:
+        """Phase 1: tasks that ended are retried, or failed over, or lead on."""
+        changed = False
+        for task in list(wf.tasks):
+            if task.retried or task.executed or not task.terminal:
+                continue
+            changed = True
+            if task.status not in SUCCESSFUL_TASK:
+                if not self._recover(wf, task):
+                    return True
+                if task.retried:
+                    continue
+            task.executed = True
+            successor = self.handler(task).successor(self, wf, task)
+            if successor is not None:
+                iteration = self.iteration_of(wf, successor)
+                ref = self.ref_for(successor, iteration)
+                if not any(t.ref == ref for t in wf.tasks):
+                    self.schedule(wf, successor, iteration)
+            if wf.status != "RUNNING":
+                return True
+        return changed
+
+    def _run_system_tasks(self, wf: WorkflowRecord, async_only: bool) -> bool:
+        """Phase 2: running system tasks look again (a JOIN at its branches...)."""
+        changed = False
+        for task in list(wf.tasks):
+            if task.terminal or task.retried:
+                continue
+            handler = self.handler(task)
+            if async_only and not handler.is_async:
+                continue
+            if handler.execute(self, wf, task):
+                changed = True
+                self.store.touch(wf)
+            if wf.terminal:
+                return True
+        return changed
+
+    def iteration_of(self, wf: WorkflowRecord, node: Node) -> int:
+        """The iteration a task at `node` belongs to: its loop's current one, else 0."""
+        loop = node.loop()
+        if loop is None:
+            return 0
+        task = next((t for t in reversed(wf.tasks) if t.ref == loop.ref), None)
+        return task.iteration if task is not None else 0
+
+    def _recover(self, wf: WorkflowRecord, task: TaskRecord) -> bool:
+        """A task ended unsuccessfully: retry it, or let an optional one pass; otherwise
+        the workflow fails. False when the workflow ended."""
+        if self._can_retry(task):
+            self.schedule_retry(wf, task)
+        elif task.workflow_task.optional:
+            task.status = "COMPLETED_WITH_ERRORS"
+        else:
+            self._fail_with(wf, task)
+            return False
+        return True
+
+    def _can_retry(self, task: TaskRecord) -> bool:
+        return (
+            not self.handler(task).built_in
+            and task.status in RETRIABLE_TASK
+            and task.retry_count < task.task_def.retry_count
+        )
+
+    def _fail_with(self, wf: WorkflowRecord, task: TaskRecord) -> None:
+        status = {"CANCELED": "TERMINATED", "TIMED_OUT": "TIMED_OUT"}.get(task.status, "FAILED")
+        self._note_failed(wf, task)
+        reason = (
+            f"Task {task.task_id} failed with status: {status} and reason: "
+            f"'{task.reason_for_incompletion}'"
+        )
+        self.end(wf, status, reason)
+
+    def schedule_retry(self, wf: WorkflowRecord, failed: TaskRecord) -> TaskRecord:
+        """The next attempt exists at once; only its queue delay waits (DS.retry)."""
+        delay = retry_delay_seconds(failed.task_def, failed.retry_count)
+        failed.retried = True
+        task = self.copy_task(wf, failed, dict(failed.input_data))
+        task.reason_for_incompletion = failed.reason_for_incompletion
+        task.callback_after_seconds = delay
+        task.available_at = task.scheduled_time + delay * 1000
+        self.add(wf, task)
+        self.handler(task).start(self, wf, task)
+        return task
+
+    def copy_task(
+        self, wf: WorkflowRecord, old: TaskRecord, input_data: dict[str, Any]
+    ) -> TaskRecord:
+        """A new attempt of `old`: new id, same place and reference name."""
+        task = self.new_task(wf, old.node, old.iteration, input_data)
+        task.workflow_task, task.task_def = old.workflow_task, old.task_def
+        task.type_name, task.def_name = old.type_name, old.def_name
+        task.retry_count = old.retry_count + 1
+        task.retried_task_id = old.task_id
+        return task
+
+    # --- ending ------------------------------------------------------------------------
+
+    def end(
+        self, wf: WorkflowRecord, status: str, reason: str | None, *, failure_workflow: bool = True
+    ) -> None:
+        """Put `wf` in a terminal state, cancelling what still runs (WEO.terminate)."""
         wf.output = self._workflow_output(wf)
+        wf.status = status
+        wf.reason_for_incompletion = reason
         for task in wf.tasks:
             if task.status in ("FAILED", "FAILED_WITH_TERMINAL_ERROR"):
                 self._note_failed(wf, task)
             if not task.terminal:
+                self.handler(task).cancel(self, wf, task)
                 self.finish(task, "CANCELED")
-        wf.status = status
-        wf.reason_for_incompletion = reason
         wf.end_time = self.store.now()
         self.store.touch(wf)
+        parent = self.workflow(wf.parent_workflow_id)
+        if parent is not None:
+            self.decide(parent)
+        if failure_workflow and status != "COMPLETED" and wf.definition.failure_workflow:
+            self._start_failure_workflow(wf)
+
+    def _start_failure_workflow(self, wf: WorkflowRecord) -> None:
+        """WEO.terminate: the definition's failureWorkflow (`$workflow.input.x` reads the
+        name from the input) gets the input plus workflowId, reason, failureStatus and the
+        failed workflow; its id lands in the failed workflow's output."""
+        name = wf.definition.failure_workflow or ""
+        if name.startswith("$"):
+            parts = name.split(".")
+            name = str(wf.input.get(parts[2])) if len(parts) > 2 else ""
+        definition = self.store.metadata.find_workflow(name, None)
+        if definition is None:
+            wf.output["conductor.failure_workflow"] = (
+                f"Error starting failure workflow {name}: no such workflow"
+            )
+            return
+        failed = [t for t in wf.tasks if t.status in ("FAILED", "FAILED_WITH_TERMINAL_ERROR")]
+        input_data = {
+            **wf.input,
+            "workflowId": wf.workflow_id,
+            "reason": wf.reason_for_incompletion,
+            "failureStatus": wf.status,
+            "failedWorkflow": wf.to_json(),
+        }
+        if failed:
+            input_data["failureTaskId"] = failed[-1].task_id
+        child = self.launch(definition, input_data, correlation_id=wf.correlation_id)
+        wf.output["conductor.failure_workflow"] = child.workflow_id
 
     @staticmethod
     def _note_failed(wf: WorkflowRecord, task: TaskRecord) -> None:
@@ -269,7 +453,7 @@ class Decider:
         terminate = next(
             (t for t in wf.tasks if t.task_type == "TERMINATE" and t.status == "COMPLETED"), None
         )
-        if terminate is not None:
+        if terminate is not None and terminate.output_data:
             return dict(terminate.output_data)
         if wf.definition.output_parameters:
             result = resolve(wf.definition.output_parameters, self.context(wf))

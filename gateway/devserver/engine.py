@@ -11,10 +11,10 @@ from typing import Any
 
 from gateway.devserver.clock import Clock
 from gateway.devserver.decider import Decider, Store
-from gateway.devserver.mapping import resolve
 from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest, WorkflowDef
-from gateway.devserver.state import WorkflowRecord, new_id
+from gateway.devserver.state import SUCCESSFUL_TASK, TaskRecord, WorkflowRecord
+from gateway.devserver.tasks import check_definition
 from gateway.errors import BadRequest, Conflict, NotFound, ServerError
 
 RETRYABLE_ON_RETRY = frozenset({"FAILED", "FAILED_WITH_TERMINAL_ERROR", "TIMED_OUT", "CANCELED"})
@@ -50,29 +50,23 @@ class Engine:
         existing = self._idempotent_existing(definition.name, request)
         if existing is not None:
             return existing
-        wf = WorkflowRecord(
-            workflow_id=new_id(),
-            definition=definition,
-            input=request.input,
-            create_time=self.now(),
-            variables=copy.deepcopy(definition.variables),
+        wf = self.decider.launch(
+            definition,
+            request.input,
             correlation_id=request.correlation_id,
             priority=request.priority,
-            task_to_domain=dict(request.task_to_domain),
+            task_to_domain=request.task_to_domain,
             created_by=request.created_by,
             dynamic=request.workflow_def is not None,
         )
         if self.orkes and request.idempotency_key:
             wf.idempotency_key = request.idempotency_key
             self._idempotency[(definition.name, request.idempotency_key)] = wf.workflow_id
-        self.store.workflows[wf.workflow_id] = wf
-        self._track_timeout(wf)
-        self.store.touch(wf)
-        self.decider.decide(wf)
         return wf.workflow_id
 
     def _definition_for(self, request: StartWorkflowRequest, by_name: bool) -> WorkflowDef:
         if request.workflow_def is not None:
+            check_definition(request.workflow_def, "startWorkflow.workflowDef")
             return request.workflow_def
         if not request.name:
             raise BadRequest("Workflow name cannot be null or empty", status=400)
@@ -114,7 +108,8 @@ class Engine:
             raise Conflict(f"Cannot terminate a {wf.status} workflow.", status=409)
         if wf.status == "TERMINATED":
             return
-        self.decider.end(wf, "TERMINATED", reason)
+        # Only the decider's path starts a failure workflow; REST terminate never does.
+        self.decider.end(wf, "TERMINATED", reason, failure_workflow=False)
 
     def pause(self, workflow_id: str) -> None:
         wf = self.get(workflow_id)
@@ -141,12 +136,20 @@ class Engine:
         self.store.touch(wf)
         self.decider.decide(wf)
 
-    def retry(self, workflow_id: str) -> None:
+    def retry(self, workflow_id: str, resume_subworkflow_tasks: bool = False) -> None:
         wf = self.get(workflow_id)
         if not wf.terminal:
             raise NotFound(f"Workflow is still running.  status={wf.status}", status=404)
         if not wf.tasks:
             raise Conflict("Workflow has not started yet", status=409)
+        if resume_subworkflow_tasks:
+            failed = next((t for t in wf.tasks if self._unsuccessful(t)), None)
+            if failed is None:
+                return  # Conductor: silently nothing to do (§6.1)
+            child = self.decider.workflow(failed.sub_workflow_id)
+            if child is not None and child.terminal and child.status != "COMPLETED":
+                self._resume_child(wf, failed, child)
+                return
         to_retry = self._tasks_to_retry(wf)
         if not to_retry and wf.status != "TIMED_OUT":
             raise Conflict(
@@ -156,27 +159,46 @@ class Engine:
             )
         self._reopen(wf)
         wf.last_retried_time = self.now()
-        for failed in to_retry:
-            # Conductor copies the failed task and re-applies its parameter mapping.
-            fresh = resolve(failed.workflow_task.input_parameters, self.decider.context(wf))
-            task = self.decider.new_task(wf, failed.position, {**failed.input_data, **fresh})
-            task.retry_count = failed.retry_count + 1
-            task.retried_task_id = failed.task_id
-            failed.retried = True
-            self.decider.start_task(wf, task)
+        self._retry_tasks(wf, to_retry)
         self.decider.decide(wf)
 
-    def _tasks_to_retry(self, wf: WorkflowRecord) -> list[Any]:
+    @staticmethod
+    def _unsuccessful(task: TaskRecord) -> bool:
+        return task.terminal and not task.retried and task.status not in SUCCESSFUL_TASK
+
+    def _retry_tasks(self, wf: WorkflowRecord, to_retry: list[TaskRecord]) -> None:
+        """WEO.retry: loops and joins reopen in place; other tasks get a new attempt, their
+        input mapped again (a SUB_WORKFLOW's new attempt starts a new child)."""
+        for failed in sorted(to_retry, key=lambda t: t.seq):
+            handler = self.decider.handler(failed)
+            if handler.retry_in_place:
+                handler.reopen(self.decider, wf, failed)
+                failed.retry_count += 1
+                failed.executed = False
+                continue
+            fresh = self.decider.task_input(wf, failed.workflow_task)
+            task = self.decider.copy_task(wf, failed, {**failed.input_data, **fresh})
+            failed.retried = failed.executed = True
+            self.decider.add(wf, task)
+            handler.start(self.decider, wf, task)
+
+    def _resume_child(self, wf: WorkflowRecord, task: TaskRecord, child: WorkflowRecord) -> None:
+        """resumeSubworkflowTasks: the failed child is retried in place (same id, its failed
+        task retried), and the parent's task follows it again (updateAndPushParents)."""
+        self.retry(child.workflow_id, resume_subworkflow_tasks=True)
+        self._reopen(wf)
+        wf.last_retried_time = self.now()
+        self.decider.handler(task).reopen(self.decider, wf, task)
+        others = [t for t in self._tasks_to_retry(wf) if t is not task]
+        self._retry_tasks(wf, others)
+        self.decider.decide(wf)
+
+    def _tasks_to_retry(self, wf: WorkflowRecord) -> list[TaskRecord]:
         last_by_ref = {t.ref: t for t in wf.tasks}
         return [t for t in last_by_ref.values() if t.status in RETRYABLE_ON_RETRY]
 
-    def _track_timeout(self, wf: WorkflowRecord) -> None:
-        definition = wf.definition
-        if definition.timeout_seconds > 0 and definition.timeout_policy == "TIME_OUT_WF":
-            self.store.timed.add(wf.workflow_id)
-
     def _reopen(self, wf: WorkflowRecord) -> None:
-        self._track_timeout(wf)
+        self.decider.track_timeout(wf)
         wf.status = "RUNNING"
         wf.reason_for_incompletion = None
         wf.end_time = 0
@@ -195,6 +217,7 @@ class Engine:
             raise NotFound(f"Workflow: {workflow_id} is non-restartable", status=404)
         if use_latest and not wf.dynamic:
             wf.definition = self.metadata.get_workflow(wf.name, None)
+            wf.tree = None
         self._start_over(wf)
 
     def _start_over(self, wf: WorkflowRecord) -> None:
@@ -228,19 +251,81 @@ class Engine:
     def _rerun_from(
         self, wf: WorkflowRecord, task_id: str, task_input: dict[str, Any] | None
     ) -> None:
-        index = next((i for i, t in enumerate(wf.tasks) if t.task_id == task_id), None)
-        if index is None:
+        if not self._rerun_in(wf, task_id, task_input):
             raise BadRequest(f"Task {task_id} not found", status=400)
-        old = wf.tasks[index]
-        for task in wf.tasks[index:]:
+
+    def _rerun_in(
+        self, wf: WorkflowRecord, task_id: str, task_input: dict[str, Any] | None
+    ) -> bool:
+        """WEO.rerunWF: the task in this workflow, else in a child (which reruns first;
+        then its SUB_WORKFLOW task runs again). False when it is nowhere."""
+        target = next((t for t in wf.tasks if t.task_id == task_id), None)
+        if target is None:
+            for task in wf.tasks:
+                child = self.decider.workflow(task.sub_workflow_id)
+                if (
+                    child is not None
+                    and child.terminal
+                    and self._rerun_in(child, task_id, task_input)
+                ):
+                    self._reopen(wf)
+                    wf.output = {}
+                    self.decider.handler(task).reopen(self.decider, wf, task)
+                    task.executed = task.retried = False
+                    self.decider.decide(wf)
+                    return True
+            return False
+        self._reopen(wf)
+        wf.output = {}
+        if target.task_type != "SUB_WORKFLOW":
+            self._drop(wf, [t for t in wf.tasks if t.seq > target.seq])
+        self._rerun_task(wf, target, task_input)
+        self._reset_unsuccessful(wf, target)
+        self.decider.decide(wf)
+        return True
+
+    def _drop(self, wf: WorkflowRecord, tasks: list[TaskRecord]) -> None:
+        for task in tasks:
             self.store.tasks.pop(task.task_id, None)
             self.store.forget(task)
-        wf.tasks = wf.tasks[:index]
-        wf.output = {}
-        self._reopen(wf)
-        input_data = task_input if task_input is not None else dict(old.input_data)
-        self.decider.start_task(wf, self.decider.new_task(wf, old.position, input_data))
-        self.decider.decide(wf)
+        gone = {t.task_id for t in tasks}
+        wf.tasks = [t for t in wf.tasks if t.task_id not in gone]
+
+    def _rerun_task(
+        self, wf: WorkflowRecord, target: TaskRecord, task_input: dict[str, Any] | None
+    ) -> None:
+        """The target runs again: control flow is scheduled anew from its place (a fork
+        re-creates its branches); other tasks are reset in place and started."""
+        handler = self.decider.handler(target)
+        input_data = task_input if task_input is not None else dict(target.input_data)
+        if handler.rebuilt_on_rerun:
+            self._drop(wf, [target])
+            self.decider.schedule(wf, target.node, target.iteration, input_data)
+            return
+        now = self.now()
+        target.status, target.input_data, target.output_data = "SCHEDULED", input_data, {}
+        target.scheduled_time = target.update_time = target.available_at = now
+        target.start_time = target.end_time = target.poll_count = 0
+        target.retried = target.executed = False
+        target.reason_for_incompletion = target.sub_workflow_id = None
+        handler.start(self.decider, wf, target)
+
+    def _reset_unsuccessful(self, wf: WorkflowRecord, target: TaskRecord) -> None:
+        """WEO.finalizeRerun: other tasks that ended unsuccessfully run again in place."""
+        for task in wf.tasks:
+            if task.ref == target.ref or not self._unsuccessful(task):
+                continue
+            handler = self.decider.handler(task)
+            task.executed = False
+            task.end_time = 0
+            task.reason_for_incompletion = None
+            task.sub_workflow_id = None
+            task.output_data.pop("subWorkflowId", None)
+            if task.task_type in ("SIMPLE", "SUB_WORKFLOW"):
+                task.status = "SCHEDULED"
+                handler.start(self.decider, wf, task)
+            else:
+                task.status = "IN_PROGRESS"
 
     def remove(self, workflow_id: str) -> None:
         """DELETE /workflow/{id}/remove: forget the execution entirely (404 when unknown)."""

@@ -65,3 +65,16 @@ def _index(current: Any, index: int) -> Any:
     if isinstance(current, list) and index < len(current):
         return current[index]
     return None
+
+
+def java_text(value: Any) -> str:
+    """Java's `"" + value` for JSON values: null, true, 2, 2.5, {a=1, b=[1, 2]}."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={java_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(java_text(v) for v in value) + "]"
+    return str(value)

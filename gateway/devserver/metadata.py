@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.devserver.models import TaskDef, WorkflowDef
+from gateway.devserver.tasks import check_definition
 from gateway.errors import Conflict, NotFound
 
 
@@ -35,6 +36,7 @@ class Metadata:
         return list(self._task_defs.values())
 
     def register_workflow(self, definition: WorkflowDef, overwrite: bool, now_ms: int) -> None:
+        check_definition(definition, "registerWorkflowDef")
         versions = self._workflow_defs.setdefault(definition.name, {})
         if definition.version in versions and not overwrite:
             raise Conflict(

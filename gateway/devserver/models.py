@@ -11,7 +11,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-SUPPORTED_TASK_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SET_VARIABLE", "TERMINATE")
 IdempotencyStrategy = Literal["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
 
 
@@ -33,10 +32,15 @@ class TaskDef(Wire):
     retry_delay_seconds: int = Field(default=60, ge=0)
     response_timeout_seconds: int = Field(default=3600, ge=1)
     concurrent_exec_limit: int | None = None
-    rate_limit_per_frequency: int | None = None
-    rate_limit_frequency_in_seconds: int | None = None
+    # Conductor answers with these defaults filled in (TaskDef.java), never with nulls.
+    rate_limit_per_frequency: int = Field(default=0, ge=0)
+    rate_limit_frequency_in_seconds: int = Field(default=1, ge=0)
     poll_timeout_seconds: int | None = None
     backoff_scale_factor: int = Field(default=1, ge=1)
+    total_timeout_seconds: int = Field(default=0, ge=0)
+    input_keys: list[str] = Field(default_factory=list)
+    output_keys: list[str] = Field(default_factory=list)
+    input_template: dict[str, Any] = Field(default_factory=dict)
     owner_email: str | None = None
     create_time: int | None = None
     created_by: str | None = None
@@ -53,21 +57,30 @@ class TaskDef(Wire):
 
 
 class WorkflowTask(Wire):
+    """One task of a definition. Which fields a type needs is checked by its handler
+    (gateway/devserver/tasks) when the definition is registered or started inline."""
+
     name: str = Field(min_length=1)
     task_reference_name: str = Field(min_length=1)
     type: str = "SIMPLE"
     input_parameters: dict[str, Any] = Field(default_factory=dict)
     optional: bool = False
     task_definition: TaskDef | None = None
-
-    @model_validator(mode="after")
-    def _check_type(self) -> WorkflowTask:
-        if self.type not in SUPPORTED_TASK_TYPES:
-            raise ValueError(
-                f"task '{self.task_reference_name}': type {self.type!r} is not supported by the "
-                f"dev server; use one of {', '.join(SUPPORTED_TASK_TYPES)}"
-            )
-        return self
+    # Control flow: the nested task lists, typed so that nested tasks are validated too.
+    decision_cases: dict[str, list[WorkflowTask]] | None = None
+    default_case: list[WorkflowTask] | None = None
+    fork_tasks: list[list[WorkflowTask]] | None = None
+    loop_over: list[WorkflowTask] | None = None
+    join_on: list[str] | None = None
+    loop_condition: str | None = None
+    evaluator_type: str | None = None
+    expression: str | None = None
+    case_value_param: str | None = None
+    case_expression: str | None = None
+    sub_workflow_param: dict[str, Any] | None = None
+    dynamic_task_name_param: str | None = None
+    dynamic_fork_tasks_param: str | None = None
+    dynamic_fork_tasks_input_param_name: str | None = None
 
 
 class WorkflowDef(Wire):
@@ -85,6 +98,7 @@ class WorkflowDef(Wire):
     variables: dict[str, Any] = Field(default_factory=dict)
     owner_email: str | None = None
     create_time: int | None = None
+    failure_workflow: str | None = None
 
 
 class StartWorkflowRequest(Wire):

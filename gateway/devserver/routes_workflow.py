@@ -38,8 +38,9 @@ def check_priority(priority: int, path: str) -> None:
 
 
 class WorkflowRoutes:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sweep: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self._sweep = sweep
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = "/api/workflow"
@@ -51,6 +52,7 @@ class WorkflowRoutes:
         router.add_post(f"{p}/bulk/terminate", self.bulk_terminate)
         router.add_post(f"{p}/bulk/retry", self.bulk(self.engine.retry))
         router.add_post(f"{p}/bulk/restart", self.bulk_restart)
+        router.add_put(p + "/decide/{id}", self.decide)
         router.add_post(p + "/{name}", self.start_by_name)
         router.add_get(p + "/{id}", self.get)
         router.add_delete(p + "/{id}", self.terminate)
@@ -164,6 +166,15 @@ class WorkflowRoutes:
         self.engine.terminate(request.match_info["id"], query_str(request, "reason"))
         return empty()
 
+    async def decide(self, request: web.Request) -> web.Response:
+        """WorkflowResource.decide: evaluate the workflow now, its due timeouts included."""
+        wf = self.engine.get(request.match_info["id"])
+        if self._sweep is not None:
+            self._sweep()
+        if wf.status == "RUNNING":
+            self.engine.decider.decide(wf)
+        return empty()
+
     async def remove(self, request: web.Request) -> web.Response:
         self.engine.remove(request.match_info["id"])
         return empty()
@@ -177,7 +188,8 @@ class WorkflowRoutes:
         return empty()
 
     async def retry(self, request: web.Request) -> web.Response:
-        self.engine.retry(request.match_info["id"])
+        resume = query_bool(request, "resumeSubworkflowTasks", False)
+        self.engine.retry(request.match_info["id"], resume)
         return no_content()
 
     async def restart(self, request: web.Request) -> web.Response:

@@ -83,7 +83,7 @@ class DevServer:
         else:
             app.router.add_post("/api/token", self._no_token)
         MetadataRoutes(self.engine).register(app.router)
-        WorkflowRoutes(self.engine).register(app.router)
+        WorkflowRoutes(self.engine, self.tasks.sweep).register(app.router)
         TaskRoutes(self.engine, self.tasks).register(app.router)
         return app
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+
+if TYPE_CHECKING:
+    from gateway.devserver.tasks.tree import Node, Tree
 
 TERMINAL_WORKFLOW = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 TERMINAL_TASK = frozenset(
@@ -36,7 +39,7 @@ class TaskRecord:
     task_id: str
     workflow_id: str
     workflow_type: str
-    position: int
+    node: Node  # where the task sits in the definition tree
     workflow_task: WorkflowTask
     task_def: TaskDef
     status: str
@@ -59,10 +62,18 @@ class TaskRecord:
     retried_task_id: str | None = None
     correlation_id: str | None = None
     workflow_priority: int = 0
+    # The reference name as run: `ref__2` in loop iteration 2, `_name_0` in a dynamic fork.
+    ref_name: str = ""
+    iteration: int = 0
+    executed: bool = False
+    sub_workflow_id: str | None = None
+    # Conductor's `taskType` and `taskDefName` as reported (FORK for FORK_JOIN, ...).
+    type_name: str = ""
+    def_name: str = ""
 
     @property
     def ref(self) -> str:
-        return self.workflow_task.task_reference_name
+        return self.ref_name or self.workflow_task.task_reference_name
 
     @property
     def task_type(self) -> str:
@@ -75,8 +86,8 @@ class TaskRecord:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "taskId": self.task_id,
-            "taskType": self.task_type if self.task_type != "SIMPLE" else self.workflow_task.name,
-            "taskDefName": self.workflow_task.name,
+            "taskType": self.type_name or self.workflow_task.name,
+            "taskDefName": self.def_name or self.workflow_task.name,
             "referenceTaskName": self.ref,
             "status": self.status,
             "inputData": self.input_data,
@@ -86,7 +97,7 @@ class TaskRecord:
             "retryCount": self.retry_count,
             "pollCount": self.poll_count,
             "retried": self.retried,
-            "executed": self.terminal,
+            "executed": self.executed,
             "scheduledTime": self.scheduled_time,
             "startTime": self.start_time,
             "endTime": self.end_time,
@@ -97,7 +108,8 @@ class TaskRecord:
             "callbackAfterSeconds": self.callback_after_seconds,
             "workerId": self.worker_id,
             "domain": self.domain,
-            "iteration": 0,
+            "iteration": self.iteration,
+            "subWorkflowId": self.sub_workflow_id,
             "workflowTask": self.workflow_task.wire(),
             "retriedTaskId": self.retried_task_id,
             "responseTimeoutSeconds": self.task_def.response_timeout_seconds,
@@ -129,6 +141,9 @@ class WorkflowRecord:
     idempotency_key: str | None = None
     created_by: str | None = None
     dynamic: bool = False
+    parent_workflow_id: str | None = None
+    parent_workflow_task_id: str | None = None
+    tree: Tree | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -167,5 +182,7 @@ class WorkflowRecord:
             "history": [],
             "idempotencyKey": self.idempotency_key,
             "createdBy": self.created_by,
+            "parentWorkflowId": self.parent_workflow_id,
+            "parentWorkflowTaskId": self.parent_workflow_task_id,
         }
         return {k: v for k, v in data.items() if v is not None}

@@ -118,8 +118,8 @@ class TaskOps:
         else:
             self.decider.finish(task, status)
         self.store.touch(wf)
-        if wf.status == "RUNNING":
-            self.decider.decide(wf)
+        # A PAUSED workflow's decide only lets async system tasks (a JOIN) look (§2.7).
+        self.decider.decide(wf)
 
     def _keep_running(self, task: TaskRecord, callback_after_seconds: int) -> None:
         now = self.store.now()

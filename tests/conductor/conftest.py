@@ -1,13 +1,15 @@
-"""A dev server (OSS or Orkes flavour, over real HTTP on loopback) and a client connected to it,
-with the definitions the integration tests use, plus helpers to put a workflow in each state."""
+"""A Conductor to test the client against, over real HTTP on loopback: the dev server in its OSS
+and Orkes flavours (a fresh one per test), and the real Conductor OSS (one for the whole run,
+`conductor_oss_url`). Each test gets its own definitions, under names unique to the test, so
+tests sharing the real server never see each other's workflows or tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,21 +21,64 @@ KEY_ID, KEY_SECRET = "it-app", "it-secret-value"
 WAIT_FLOW, WORK_FLOW, TWO_STEP = "it_wait_flow", "it_work_flow", "it_two_step"
 SHORT_FLOW = "it_short_flow"  # times out after one second
 WORK_TASK = "it_work"
+TARGETS = ["oss", "orkes", "real"]  # the dev server's two flavours, and the real Conductor OSS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Names:
+    """The definitions one test uses: the shared names plus the test's own suffix."""
+
+    suffix: str = ""
+
+    def __call__(self, name: str) -> str:
+        return name + self.suffix
+
+    @property
+    def wait_flow(self) -> str:
+        return self(WAIT_FLOW)
+
+    @property
+    def work_flow(self) -> str:
+        return self(WORK_FLOW)
+
+    @property
+    def two_step(self) -> str:
+        return self(TWO_STEP)
+
+    @property
+    def short_flow(self) -> str:
+        return self(SHORT_FLOW)
+
+    @property
+    def work_task(self) -> str:
+        return self(WORK_TASK)
 
 
 @dataclass
 class Env:
-    server: DevServer
     client: ConductorClient
-    flavor: str
+    target: str  # "oss" or "orkes" (the dev server), or "real" (Conductor OSS 3.32)
+    names: Names
+    dev: DevServer | None = None  # None on the real server
+
+    @property
+    def flavor(self) -> str:
+        """The semantics the server follows: the real server is OSS."""
+        return "oss" if self.real else self.target
 
     @property
     def orkes(self) -> bool:
-        return self.flavor == "orkes"
+        return self.target == "orkes"
+
+    @property
+    def real(self) -> bool:
+        return self.target == "real"
 
     async def running(self, **kw: Any) -> str:
         """A RUNNING workflow blocked on a WAIT task (ref `wait`)."""
-        return await self.client.start_workflow(WAIT_FLOW, input={"n": 1}, **kw)
+        return await self.client.start_workflow(self.names.wait_flow, input={"n": 1}, **kw)
 
     async def paused(self) -> str:
         wf_id = await self.running()
@@ -52,22 +97,26 @@ class Env:
 
     async def failed(self) -> str:
         """A FAILED workflow: its one SIMPLE task (no retries) failed in a worker."""
-        wf_id = await self.client.start_workflow(WORK_FLOW, input={"n": 2})
+        wf_id = await self.client.start_workflow(self.names.work_flow, input={"n": 2})
 
         def boom(_task: Any) -> dict[str, Any]:
             raise RuntimeError("worker failed")
 
-        assert await work_once(self.client, WORK_TASK, boom) is not None
+        assert await work_once(self.client, self.names.work_task, boom) is not None
         return wf_id
 
     async def timed_out(self) -> str:
-        """A TIMED_OUT workflow: its one-second workflow timeout fired while it waited."""
-        wf_id = await self.client.start_workflow(SHORT_FLOW)
-        for _ in range(100):
-            if await self.status(wf_id) == "TIMED_OUT":
-                return wf_id
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{wf_id} did not time out")
+        """A TIMED_OUT workflow: its one-second workflow timeout fired while it waited. The
+        real server checks timeouts when it decides (its sweeper comes by only every 30 s), so
+        ask it to decide until the timeout has fired."""
+        wf_id = await self.client.start_workflow(self.names.short_flow)
+
+        async def timed_out() -> bool:
+            await self.client.decide(wf_id)
+            return await self.status(wf_id) == "TIMED_OUT"
+
+        await eventually(timed_out, f"{wf_id} did not time out", timeout=10)
+        return wf_id
 
     async def in_state(self, state: str) -> str:
         if state == "unknown":
@@ -79,10 +128,30 @@ class Env:
         wf: Workflow = await self.client.get_workflow(wf_id, include_tasks=False)
         return wf.status
 
+    def dev_only(self, why: str) -> DevServer:
+        """The dev server, for a check that needs one of its own features; skips on the real
+        server, saying why."""
+        if self.dev is None:
+            pytest.skip(f"dev server only: {why}")
+        return self.dev
 
-def work_task_def() -> TaskDef:
+
+async def eventually(check: Callable[[], Awaitable[T]], message: str, timeout: float = 10.0) -> T:
+    """Poll `check` until it returns something truthy (the real server indexes searches and
+    fires timers asynchronously); fail with `message` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(message)
+        await asyncio.sleep(0.05)
+
+
+def work_task_def(name: str = WORK_TASK) -> TaskDef:
     return TaskDef(
-        name=WORK_TASK,
+        name=name,
         retry_count=0,
         timeout_seconds=120,
         response_timeout_seconds=60,
@@ -90,29 +159,36 @@ def work_task_def() -> TaskDef:
     )
 
 
-async def register_definitions(client: ConductorClient) -> None:
-    await client.register_task_defs([work_task_def()])
+async def register_definitions(client: ConductorClient, names: Names | None = None) -> None:
+    """Register (or overwrite) the integration tests' definitions, under `names`."""
+    names = names or Names()
+    await client.register_task_defs([work_task_def(names.work_task)])
     wait = {"name": "wait", "taskReferenceName": "wait", "type": "WAIT"}
     work = {
-        "name": WORK_TASK,
+        "name": names.work_task,
         "taskReferenceName": "work",
         "type": "SIMPLE",
         "inputParameters": {"x": "${workflow.input.x}"},
     }
-    defs = {WAIT_FLOW: [wait], WORK_FLOW: [work], TWO_STEP: [work, wait]}
+    defs = {names.wait_flow: [wait], names.work_flow: [work], names.two_step: [work, wait]}
     for name, tasks in defs.items():
         await client.register_workflow_def({"name": name, "tasks": tasks}, overwrite=True)
     short = {"timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF", "tasks": [wait]}
-    await client.register_workflow_def({"name": SHORT_FLOW, **short}, overwrite=True)
+    await client.register_workflow_def({"name": names.short_flow, **short}, overwrite=True)
 
 
-def client_for(server: DevServer, **kw: Any) -> ConductorClient:
-    if server.flavor == "orkes":
-        kw.setdefault("key_id", KEY_ID)
-        kw.setdefault("key_secret", KEY_SECRET)
+def client_for(server: DevServer | str, **kw: Any) -> ConductorClient:
+    """A client for a dev server (with the Orkes keys it needs), or for a URL."""
+    if isinstance(server, DevServer):
+        if server.flavor == "orkes":
+            kw.setdefault("key_id", KEY_ID)
+            kw.setdefault("key_secret", KEY_SECRET)
+        url = server.url
+    else:
+        url = server
     kw.setdefault("max_retries", 2)
     kw.setdefault("backoff_base", 0.01)
-    return ConductorClient(server.url, **kw)
+    return ConductorClient(url, **kw)
 
 
 def dev_server(flavor: str, **kw: Any) -> DevServer:
@@ -123,9 +199,20 @@ def dev_server(flavor: str, **kw: Any) -> DevServer:
     return DevServer(flavor=flavor, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["oss", "orkes"])
+def unique_suffix() -> str:
+    return "_" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(params=TARGETS)
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    flavor = request.param
-    async with dev_server(flavor) as server, client_for(server) as client:
-        await register_definitions(client)
-        yield Env(server, client, flavor)
+    target = request.param
+    names = Names(unique_suffix())
+    if target == "real":
+        url: str = request.getfixturevalue("conductor_oss_url")
+        async with client_for(url) as client:
+            await register_definitions(client, names)
+            yield Env(client, target, names)
+        return
+    async with dev_server(target) as server, client_for(server) as client:
+        await register_definitions(client, names)
+        yield Env(client, target, names, server)

@@ -14,7 +14,7 @@ from gateway.conductor.http import ConnectFailed
 from gateway.conductor.worker import run_worker, work_once
 from gateway.errors import BadRequest, Conflict, NotFound, ServerError
 
-from .conftest import TWO_STEP, WAIT_FLOW, WORK_FLOW, WORK_TASK, Env, client_for, dev_server
+from .conftest import Env, client_for, dev_server, eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,7 +26,7 @@ async def test_start_then_read_with_tasks_and_status(env: Env) -> None:
     c = env.client
     wf_id = await env.running(correlation_id="order-1", priority=5)
     wf = await c.get_workflow(wf_id)
-    assert (wf.workflow_id, wf.workflow_name, wf.status) == (wf_id, WAIT_FLOW, "RUNNING")
+    assert (wf.workflow_id, wf.workflow_name, wf.status) == (wf_id, env.names.wait_flow, "RUNNING")
     assert wf.input == {"n": 1} and wf.correlation_id == "order-1" and wf.priority == 5
     assert [t.reference_task_name for t in wf.tasks] == ["wait"]
     assert wf.tasks[0].status == "IN_PROGRESS"
@@ -47,46 +47,63 @@ async def test_unknown_workflow_and_definition_are_not_found(env: Env) -> None:
     with pytest.raises(NotFound, match="no_such_flow"):
         await env.client.start_workflow("no_such_flow")
     with pytest.raises(BadRequest, match="priority"):
-        await env.client.start_workflow(WAIT_FLOW, priority=100)
+        await env.client.start_workflow(env.names.wait_flow, priority=100)
 
 
 async def test_correlated_lookup_leaves_out_closed_unless_asked(env: Env) -> None:
-    c = env.client
+    c, name = env.client, env.names.wait_flow
     running = await env.running(correlation_id="corr-7")
+    paused = await env.running(correlation_id="corr-7")
+    await c.pause(paused)
     done = await env.running(correlation_id="corr-7")
-    await c.terminate(done)
-    assert [w.workflow_id for w in await c.get_by_correlation_id(WAIT_FLOW, "corr-7")] == [running]
-    every = await c.get_by_correlation_id(WAIT_FLOW, "corr-7", include_closed=True)
-    assert {w.workflow_id for w in every} == {running, done}
-    assert await c.get_by_correlation_id(WAIT_FLOW, "nobody") == []
+    await c.signal(done, "COMPLETED", task_ref="wait")
+    # Without includeClosed only RUNNING workflows come back: PAUSED ones are left out too.
+    assert [w.workflow_id for w in await c.get_by_correlation_id(name, "corr-7")] == [running]
+    every = await c.get_by_correlation_id(name, "corr-7", include_closed=True)
+    assert {w.workflow_id: w.status for w in every} == {
+        running: "RUNNING",
+        paused: "PAUSED",
+        done: "COMPLETED",
+    }
+    assert all(w.tasks == [] for w in every)  # includeTasks defaults to false
+    with_tasks = await c.get_by_correlation_id(
+        name, "corr-7", include_closed=True, include_tasks=True
+    )
+    assert {w.workflow_id: len(w.tasks) for w in with_tasks} == {running: 1, paused: 1, done: 1}
+    assert await c.get_by_correlation_id(name, "nobody") == []
 
 
 async def test_execute_returns_at_a_blocking_wait(env: Env) -> None:
-    run = await env.client.execute_workflow(WAIT_FLOW, input={"n": 3}, wait_for_seconds=5)
+    run = await env.client.execute_workflow(env.names.wait_flow, input={"n": 3}, wait_for_seconds=5)
     assert run.status == "RUNNING" and run.signal_timeout is False
     assert run.workflow_id and run.input == {"n": 3}
 
 
 async def test_execute_reports_a_timed_out_wait(env: Env) -> None:
-    run = await env.client.execute_workflow(WORK_FLOW, wait_for_seconds=1, request_id="r-1")
+    run = await env.client.execute_workflow(
+        env.names.work_flow, wait_for_seconds=1, request_id="r-1"
+    )
     assert run.signal_timeout is True and run.status == "RUNNING" and run.request_id == "r-1"
 
 
 async def test_execute_waits_for_completion(env: Env) -> None:
     async def worker() -> None:
-        while await work_once(env.client, WORK_TASK, lambda t: {"done": t.input_data}) is None:
+        while (
+            await work_once(env.client, env.names.work_task, lambda t: {"done": t.input_data})
+            is None
+        ):
             await asyncio.sleep(0.05)
 
     job = asyncio.create_task(worker())
-    run = await env.client.execute_workflow(WORK_FLOW, input={"n": 4}, wait_for_seconds=5)
+    run = await env.client.execute_workflow(env.names.work_flow, input={"n": 4}, wait_for_seconds=5)
     await job
     assert run.status == "COMPLETED" and run.signal_timeout is False
 
 
 async def test_idempotency_key_is_enforced_only_by_orkes(env: Env) -> None:
     key = dict(idempotency_key="idem-1", idempotency_strategy="RETURN_EXISTING")
-    first = await env.client.start_workflow(WAIT_FLOW, **key)  # type: ignore[arg-type]
-    second = await env.client.start_workflow(WAIT_FLOW, **key)  # type: ignore[arg-type]
+    first = await env.client.start_workflow(env.names.wait_flow, **key)  # type: ignore[arg-type]
+    second = await env.client.start_workflow(env.names.wait_flow, **key)  # type: ignore[arg-type]
     assert (first == second) is env.orkes
 
 
@@ -95,20 +112,28 @@ async def test_idempotency_key_is_enforced_only_by_orkes(env: Env) -> None:
 
 async def test_search_with_query_and_free_text(env: Env) -> None:
     c = env.client
-    a = await env.running(correlation_id="search-a")
-    b = await env.running(correlation_id="search-b")
+    cid_a, cid_b = env.names("search-a"), env.names("search-b")
+    a = await env.running(correlation_id=cid_a)
+    b = await env.running(correlation_id=cid_b)
     await c.pause(b)
-    query = Query().eq("workflowType", WAIT_FLOW).in_("status", ["RUNNING", "PAUSED"])
-    found = await c.search(query=query, size=50)
-    assert {a, b} <= {s.workflow_id for s in found.results}
-    assert found.total_hits >= 2
-    only_a = await c.search(query=Query().eq("correlationId", "search-a"), free_text="*")
+    query = Query().eq("workflowType", env.names.wait_flow).in_("status", ["RUNNING", "PAUSED"])
+
+    async def both_indexed() -> Any:
+        # The real server indexes asynchronously (and the pause after the start).
+        found = await c.search(query=query, size=50)
+        return found if found.total_hits == 2 else None
+
+    found = await eventually(both_indexed, "the two workflows were not found by search")
+    assert {s.workflow_id for s in found.results} == {a, b}
+    assert {s.status for s in found.results} == {"RUNNING", "PAUSED"}
+    only_a = await c.search(query=Query().eq("correlationId", cid_a), free_text="*")
     assert [s.workflow_id for s in only_a.results] == [a]
-    assert only_a.results[0].workflow_type == WAIT_FLOW
-    by_text = await c.search(free_text="search-b")
-    assert b in {s.workflow_id for s in by_text.results}
-    page = await c.search(query=query, start=0, size=1, sort="startTime:DESC")
-    assert len(page.results) == 1
+    assert only_a.results[0].workflow_type == env.names.wait_flow
+    by_text = await c.search(free_text=cid_b)
+    assert [s.workflow_id for s in by_text.results] == [b]
+    pages = [await c.search(query=query, start=i, size=1, sort="startTime:DESC") for i in (0, 1)]
+    assert [p.total_hits for p in pages] == [2, 2]
+    assert sorted(s.workflow_id for p in pages for s in p.results) == sorted([a, b])
 
 
 # -- variables ---------------------------------------------------------------------------------
@@ -240,8 +265,8 @@ async def expect(env: Env, call: Any, wf_id: str, outcome: Any) -> None:
 
 async def test_rerun_from_a_task(env: Env) -> None:
     c = env.client
-    wf_id = await c.start_workflow(TWO_STEP, input={"n": 1})
-    assert await work_once(c, WORK_TASK, lambda t: {"v": 1}) is not None
+    wf_id = await c.start_workflow(env.names.two_step, input={"n": 1})
+    assert await work_once(c, env.names.work_task, lambda t: {"v": 1}) is not None
     await c.signal(wf_id, "COMPLETED", task_ref="wait")
     wf = await c.get_workflow(wf_id)
     assert wf.status == "COMPLETED"
@@ -304,9 +329,11 @@ async def test_fail_a_task_with_a_reason(env: Env) -> None:
 
 async def test_worker_polls_and_completes(env: Env) -> None:
     c = env.client
-    assert await c.poll_task(WORK_TASK) is None
-    wf_id = await c.start_workflow(WORK_FLOW, input={"x": 5})
-    task = await work_once(c, WORK_TASK, lambda t: {"double": t.input_data.get("x", 0) * 2})
+    assert await c.poll_task(env.names.work_task) is None
+    wf_id = await c.start_workflow(env.names.work_flow, input={"x": 5})
+    task = await work_once(
+        c, env.names.work_task, lambda t: {"double": t.input_data.get("x", 0) * 2}
+    )
     assert task is not None and task.workflow_instance_id == wf_id
     wf = await c.get_workflow(wf_id)
     assert wf.status == "COMPLETED" and wf.tasks[0].output_data == {"double": 10}
@@ -319,8 +346,9 @@ async def test_worker_polls_and_completes(env: Env) -> None:
 
 async def test_task_definitions(env: Env) -> None:
     c = env.client
+    name, missing = env.names("it_policy_task"), env.names("it_missing")
     task_def = TaskDef(
-        name="it_policy_task",
+        name=name,
         retry_count=4,
         retry_logic="EXPONENTIAL_BACKOFF",
         retry_delay_seconds=2,
@@ -335,23 +363,27 @@ async def test_task_definitions(env: Env) -> None:
         owner_email="it@example.com",
     )
     await c.register_task_defs([task_def])
-    got = await c.get_task_def("it_policy_task")
-    fields = set(TaskDef.model_fields) - {"create_time", "update_time", "description"}
-    assert {f: getattr(got, f) for f in fields} == {f: getattr(task_def, f) for f in fields}
+    got = await c.get_task_def(name)
+    given = task_def.model_fields_set
+    assert {f: getattr(got, f) for f in given} == {f: getattr(task_def, f) for f in given}
+    # What the server fills in for the fields not given (Conductor's TaskDef defaults).
+    assert (got.input_keys, got.output_keys, got.input_template) == ([], [], {})
+    assert got.total_timeout_seconds == 0 and got.create_time
     await c.update_task_def(task_def.model_copy(update={"retry_count": 1}))
-    assert (await c.get_task_def("it_policy_task")).retry_count == 1
+    assert (await c.get_task_def(name)).retry_count == 1
     with pytest.raises(NotFound):
-        await c.update_task_def(task_def.model_copy(update={"name": "it_missing"}))
+        await c.update_task_def(task_def.model_copy(update={"name": missing}))
     with pytest.raises(NotFound):
-        await c.get_task_def("it_missing")
+        await c.get_task_def(missing)
     with pytest.raises(BadRequest, match="responseTimeoutSeconds"):
         await c.register_task_defs([{"name": "x", "timeoutSeconds": 10}])
 
 
 async def test_workflow_definitions(env: Env) -> None:
     c = env.client
+    name = env.names("it_def")
     wf_def = {
-        "name": "it_def",
+        "name": name,
         "version": 1,
         "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
     }
@@ -359,10 +391,10 @@ async def test_workflow_definitions(env: Env) -> None:
     with pytest.raises(Conflict, match="already exists"):
         await c.register_workflow_def(wf_def)
     await c.register_workflow_def({**wf_def, "description": "v1 again"}, overwrite=True)
-    got = await c.get_workflow_def("it_def")
+    got = await c.get_workflow_def(name)
     assert got.description == "v1 again" and got.tasks[0]["type"] == "WAIT"
     with pytest.raises(NotFound):
-        await c.get_workflow_def("it_def", version=7)
+        await c.get_workflow_def(name, version=7)
 
 
 # -- bulk --------------------------------------------------------------------------------------
@@ -438,9 +470,9 @@ async def test_readiness_follows_the_server() -> None:
 async def test_run_worker_serves_tasks_until_stopped(env: Env) -> None:
     stop = asyncio.Event()
     worker = asyncio.create_task(
-        run_worker(env.client, WORK_TASK, lambda t: {"x": t.input_data["x"]}, stop=stop)
+        run_worker(env.client, env.names.work_task, lambda t: {"x": t.input_data["x"]}, stop=stop)
     )
-    ids = [await env.client.start_workflow(WORK_FLOW, input={"x": n}) for n in (1, 2)]
+    ids = [await env.client.start_workflow(env.names.work_flow, input={"x": n}) for n in (1, 2)]
     for _ in range(100):
         if [await env.status(i) for i in ids] == ["COMPLETED", "COMPLETED"]:
             break

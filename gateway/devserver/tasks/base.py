@@ -1,0 +1,149 @@
+"""The task handler contract: one class per task type, and what a handler may ask the engine.
+
+A handler says how its type is validated at registration, which nested task lists it holds,
+how a task of its type is scheduled and started, how it is re-evaluated while it runs
+(JOIN, DO_WHILE, SUB_WORKFLOW), what follows it, and its part in terminate and retry.
+Handlers hold no state: everything lives in the workflow and task records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+
+if TYPE_CHECKING:
+    from gateway.devserver.decider import Store
+    from gateway.devserver.state import TaskRecord, WorkflowRecord
+    from gateway.devserver.tasks.tree import Node, Tree
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One registration error: where in the definition, and what is wrong."""
+
+    path: str
+    message: str
+
+
+def required(wt: WorkflowTask, path: str, field: str) -> Problem:
+    # Conductor's wording (WorkflowTaskTypeConstraint), plus the reference name.
+    return Problem(
+        path,
+        f"{field} field is required for taskType: {wt.type} taskName: {wt.name} "
+        f"(taskReferenceName: {wt.task_reference_name})",
+    )
+
+
+class Runtime(Protocol):
+    """What handlers may ask of the decider."""
+
+    store: Store
+
+    def tree(self, wf: WorkflowRecord) -> Tree: ...
+
+    def context(self, wf: WorkflowRecord) -> dict[str, Any]: ...
+
+    def task_input(self, wf: WorkflowRecord, wt: WorkflowTask) -> dict[str, Any]: ...
+
+    def new_task(
+        self, wf: WorkflowRecord, node: Node, iteration: int, input_data: dict[str, Any]
+    ) -> TaskRecord: ...
+
+    def add(self, wf: WorkflowRecord, task: TaskRecord) -> None: ...
+
+    def schedule(
+        self,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def finish(self, task: TaskRecord, status: str, reason: str | None = None) -> None: ...
+
+    def end(
+        self, wf: WorkflowRecord, status: str, reason: str | None, *, failure_workflow: bool = True
+    ) -> None: ...
+
+    def fail(self, wf: WorkflowRecord, reason: str) -> None: ...
+
+    def launch(
+        self,
+        definition: WorkflowDef,
+        input_data: dict[str, Any],
+        *,
+        parent: TaskRecord | None = None,
+        workflow_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> WorkflowRecord: ...
+
+    def workflow(self, workflow_id: str | None) -> WorkflowRecord | None: ...
+
+    def terminate(self, wf: WorkflowRecord, reason: str) -> None: ...
+
+
+class TaskHandler:
+    type: ClassVar[str]
+    # Built-in operators are never retried by the decider (TaskType.isBuiltIn).
+    built_in: ClassVar[bool] = False
+    # Workflow retry reopens these in place instead of copying them (WEO.retry).
+    retry_in_place: ClassVar[bool] = False
+    # A task that ends the last branch of this container hands control back to it.
+    loops: ClassVar[bool] = False
+    # Runs on Conductor's system-task worker, so it keeps evaluating while the workflow is
+    # PAUSED (JOIN, SUB_WORKFLOW); only scheduling of new tasks stops.
+    is_async: ClassVar[bool] = False
+    # Rerun from this task schedules it anew from its place instead of resetting it.
+    rebuilt_on_rerun: ClassVar[bool] = False
+
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        return []
+
+    def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
+        """Nested task lists, each with its path label (`forkTasks[0]`, `loopOver`...)."""
+        return []
+
+    def type_name(self, wt: WorkflowTask) -> str:
+        return wt.type
+
+    def def_name(self, wt: WorkflowTask) -> str:
+        return wt.name
+
+    def default_task_def(self, wt: WorkflowTask) -> TaskDef:
+        # MetadataMapperService: ad-hoc defs of system tasks get no retries (§3.5).
+        return TaskDef(name=wt.name, retry_count=0)
+
+    def schedule(
+        self,
+        rt: Runtime,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the task (input mapped unless given) and start it."""
+        data = input_data if input_data is not None else rt.task_input(wf, node.task)
+        task = rt.new_task(wf, node, iteration, data)
+        rt.add(wf, task)
+        self.start(rt, wf, task)
+
+    def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
+        """Run a task just added (first attempt or a retry's copy)."""
+
+    def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
+        """Re-evaluate a running task during a decide; True when it changed."""
+        return False
+
+    def successor(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> Node | None:
+        return rt.tree(wf).after(task.node)
+
+    def cancel(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
+        """The workflow ends while this task runs (it is being CANCELED)."""
+
+    def reopen(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
+        """Workflow retry reopens this task in place (only when `retry_in_place`)."""
+        task.status = "IN_PROGRESS"
+        task.end_time = 0
+        task.reason_for_incompletion = None

@@ -1,0 +1,204 @@
+"""FORK_JOIN, FORK_JOIN_DYNAMIC and JOIN (mapper/ForkJoinTaskMapper,
+ForkJoinDynamicTaskMapper, JoinTaskMapper, tasks/Join).
+
+A fork is created COMPLETED (type FORK) together with the first task of every branch and its
+JOIN. The JOIN waits for the tasks it joins on: the first one that fails for good fails it;
+when all are done its output maps each ref to that task's output."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from gateway.devserver.models import WorkflowTask
+from gateway.devserver.state import SUCCESSFUL_TASK
+from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+
+if TYPE_CHECKING:
+    from gateway.devserver.state import TaskRecord, WorkflowRecord
+    from gateway.devserver.tasks.tree import Node
+
+
+def latest(wf: WorkflowRecord, ref: str) -> TaskRecord | None:
+    return next((t for t in reversed(wf.tasks) if t.ref == ref), None)
+
+
+def suffix(ref: str, iteration: int, in_loop: bool) -> str:
+    return f"{ref}__{iteration}" if in_loop and iteration else ref
+
+
+class _Fork(TaskHandler):
+    built_in = True
+    rebuilt_on_rerun = True
+
+    def type_name(self, wt: WorkflowTask) -> str:
+        return "FORK"
+
+    def def_name(self, wt: WorkflowTask) -> str:
+        return "FORK"
+
+    def _open(
+        self, rt: Runtime, wf: WorkflowRecord, node: Node, iteration: int, data: dict[str, Any]
+    ) -> TaskRecord | None:
+        """Create the FORK task; None (workflow failed) when no JOIN follows it."""
+        join = rt.tree(wf).after(node)
+        if join is None or join.task.type != "JOIN":
+            kind = "Dynamic join" if node.task.type == "FORK_JOIN_DYNAMIC" else "Fork task"
+            rt.fail(wf, f"{kind} definition is not followed by a join task")
+            return None
+        task = rt.new_task(wf, node, iteration, data)
+        rt.add(wf, task)
+        rt.finish(task, "COMPLETED")
+        return task
+
+
+class ForkJoin(_Fork):
+    type = "FORK_JOIN"
+
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        if not wt.fork_tasks:
+            return [required(wt, path, "forkTasks")]
+        return []
+
+    def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
+        return [(f"forkTasks[{i}]", branch) for i, branch in enumerate(wt.fork_tasks or [])]
+
+    def schedule(
+        self,
+        rt: Runtime,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        data = input_data if input_data is not None else rt.task_input(wf, node.task)
+        if self._open(rt, wf, node, iteration, data) is None:
+            return
+        tree = rt.tree(wf)
+        for branch in node.task.fork_tasks or []:
+            if branch:
+                rt.schedule(wf, tree.node_of(branch[0]), iteration)
+        join = tree.after(node)
+        assert join is not None
+        rt.schedule(wf, join, iteration)
+
+
+class ForkJoinDynamic(_Fork):
+    """The explicit-list form: `dynamicForkTasksParam` names the input holding a list of
+    workflow tasks, `dynamicForkTasksInputParamName` the map of ref -> input."""
+
+    type = "FORK_JOIN_DYNAMIC"
+
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        problems: list[Problem] = []
+        if not wt.dynamic_fork_tasks_param:
+            problems.append(required(wt, path, "dynamicForkTasksParam"))
+        if not wt.dynamic_fork_tasks_input_param_name:
+            problems.append(required(wt, path, "dynamicForkTasksInputParamName"))
+        return problems
+
+    def schedule(
+        self,
+        rt: Runtime,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        wt = node.task
+        data = input_data if input_data is not None else rt.task_input(wf, wt)
+        forks = self._forks(rt, wf, wt, data)
+        if forks is None:
+            return
+        inputs: dict[str, Any] = data.get(wt.dynamic_fork_tasks_input_param_name or "") or {}
+        refs = [f.task_reference_name for f in forks]
+        fork_input = {**data, "forkedTasks": refs, "forkedTaskDefs": [f.wire() for f in forks]}
+        if self._open(rt, wf, node, iteration, fork_input) is None:
+            return
+        tree = rt.tree(wf)
+        for fork in forks:
+            given = inputs.get(fork.task_reference_name)
+            child = dict(given) if isinstance(given, dict) else {}
+            rt.schedule(wf, tree.branch_node(node, fork), iteration, child)
+        join = tree.after(node)
+        assert join is not None
+        rt.schedule(wf, join, iteration)
+
+    def _forks(
+        self, rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, data: dict[str, Any]
+    ) -> list[WorkflowTask] | None:
+        raw = data.get(wt.dynamic_fork_tasks_param or "")
+        inputs = data.get(wt.dynamic_fork_tasks_input_param_name or "")
+        if not isinstance(raw, list) or (inputs is not None and not isinstance(inputs, dict)):
+            rt.fail(wf, f"Input to the dynamically forked tasks is not a map -> expecting a map "
+                        f"of K,V  but found {type(inputs).__name__}")  # fmt: skip
+            return None
+        try:
+            forks = [WorkflowTask.model_validate(item) for item in raw]
+        except ValidationError as exc:
+            rt.fail(wf, f"No dynamic tasks could be created: {exc.errors()[0]['msg']}")
+            return None
+        from gateway.devserver.tasks import HANDLERS  # the registry imports this module
+
+        unknown = [f.task_reference_name for f in forks if f.type not in HANDLERS]
+        refs = [f.task_reference_name for f in forks]
+        if unknown or len(set(refs)) != len(refs):
+            rt.fail(wf, f"No dynamic tasks could be created for {', '.join(unknown or refs)}")
+            return None
+        return forks
+
+
+class Join(TaskHandler):
+    type = "JOIN"
+    built_in = True
+    rebuilt_on_rerun = True
+    retry_in_place = True
+    is_async = True
+
+    def def_name(self, wt: WorkflowTask) -> str:
+        return "JOIN"
+
+    def schedule(
+        self,
+        rt: Runtime,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        in_loop = node.loop() is not None
+        fork = node.siblings[node.index - 1] if node.index > 0 else None
+        if fork is not None and fork.type == "FORK_JOIN_DYNAMIC":
+            fork_task = latest(wf, suffix(fork.task_reference_name, iteration, in_loop))
+            refs = list(fork_task.input_data.get("forkedTasks", [])) if fork_task else []
+            join_on = [suffix(r, iteration, in_loop) for r in refs]
+        else:
+            join_on = [suffix(r, iteration, in_loop) for r in node.task.join_on or []]
+        # Conductor ignores a JOIN's inputParameters: its input is only joinOn.
+        task = rt.new_task(wf, node, iteration, {"joinOn": join_on})
+        task.status = "IN_PROGRESS"
+        task.start_time = rt.store.now()
+        rt.add(wf, task)
+
+    def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
+        joined = [latest(wf, ref) for ref in task.input_data.get("joinOn", [])]
+        failed = [
+            t
+            for t in joined
+            if t is not None
+            and t.terminal
+            and t.status not in SUCCESSFUL_TASK
+            and not t.workflow_task.optional
+        ]
+        if failed:
+            reason = " ".join(t.reason_for_incompletion or "" for t in failed)
+            rt.finish(task, "FAILED", reason)
+            return True
+        if any(t is None or not t.terminal for t in joined):
+            return False
+        done = [t for t in joined if t is not None]
+        task.output_data = {t.ref: t.output_data for t in done if t.output_data}
+        with_errors = any(t.status == "COMPLETED_WITH_ERRORS" for t in done)
+        rt.finish(task, "COMPLETED_WITH_ERRORS" if with_errors else "COMPLETED")
+        return True

@@ -1,0 +1,132 @@
+"""SWITCH and the legacy DECISION (mapper/SwitchTaskMapper, DecisionTaskMapper).
+
+The case is evaluated when the task is scheduled; the task completes at once with the chosen
+case in its output, and the first task of that case is scheduled beside it. The case is the
+Java `toString` of the value, so `true` is "true" and 2.0 is "2.0"."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gateway.devserver.mapping import java_text
+from gateway.devserver.models import WorkflowTask
+from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.script import ScriptError, evaluate
+
+if TYPE_CHECKING:
+    from gateway.devserver.state import TaskRecord, WorkflowRecord
+    from gateway.devserver.tasks.tree import Node
+
+EVALUATORS = ("value-param", "javascript", "graaljs")
+
+
+class Switch(TaskHandler):
+    type = "SWITCH"
+    built_in = True
+    rebuilt_on_rerun = True
+
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        problems: list[Problem] = []
+        if not wt.evaluator_type:
+            problems.append(required(wt, path, "evaluatorType"))
+        elif wt.evaluator_type not in EVALUATORS:
+            problems.append(
+                Problem(
+                    path,
+                    f"evaluatorType {wt.evaluator_type!r} of taskReferenceName "
+                    f"{wt.task_reference_name} is not supported by the dev server; use one of "
+                    f"{', '.join(EVALUATORS)}",
+                )
+            )
+        if wt.evaluator_type and not wt.expression:
+            problems.append(required(wt, path, "expression"))
+        if not wt.decision_cases:
+            problems.append(
+                Problem(
+                    path,
+                    f"decisionCases should have atleast one task for taskType: {wt.type} "
+                    f"taskName: {wt.name} (taskReferenceName: {wt.task_reference_name})",
+                )
+            )
+        return problems
+
+    def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
+        cases = [(f"decisionCases.{k}", v) for k, v in (wt.decision_cases or {}).items()]
+        return [*cases, ("defaultCase", wt.default_case or [])]
+
+    def def_name(self, wt: WorkflowTask) -> str:
+        return wt.type
+
+    def case_of(self, wt: WorkflowTask, input_data: dict[str, Any]) -> str:
+        if wt.evaluator_type == "value-param":
+            return java_text(input_data.get(wt.expression or ""))
+        return java_text(evaluate(wt.expression or "", input_data))
+
+    def chosen(self, wt: WorkflowTask, case: str) -> list[WorkflowTask]:
+        # Since v3.31.0 a matched but empty case runs nothing, not the default.
+        cases = wt.decision_cases or {}
+        return cases.get(case, wt.default_case or [])
+
+    def output(self, case: str) -> dict[str, Any]:
+        return {"evaluationResult": [case], "selectedCase": case}
+
+    def schedule(
+        self,
+        rt: Runtime,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any] | None = None,
+    ) -> None:
+        wt = node.task
+        data = input_data if input_data is not None else rt.task_input(wf, wt)
+        task = rt.new_task(wf, node, iteration, data)
+        rt.add(wf, task)
+        try:
+            case = self.case_of(wt, data)
+        except ScriptError as exc:
+            rt.finish(task, "FAILED", f"Error evaluating the expression: {exc}")
+            return
+        branch = self.chosen(wt, case)
+        task.input_data = {**data, "case": case}
+        if branch:
+            task.input_data["hasChildren"] = "true"
+        task.output_data = self.output(case)
+        rt.finish(task, "COMPLETED")
+        if branch:
+            rt.schedule(wf, rt.tree(wf).node_of(branch[0]), iteration)
+
+    def successor(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> Node | None:
+        if task.input_data.get("hasChildren") == "true":
+            return None  # the branch is running; its last task leads on
+        return rt.tree(wf).after(task.node)
+
+
+class Decision(Switch):
+    type = "DECISION"
+
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        problems: list[Problem] = []
+        if not wt.case_value_param and not wt.case_expression:
+            problems.append(required(wt, path, "caseValueParam or caseExpression"))
+        if not wt.decision_cases:
+            problems.append(
+                Problem(
+                    path,
+                    f"decisionCases should have atleast one task for taskType: {wt.type} "
+                    f"taskName: {wt.name} (taskReferenceName: {wt.task_reference_name})",
+                )
+            )
+        return problems
+
+    def case_of(self, wt: WorkflowTask, input_data: dict[str, Any]) -> str:
+        if wt.case_value_param:
+            return java_text(input_data.get(wt.case_value_param))
+        return java_text(evaluate(wt.case_expression or "", input_data))
+
+    def chosen(self, wt: WorkflowTask, case: str) -> list[WorkflowTask]:
+        # DECISION falls back to the default on an empty case too.
+        return (wt.decision_cases or {}).get(case) or wt.default_case or []
+
+    def output(self, case: str) -> dict[str, Any]:
+        return {"caseOutput": [case]}
