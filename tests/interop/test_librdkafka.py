@@ -122,7 +122,8 @@ async def group_reader(bootstrap: str, topic: str, **config: Any) -> AsyncIterat
 
 async def produce(bootstrap: str, topic: str, events: list[tuple[str, dict[str, Any]]]) -> None:
     """Produce JSON events (key, body) with a confluent-kafka producer as a service would:
-    idempotent (Apache Kafka has InitProducerId), acks=all, every delivery report checked."""
+    idempotent, acks=all, every delivery report checked. (Both brokers grant librdkafka's
+    InitProducerId; Tansu 0.6.0-133 answered it with a producer id.)"""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     reports: list[KafkaError | None] = []
     for key, body in events:
@@ -246,21 +247,34 @@ async def test_gateway_dev_on_tansu_sends_librdkafka_clients_to_apache_kafka(
         banner = "".join(await read_banner(process.stdout, 120))
         draining = asyncio.create_task(process.stdout.read())
         note = banner.split("Try:")[0]  # next to the addresses, before the examples
-        assert (
-            "librdkafka clients (confluent-kafka, kcat, ...): run `gateway dev --kafka apache`"
-            in (note)
-        ), banner
-        bootstrap = f"127.0.0.1:{banner_ports(banner, 'Tansu', amqp=False)['kafka']}"
-        # The reason the note gives: Tansu holds a librdkafka JoinGroup for half of
-        # session.timeout.ms (so 22.5 s at librdkafka's default 45 s; 6 s here keeps this short).
-        async with group_reader(bootstrap, "order-status", **{"session.timeout.ms": 6000}) as r:
+        advice = "librdkafka clients (confluent-kafka, kcat, ...): run `gateway dev --kafka apache`"
+        assert advice in note, banner
+        ports = banner_ports(banner, "Tansu", amqp=False)
+        bootstrap = f"127.0.0.1:{ports['kafka']}"
+        api = f"http://127.0.0.1:{ports['conductor']}/api"
+        order = f"o-{uuid.uuid4().hex[:8]}"
+        # What the note says, pinned: Tansu holds a librdkafka consumer's JoinGroup for half of
+        # session.timeout.ms (22.5 s at librdkafka's default 45 s; 6 s here keeps this short),
+        # while producing and fetching work.
+        session = {"session.timeout.ms": 6000}
+        async with group_reader(bootstrap, "order-status", **session) as reader:
+            async with httpx.AsyncClient() as http:
+                await produce(bootstrap, "orders", [(order, order_created(order))])
+                workflow = await waiting_for_payment(http, api, order)
+                cancel = {"type": "OrderCancelled", "orderId": order, "reason": "changed mind"}
+                await produce(bootstrap, "orders", [(order, cancel)])
 
-            async def joined() -> bool:
-                return r.joined_after is not None
+            async def read() -> bool:
+                return bool(reader.records)
 
-            await eventually(joined, timeout=30)
-        assert r.assigned == [("order-status", 0)]
-        assert r.joined_after is not None and r.joined_after >= 2.5, r.joined_after
+            await eventually(read, timeout=60)
         await interrupt(process, draining)
     finally:
         await stop_tree(process)
+
+    assert reader.errors == []
+    assert reader.assigned == [("order-status", 0)]
+    assert reader.joined_after is not None and reader.joined_after >= 2.5, reader.joined_after
+    [record] = reader.records
+    event = from_structured(KafkaMessage(record.headers, record.key, record.value))
+    assert event["id"] == f"{workflow}:TERMINATED"
