@@ -1,4 +1,5 @@
-"""The `gateway` command: run | check | explain | dev | conductor <op> | dlq replay | version.
+"""The `gateway` command: run | check | explain | dev | conductor <op> | worker | dlq replay |
+version.
 
 Each family of subcommands registers itself from the module that implements it, so this file
 only wires them together and turns gateway errors into one clear line and exit code 2.
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway import commands
     from gateway.conductor import commands as conductor_commands
+    from gateway.conductor import launcher
     from gateway.devserver import commands as dev_commands
     from gateway.rules import commands as rules_commands
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules_commands.register(sub)
     dev_commands.register(sub)
     conductor_commands.register(sub)
+    launcher.register(sub)
     return parser
 
 

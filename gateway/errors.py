@@ -9,6 +9,7 @@ GatewayError
 ├── ConfigError                 settings or rules file invalid (names file, key, value, fix)
 │   └── RuleError               one rule invalid: schema, pattern, template, capability
 ├── TemplateError               a ${...} template failed while rendering an event
+├── InvalidWorkflowDef          a workflow definition fails validation before it is sent
 ├── EventError                  an incoming message is unusable (too big, not JSON, too deep)
 ├── ConductorError              Conductor answered with an error, or could not be reached
 │   ├── BadRequest              400, or a 3xx redirect (conductor.url is wrong); never retried
@@ -69,6 +70,11 @@ class RuleError(ConfigError):
 
 class TemplateError(GatewayError):
     """A template could not be rendered for this event (missing path in strict mode, too big)."""
+
+
+class InvalidWorkflowDef(GatewayError, ValueError):
+    """A workflow definition is invalid; the message names the workflow, the task reference,
+    the problem and the fix. Raised before anything is sent to Conductor."""
 
 
 class EventError(GatewayError):

@@ -1,5 +1,7 @@
-"""Async Conductor client: `ConductorClient`, its models, the search query builder."""
+"""Async Conductor client: `ConductorClient`, its models, the search query builder, the
+workflow builder (`ConductorWorkflow` and its task classes) and the worker runner."""
 
+from gateway.conductor.builder import ConductorWorkflow, TimeoutPolicy
 from gateway.conductor.capabilities import Capabilities
 from gateway.conductor.client import ConductorClient
 from gateway.conductor.models import (
@@ -13,19 +15,83 @@ from gateway.conductor.models import (
     WorkflowStatusSummary,
     WorkflowSummary,
 )
+from gateway.conductor.operators import (
+    DoWhileTask,
+    DynamicForkTask,
+    ForkTask,
+    InlineSubWorkflowTask,
+    JoinTask,
+    LoopTask,
+    SubWorkflowTask,
+    SwitchTask,
+)
 from gateway.conductor.query import Query
+from gateway.conductor.tasks import (
+    ConductorEventTask,
+    DynamicTask,
+    EventTask,
+    HttpInput,
+    HttpMethod,
+    HttpTask,
+    HumanTask,
+    InlineTask,
+    JavascriptTask,
+    JsonJQTask,
+    SetVariableTask,
+    SimpleTask,
+    StartWorkflowTask,
+    TaskInterface,
+    TerminateTask,
+    WaitForDurationTask,
+    WaitTask,
+    WaitUntilTask,
+    WorkflowStatus,
+    WorkflowTask,
+    simple_task,
+)
 
 __all__ = [
     "BulkResponse",
     "Capabilities",
     "ConductorClient",
+    "ConductorEventTask",
+    "ConductorWorkflow",
+    "DoWhileTask",
+    "DynamicForkTask",
+    "DynamicTask",
+    "EventTask",
+    "ForkTask",
+    "HttpInput",
+    "HttpMethod",
+    "HttpTask",
+    "HumanTask",
+    "InlineSubWorkflowTask",
+    "InlineTask",
+    "JavascriptTask",
+    "JoinTask",
+    "JsonJQTask",
+    "LoopTask",
     "Query",
     "SearchResult",
+    "SetVariableTask",
+    "SimpleTask",
+    "StartWorkflowTask",
+    "SubWorkflowTask",
+    "SwitchTask",
     "Task",
     "TaskDef",
+    "TaskInterface",
+    "TerminateTask",
+    "TimeoutPolicy",
+    "WaitForDurationTask",
+    "WaitTask",
+    "WaitUntilTask",
     "Workflow",
     "WorkflowDef",
     "WorkflowRun",
+    "WorkflowStatus",
     "WorkflowStatusSummary",
     "WorkflowSummary",
+    "WorkflowTask",
+    "simple_task",
 ]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr
 
 from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
+from gateway.conductor.builder import ConductorWorkflow
 from gateway.conductor.http import json_body, read_model, read_models, text_id, validated
 from gateway.conductor.models import (
     BulkResponse,
@@ -43,11 +44,13 @@ from gateway.conductor.models import (
 )
 from gateway.conductor.query import Query
 from gateway.conductor.session import Session
+from gateway.conductor.validation import validate_workflow_def
 from gateway.conductor.wire import make_wire
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound
 from gateway.settings import ConductorSettings
 
 DefT = TypeVar("DefT", bound=BaseModel)
+Definition = ConductorWorkflow | WorkflowDef | Mapping[str, Any]
 
 MAX_BULK = 1000  # Conductor's @Size(max=1000) on bulk requests
 
@@ -150,7 +153,7 @@ class ConductorClient:
 
     async def start_workflow(
         self,
-        name: str,
+        name: str | ConductorWorkflow | WorkflowDef,
         version: int | None = None,
         input: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
@@ -160,8 +163,11 @@ class ConductorClient:
         idempotency_key: str | None = None,
         idempotency_strategy: IdempotencyStrategy | None = None,
     ) -> str:
-        """Start a workflow; return its id. Retried after an ambiguous failure only when an
+        """Start a workflow; return its id. `name` is a registered workflow's name, or a
+        `ConductorWorkflow` / `WorkflowDef` to run without registering it (a dynamic workflow,
+        sent inline like `workflow_def`). Retried after an ambiguous failure only when an
         Orkes server enforces the idempotency key with RETURN_EXISTING."""
+        name, version, workflow_def = _target(name, version, workflow_def)
         if idempotency_strategy is not None and idempotency_key is None:
             raise BadRequest("idempotency_strategy needs an idempotency_key; give both")
         body = _start_request(
@@ -191,7 +197,7 @@ class ConductorClient:
 
     async def execute_workflow(
         self,
-        name: str,
+        name: str | ConductorWorkflow | WorkflowDef,
         version: int | None = None,
         input: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
@@ -199,10 +205,16 @@ class ConductorClient:
         wait_until_task_refs: Sequence[str] | None = None,
         wait_for_seconds: int = 10,
         request_id: str | None = None,
+        workflow_def: Definition | None = None,
+        task_to_domain: Mapping[str, str] | None = None,
     ) -> WorkflowRun:
         """Start and wait up to `wait_for_seconds` for the end or a blocking task.
-        `signal_timeout` on the result says the wait ran out (OSS 200, Orkes 206)."""
-        body = _start_request(name, version, input, correlation_id, priority)
+        `signal_timeout` on the result says the wait ran out (OSS 200, Orkes 206). `name` (or
+        `workflow_def`) may be a `ConductorWorkflow` or a definition: executed inline."""
+        name, version, inline = _target(name, version, workflow_def)
+        body = _start_request(
+            name, version, input, correlation_id, priority, task_to_domain, inline
+        )
         params = {
             "requestId": request_id or str(uuid.uuid4()),  # Orkes before v5.0.1 requires one
             "waitUntilTaskRef": ",".join(wait_until_task_refs) if wait_until_task_refs else None,
@@ -471,6 +483,52 @@ class ConductorClient:
         data = json_body(response)
         return validated(response, Task, data) if data else None
 
+    async def batch_poll(
+        self,
+        task_type: str,
+        count: int = 1,
+        timeout_ms: int = 100,
+        worker_id: str | None = None,
+        domain: str | None = None,
+    ) -> list[Task]:
+        """Take up to `count` scheduled tasks of this type, waiting up to `timeout_ms` for the
+        first (a long poll); an empty list when there is nothing to do."""
+        response = await self._session.request(
+            "GET",
+            f"/tasks/poll/batch/{_seg(task_type)}",
+            params={"count": count, "timeout": timeout_ms, "workerid": worker_id, "domain": domain},
+            idempotent=False,  # a retry after a timeout could take more tasks
+            timeout=self._session.timeout + timeout_ms / 1000,
+        )
+        return read_models(response, Task)
+
+    async def update_task_v2(
+        self,
+        task_id: str,
+        workflow_id: str,
+        status: TaskResultStatus,
+        output: Mapping[str, Any] | None = None,
+        reason_for_incompletion: str | None = None,
+        worker_id: str | None = None,
+    ) -> Task | None:
+        """Report a task's result and take the next task of the same type in one call
+        (`POST /tasks/update-v2`, OSS v3.21+); None when there is none. Not repeated after an
+        ambiguous failure (a repeat could take a second task): report again with
+        `update_task`, which is."""
+        body = TaskResult(
+            workflow_instance_id=workflow_id,
+            task_id=task_id,
+            status=status,
+            output_data=dict(output or {}),
+            reason_for_incompletion=reason_for_incompletion,
+            worker_id=worker_id,
+        )
+        response = await self._session.request(
+            "POST", "/tasks/update-v2", json=body.to_wire(), idempotent=False
+        )
+        data = json_body(response)
+        return validated(response, Task, data) if data else None
+
     # -- definitions ---------------------------------------------------------------------------
 
     async def register_task_defs(self, task_defs: Iterable[TaskDef | Mapping[str, Any]]) -> None:
@@ -491,8 +549,13 @@ class ConductorClient:
         )
         return read_model(response, TaskDef)
 
+    async def register_workflow(self, workflow: Definition, overwrite: bool = False) -> None:
+        """Register a `ConductorWorkflow` (or a definition); validated before it is sent.
+        Conflict if name+version exists and not `overwrite`."""
+        await self.register_workflow_def(workflow, overwrite=overwrite)
+
     async def register_workflow_def(
-        self, workflow_def: WorkflowDef | Mapping[str, Any], overwrite: bool = False
+        self, workflow_def: Definition, overwrite: bool = False
     ) -> None:
         """Register a workflow definition; Conflict if name+version exists and not overwrite."""
         wf = _workflow_def(workflow_def)
@@ -553,6 +616,21 @@ class ConductorClient:
         return read_model(response, BulkResponse, empty={})
 
 
+def _target(
+    name: str | ConductorWorkflow | WorkflowDef,
+    version: int | None,
+    workflow_def: Definition | None,
+) -> tuple[str, int | None, WorkflowDef | None]:
+    """The workflow name, version and inline definition of a start or execute: a builder or
+    a definition given as `name` (or as `workflow_def`) runs inline, validated first."""
+    if not isinstance(name, str):
+        workflow_def, name = name, ""
+    if workflow_def is None:
+        return name, version, None
+    definition = _workflow_def(workflow_def)
+    return name or definition.name, version or definition.version, definition
+
+
 def _start_request(
     name: str,
     version: int | None,
@@ -560,12 +638,12 @@ def _start_request(
     correlation_id: str | None,
     priority: int | None,
     task_to_domain: Mapping[str, str] | None = None,
-    workflow_def: WorkflowDef | Mapping[str, Any] | None = None,
+    workflow_def: Definition | None = None,
     idempotency_key: str | None = None,
     idempotency_strategy: IdempotencyStrategy | None = None,
 ) -> StartWorkflowRequest:
-    if isinstance(workflow_def, WorkflowDef):
-        workflow_def = workflow_def.to_wire()
+    if workflow_def is not None and not isinstance(workflow_def, Mapping):
+        workflow_def = _workflow_def(workflow_def).to_wire()
     try:
         return StartWorkflowRequest(
             name=name,
@@ -586,8 +664,14 @@ def _task_def(item: TaskDef | Mapping[str, Any]) -> TaskDef:
     return _definition(TaskDef, item, "task")
 
 
-def _workflow_def(item: WorkflowDef | Mapping[str, Any]) -> WorkflowDef:
-    return _definition(WorkflowDef, item, "workflow")
+def _workflow_def(item: Definition) -> WorkflowDef:
+    """A builder or definition as a validated `WorkflowDef`; BadRequest names the problem."""
+    try:
+        if isinstance(item, ConductorWorkflow):
+            return item.to_workflow_def()
+        return validate_workflow_def(item)
+    except InvalidWorkflowDef as exc:
+        raise BadRequest(f"workflow definition is invalid: {exc}") from None
 
 
 def _definition(model: type[DefT], item: DefT | Mapping[str, Any], kind: str) -> DefT:

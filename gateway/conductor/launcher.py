@@ -1,0 +1,133 @@
+"""`gateway worker module:attr ...`: run `@worker_task` functions until SIGTERM or Ctrl-C.
+
+`module:attr` names one worker or a list of them; a bare `module` takes every `@worker_task`
+defined at its top level. The current directory is importable, as with `python -m`. The first
+signal stops polling and lets the tasks in hand finish (up to `--drain-seconds`); a second one
+exits at once (Conductor hands the unfinished tasks out again after their response timeout).
+On exit it prints what it reported, as one JSON line: `{"reported": {"type": {"COMPLETED": n}}}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from gateway.conductor.worker import WorkerTask
+from gateway.errors import ConfigError
+
+log = logging.getLogger("gateway.worker")
+
+
+def register(sub: Any) -> None:
+    from gateway.cli import add_config_argument
+
+    parser = sub.add_parser(
+        "worker", help="run @worker_task functions (module:attr) against Conductor"
+    )
+    add_config_argument(parser)
+    parser.add_argument("targets", nargs="+", metavar="MODULE[:ATTR]", help="workers to run")
+    parser.add_argument("--concurrency", type=int, help="tasks at a time per worker (override)")
+    parser.add_argument("--domain", help="poll this task domain (override)")
+    parser.add_argument("--worker-id", help="the worker id reported to Conductor")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="on stop, wait this long (default 30)"
+    )
+    parser.set_defaults(func=_run)
+
+
+def load_workers(targets: list[str]) -> list[WorkerTask]:
+    """The workers `module:attr` (or every one in `module`) names; ConfigError says why not."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    workers: list[WorkerTask] = []
+    for target in targets:
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"worker '{target}': cannot import {module_name!r}: {exc}") from None
+        found = _workers_in(module, attr, target)
+        if not found:
+            raise ConfigError(
+                f"worker '{target}': no @worker_task function found; decorate one with "
+                "@worker_task('task_name') or name it as module:attr"
+            )
+        workers += found
+    return workers
+
+
+def _workers_in(module: Any, attr: str, target: str) -> list[WorkerTask]:
+    if not attr:
+        return [v for v in vars(module).values() if isinstance(v, WorkerTask)]
+    if not hasattr(module, attr):
+        raise ConfigError(f"worker '{target}': module {module.__name__!r} has no {attr!r}")
+    value = getattr(module, attr)
+    items = value if isinstance(value, list | tuple) else [value]
+    bad = [item for item in items if not isinstance(item, WorkerTask)]
+    if bad:
+        raise ConfigError(
+            f"worker '{target}': {bad[0]!r} is not a @worker_task function; decorate it with "
+            "@worker_task('task_name')"
+        )
+    return list(items)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.settings import load_settings
+
+    settings = load_settings(args.config)
+    logs.configure(settings.logging.level, settings.logging.format)
+    workers = [_override(w, args) for w in load_workers(args.targets)]
+    reported = asyncio.run(_serve(settings.conductor, workers, args.drain_seconds))
+    print(json.dumps({"reported": reported}), flush=True)
+    return 0
+
+
+def _override(worker: WorkerTask, args: argparse.Namespace) -> WorkerTask:
+    changes = {
+        "concurrency": args.concurrency,
+        "domain": args.domain,
+        "worker_id": args.worker_id,
+    }
+    return dataclasses.replace(worker, **{k: v for k, v in changes.items() if v is not None})
+
+
+async def _serve(conductor: Any, workers: list[WorkerTask], drain: float) -> dict[str, Any]:
+    from gateway.conductor.client import ConductorClient
+    from gateway.conductor.runner import TaskRunner
+
+    async with ConductorClient.from_settings(conductor) as client:
+        runner = TaskRunner(client, workers, drain_seconds=drain)
+        _install_signals(runner)
+        names = ", ".join(f"{w.task_definition_name} (x{w.concurrency})" for w in workers)
+        log.info("worker running: %s against %s", names, conductor.url)
+        await runner.run()
+    reported: dict[str, dict[str, int]] = {}
+    for (task_type, status), count in sorted(runner.reported.items()):
+        reported.setdefault(task_type, {})[status] = count
+    return reported
+
+
+def _install_signals(runner: Any) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            log.error("second signal: exiting now; Conductor will hand the tasks out again")
+            os._exit(128 + signum)
+        log.info("received %s: finishing the tasks in hand", signal.Signals(signum).name)
+        runner.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
