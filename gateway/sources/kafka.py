@@ -6,6 +6,9 @@
 - Messages of one key (the plan's ordering key, else the message key) run one after another;
   different keys run concurrently. A partition whose window is full is paused, and so is every
   partition while the pipeline has closed intake (Conductor down) or the gateway is stopping.
+- The isolation level is read_committed: an aborted transaction's records are never events.
+  Offsets that hold no event (transaction markers) are passed: a partition with nothing in
+  flight commits the consumer's position, so a caught-up partition shows no lag.
 - On revoke, the listener stops intake for those partitions, drains their work within
   `revoke_drain_seconds`, and commits. It takes no lock that the poll loop holds (aiokafka's
   listener deadlock): the poll loop is simply suspended inside `getmany` while it runs.
@@ -48,6 +51,7 @@ COMMIT_INTERVAL = 1.0  # seconds between commits of advanced watermarks
 STALL_SECONDS = 60.0  # lag without progress for this long is reported
 UNASSIGNED_SECONDS = 60.0  # subscribed without a completed rebalance for this long: reported
 FETCH_STALE_SECONDS = 30.0  # no fetch answered for this long: not connected
+POSITION_SECONDS = 0.5  # longest wait for a partition's position (known unless being reset)
 
 
 class KafkaDelivery:
@@ -218,6 +222,25 @@ class KafkaSource:
                 continue  # not ours any more; the new owner reads it from the commit
             for record in records:
                 self._admit(window, record)
+        await self._pass_gaps()
+
+    async def _pass_gaps(self) -> None:
+        """Move idle windows up to the consumer's position. A fetch can pass offsets that hold
+        no event (transaction markers, aborted transactions' records): without this the commit
+        stops short of them and the partition shows lag, then a stall, forever."""
+        for tp, window in list(self._windows.items()):
+            if window.pending or window.revoked:
+                continue
+            highwater = self.consumer.highwater(tp)
+            mark = window.next_offset if window.next_offset is not None else window.committed
+            if highwater is None or (mark is not None and mark >= highwater):
+                continue
+            try:
+                async with asyncio.timeout(POSITION_SECONDS):  # waits only while being reset
+                    position = await self.consumer.position(tp)
+            except (TimeoutError, KafkaError):
+                continue
+            window.skip_to(position)
 
     def _note_fetches(self) -> None:
         """`connected`: some partition being fetched was answered lately (aiokafka's getmany

@@ -16,6 +16,10 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
         "client_id": settings.client_id,
         "group_id": settings.group_id,
         "enable_auto_commit": False,
+        # Only committed transactions: an aborted transaction's records are not events (its
+        # producer writes them again, at other offsets, and that copy would start a second
+        # workflow). Plain records are returned either way.
+        "isolation_level": "read_committed",
         "auto_offset_reset": settings.auto_offset_reset,
         "session_timeout_ms": settings.session_timeout_ms,
         "max_poll_interval_ms": settings.max_poll_interval_ms,

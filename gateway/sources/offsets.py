@@ -40,6 +40,13 @@ class PartitionWindow:
             self.next_offset = self.pending[0]
         self.last_progress = time.monotonic()
 
+    def skip_to(self, position: int) -> None:
+        """With nothing pending, every offset below the consumer's `position` was settled or
+        holds no event (a transaction marker, an aborted transaction's record, a record
+        compacted away): the watermark moves there, so the commit reaches the partition's end."""
+        if not self.pending and (self.next_offset is None or position > self.next_offset):
+            self.next_offset = position
+
     def to_commit(self) -> int | None:
         if self.next_offset is None or self.next_offset == self.committed:
             return None

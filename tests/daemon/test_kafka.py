@@ -4,11 +4,13 @@ dead letters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
@@ -269,3 +271,50 @@ rules:
         await eventually(started, timeout=30)
     ids = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
     assert ids == ["late-0", "late-1"]
+
+
+async def test_transactional_producers_aborted_events_start_nothing_and_commits_reach_the_end(
+    apache_kafka_bootstrap: str,
+    devserver: DevServer,
+    conductor: ConductorClient,
+    tmp_path: Path,
+) -> None:
+    """Events written in Kafka transactions (Apache Kafka; Tansu has none): a committed
+    transaction's events start one workflow each, an aborted one's start nothing, and the commit
+    passes the transaction markers (offsets that hold no event) up to the end, so no lag is
+    left behind."""
+    bootstrap = apache_kafka_bootstrap
+    topic, workflow = unique("orders"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(bootstrap, topic, 1)
+    settings = make_settings(
+        tmp_path, conductor_url=devserver.url, kafka_bootstrap=bootstrap, idempotence=True
+    )
+    transactional = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("tx"))
+    await transactional.start()
+    try:
+        async with running(settings, start_rules(topic, workflow, topic + ".dlq")):
+            async with transactional.transaction():
+                for i in range(3):
+                    await transactional.send(topic, json.dumps({"id": f"kept-{i}"}).encode())
+            await transactional.begin_transaction()
+            await transactional.send(topic, json.dumps({"id": "aborted"}).encode())
+            await transactional.abort_transaction()
+            async with transactional.transaction():
+                await transactional.send(topic, json.dumps({"id": "last"}).encode())
+
+            async def all_committed() -> bool:
+                committed, end = await committed_and_end(
+                    bootstrap, settings.kafka.group_id, topic, 1
+                )
+                return committed == end
+
+            with contextlib.suppress(AssertionError):
+                await eventually(all_committed, timeout=30)
+            committed, end = await committed_and_end(bootstrap, settings.kafka.group_id, topic, 1)
+            # 3 events + marker, aborted event + marker, 1 event + marker
+            assert committed == end == {0: 8}
+    finally:
+        await transactional.stop()
+    started = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
+    assert started == ["kept-0", "kept-1", "kept-2", "last"]
