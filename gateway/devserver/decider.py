@@ -248,6 +248,25 @@ class Decider:
         if definition.timeout_seconds > 0 and definition.timeout_policy == "TIME_OUT_WF":
             self.store.timed.add(wf.workflow_id)
 
+    def check_workflow_timeout(self, wf: WorkflowRecord) -> bool:
+        """DeciderService.checkWorkflowTimeout, which every decide runs first: a RUNNING
+        workflow past its TIME_OUT_WF timeout, counted from the last retry or resume if any
+        (a rerun keeps createTime), ends TIMED_OUT. True when it did."""
+        definition = wf.definition
+        if wf.status != "RUNNING" or definition.timeout_seconds <= 0:
+            return False
+        if definition.timeout_policy != "TIME_OUT_WF":
+            return False
+        elapsed = self.store.now() - (wf.last_retried_time or wf.create_time)
+        if elapsed < definition.timeout_seconds * 1000:
+            return False
+        reason = (
+            f"Workflow timed out after {elapsed // 1000} seconds. Timeout configured as "
+            f"{definition.timeout_seconds} seconds. Timeout policy configured to TIME_OUT_WF"
+        )
+        self.end(wf, "TIMED_OUT", reason)
+        return True
+
     # --- deciding ----------------------------------------------------------------------
 
     def decide(self, wf: WorkflowRecord) -> None:
@@ -268,6 +287,8 @@ class Decider:
             self._deciding = False
 
     def _decide(self, wf: WorkflowRecord) -> None:
+        if self.check_workflow_timeout(wf):
+            return
         if wf.status == "PAUSED":
             # Only async system tasks (JOIN, SUB_WORKFLOW) go on while paused (§2.7).
             self._run_system_tasks(wf, async_only=True)
@@ -361,7 +382,7 @@ class Decider:
         self._note_failed(wf, task)
         reason = (
             f"Task {task.task_id} failed with status: {status} and reason: "
-            f"'{task.reason_for_incompletion}'"
+            f"'{_java(task.reason_for_incompletion)}'"
         )
         self.end(wf, status, reason)
 
@@ -459,3 +480,8 @@ class Decider:
             result = resolve(wf.definition.output_parameters, self.context(wf))
             return result if isinstance(result, dict) else {}
         return dict(wf.tasks[-1].output_data)
+
+
+def _java(value: str | None) -> str:
+    """A string as Java's String.format prints it: null for None."""
+    return "null" if value is None else value

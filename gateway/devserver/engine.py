@@ -114,8 +114,10 @@ class Engine:
     def pause(self, workflow_id: str) -> None:
         wf = self.get(workflow_id)
         if wf.terminal:
-            raise Conflict(
-                f"Workflow {workflow_id} has ended, status cannot be updated.", status=409
+            raise Conflict(  # WorkflowModel.toShortString: name.version/id
+                f"Workflow {wf.name}.{wf.version}/{workflow_id} has ended, status cannot be "
+                "updated.",
+                status=409,
             )
         if wf.status == "RUNNING":
             wf.status = "PAUSED"
@@ -209,8 +211,9 @@ class Engine:
     def restart(self, workflow_id: str, use_latest: bool) -> None:
         wf = self.get(workflow_id)
         if not wf.terminal:
-            raise Conflict(
-                f"Workflow: {workflow_id} is not in terminal state, unable to restart.",
+            raise Conflict(  # WorkflowModel.toString: name.version/id.status
+                f"Workflow: {wf.name}.{wf.version}/{workflow_id}.{wf.status} is not in terminal "
+                "state, unable to restart.",
                 status=409,
             )
         if wf.status == "COMPLETED" and not wf.definition.restartable:
@@ -220,22 +223,31 @@ class Engine:
             wf.tree = None
         self._start_over(wf)
 
-    def _start_over(self, wf: WorkflowRecord) -> None:
+    def _start_over(self, wf: WorkflowRecord, restart: bool = True) -> None:
+        """Restart: a fresh run (createTime now, no output, endTime 0). A rerun from scratch
+        (WEO.rerunWF) removes the tasks only: createTime (so a workflow timeout still counts
+        from the first start), output and endTime are kept, as the real server does."""
         for task in wf.tasks:
             self.store.tasks.pop(task.task_id, None)
             self.store.forget(task)
         wf.tasks = []
-        wf.output = {}
-        wf.variables = copy.deepcopy(wf.definition.variables)
-        wf.create_time = self.now()
+        end_time = wf.end_time
+        if restart:
+            wf.output = {}
+            wf.variables = copy.deepcopy(wf.definition.variables)
+            wf.create_time = self.now()
+            wf.last_retried_time = 0
         self._reopen(wf)
+        if not restart:
+            wf.end_time = end_time
         self.decider.decide(wf)
 
     def rerun(self, workflow_id: str, request: RerunRequest) -> str:
         wf = self.get(workflow_id)
         if not wf.terminal:
             raise Conflict(
-                f"Workflow: {workflow_id} is not in terminal state, unable to rerun.",
+                f"Workflow: {wf.name}.{wf.version}/{workflow_id}.{wf.status} is not in terminal "
+                "state, unable to rerun.",
                 status=409,
             )
         if request.workflow_input is not None:
@@ -243,7 +255,7 @@ class Engine:
         if request.correlation_id is not None:
             wf.correlation_id = request.correlation_id
         if request.re_run_from_task_id is None:
-            self._start_over(wf)
+            self._start_over(wf, restart=False)
         else:
             self._rerun_from(wf, request.re_run_from_task_id, request.task_input)
         return workflow_id

@@ -32,8 +32,11 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 def text_response(text: str | None) -> web.Response:
-    """A bare id as text/plain; a null String is 200 with an empty body (§1.1)."""
-    return web.Response(text=text or "", content_type="text/plain")
+    """A bare id as text/plain (Spring's exact header); a null String is 200 with an empty
+    body and, like Spring's, no content type at all (§1.1)."""
+    if not text:
+        return empty()
+    return web.Response(text=text, headers={"Content-Type": "text/plain;charset=UTF-8"})
 
 
 def empty() -> web.Response:
@@ -48,8 +51,12 @@ def error_body(status: int, message: str, retryable: bool = False) -> dict[str, 
     return {"status": status, "message": message, "instance": INSTANCE, "retryable": retryable}
 
 
-def validation_error(path: str, message: str, invalid: Any) -> BadRequest:
-    item = {"path": path, "message": message, "invalidValue": str(invalid)}
+def validation_error(path: str, message: str, invalid: Any = None) -> BadRequest:
+    """A bean-validation failure: 400 with one `validationErrors` item (no invalidValue for
+    a null value, as Conductor's mapper leaves it out)."""
+    item = {"path": path, "message": message}
+    if invalid is not None:
+        item["invalidValue"] = str(invalid)
     return BadRequest(
         "Validation failed, check below errors for detail.",
         status=400,

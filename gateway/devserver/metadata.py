@@ -58,6 +58,8 @@ class Metadata:
         found = self.find_workflow(name, version)
         if found is None:
             raise NotFound(
-                f"No such workflow found by name: {name}, version: {version}", status=404
+                f"No such workflow found by name: {name}, version: "
+                f"{'null' if version is None else version}",
+                status=404,
             )
         return found

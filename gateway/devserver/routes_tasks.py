@@ -66,8 +66,11 @@ class TaskRoutes:
         return json_response([t.to_json() for t in tasks])
 
     async def get_task(self, request: web.Request) -> web.Response:
-        task = self.ops.get_task(request.match_info["id"])
-        return json_response(task.to_json()) if task else no_content()
+        task_id = request.match_info["id"]
+        task = self.ops.get_task(task_id)
+        if task is None:
+            raise NotFound(f"Task not found for taskId: {task_id}", status=404)
+        return json_response(task.to_json())
 
     async def update(self, request: web.Request) -> web.Response:
         result = parse_model(TaskResult, await read_object(request), "updateTask")

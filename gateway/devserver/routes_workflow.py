@@ -31,10 +31,23 @@ MAX_BULK = 1000
 
 
 def check_priority(priority: int, path: str) -> None:
+    """WorkflowService.startWorkflow's @Min/@Max on the `priority` query parameter."""
     if priority > 99:
         raise validation_error(path, "99 is the maximum priority value", priority)
     if priority < 0:
         raise validation_error(path, "0 is the minimum priority value", priority)
+
+
+def check_start_request(start: StartWorkflowRequest, path: str) -> None:
+    """Bean validation of a StartWorkflowRequest body: its own messages, under `path`."""
+    if not start.name and start.workflow_def is None:
+        raise validation_error(f"{path}.name", "Workflow name cannot be null or empty")
+    if start.priority > 99:
+        message = f"priority: {start.priority} should be maximum 99"
+        raise validation_error(f"{path}.priority", message, start.priority)
+    if start.priority < 0:
+        message = f"priority: {start.priority} should be minimum 0"
+        raise validation_error(f"{path}.priority", message, start.priority)
 
 
 class WorkflowRoutes:
@@ -73,7 +86,7 @@ class WorkflowRoutes:
     async def start(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         start = parse_model(StartWorkflowRequest, body, "startWorkflow")
-        check_priority(start.priority, "startWorkflow.priority")
+        check_start_request(start, "startWorkflow.arg0")
         return text_response(self.engine.start(start))
 
     async def start_by_name(self, request: web.Request) -> web.Response:

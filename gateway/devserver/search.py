@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.devserver.http import validation_error
 from gateway.devserver.state import WorkflowRecord
 from gateway.errors import BadRequest, ServerError
 
@@ -108,10 +109,9 @@ def search(
     size: int,
     sort: str | None,
 ) -> tuple[int, list[WorkflowRecord]]:
-    if size > MAX_SIZE:
-        raise BadRequest(
-            "Cannot return more than 5000 workflows. Please use pagination.", status=400
-        )
+    if size > MAX_SIZE:  # @Max on WorkflowService.searchWorkflows' size: a validation error
+        message = "Cannot return more than 5000 workflows. Please use pagination."
+        raise validation_error("searchWorkflows.arg1", message, size)
     clauses = parse_query(query)
     needle = None if not free_text or free_text == "*" else free_text.lower()
     hits = [
@@ -156,6 +156,7 @@ def java_str(value: Any) -> str:
 
 
 def summary(wf: WorkflowRecord) -> dict[str, Any]:
+    input_text, output_text = java_str(wf.input), java_str(wf.output)
     data: dict[str, Any] = {
         "workflowType": wf.name,
         "version": wf.version,
@@ -165,8 +166,8 @@ def summary(wf: WorkflowRecord) -> dict[str, Any]:
         "updateTime": iso(wf.update_time or wf.create_time),
         "endTime": iso(wf.end_time) if wf.end_time else None,
         "status": wf.status,
-        "input": java_str(wf.input),
-        "output": java_str(wf.output),
+        "input": input_text,
+        "output": output_text,
         "reasonForIncompletion": wf.reason_for_incompletion,
         "executionTime": wf.end_time - wf.create_time if wf.end_time else 0,
         "failedReferenceTaskNames": ",".join(wf.failed_reference_task_names),
@@ -176,5 +177,8 @@ def summary(wf: WorkflowRecord) -> dict[str, Any]:
         "taskToDomain": wf.task_to_domain,
         "idempotencyKey": wf.idempotency_key,
         "parentWorkflowId": "",
+        "classifier": "workflow",
+        "inputSize": len(input_text),
+        "outputSize": len(output_text),
     }
     return {k: v for k, v in data.items() if v is not None}

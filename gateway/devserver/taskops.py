@@ -229,11 +229,4 @@ class TaskOps:
             self.decider.decide(wf)
 
     def _check_workflow(self, wf: WorkflowRecord, now: int) -> None:
-        definition = wf.definition
-        if wf.status != "RUNNING" or definition.timeout_seconds <= 0:
-            return
-        if definition.timeout_policy != "TIME_OUT_WF":
-            return
-        if now - wf.create_time >= definition.timeout_seconds * 1000:
-            reason = f"Workflow timed out after {definition.timeout_seconds} seconds"
-            self.decider.end(wf, "TIMED_OUT", reason)
+        self.decider.check_workflow_timeout(wf)

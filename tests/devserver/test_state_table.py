@@ -1,4 +1,5 @@
-"""Reference §7 (the state-by-operation table), cell by cell, in both flavours, over HTTP.
+"""Reference §7 (the state-by-operation table), cell by cell, over HTTP: on the dev server in
+both flavours, and on the real Conductor OSS (the OSS table), which is the judge.
 
 Each cell: put a workflow in a state, apply the operation, check the HTTP status, the body
 shape (§1.1: empty 200, 204, text/plain ids, JSON error bodies) and the resulting status.
@@ -6,6 +7,7 @@ shape (§1.1: empty 200, 204, text/plain ids, JSON error bodies) and the resulti
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -66,6 +68,9 @@ OSS: dict[str, dict[str, tuple[int, str | None]]] = {
         "RUNNING": (409, "RUNNING"),
         "PAUSED": (409, "PAUSED"),
         **{s: (200, "RUNNING") for s in TERMINAL},
+        # A rerun keeps createTime and its decide checks the workflow timeout first: a workflow
+        # whose timeout has passed times out again at once (seen on the real server).
+        "TIMED_OUT": (200, "TIMED_OUT"),
         "unknown": (404, None),
     },
     "update_by_ref": {
@@ -91,34 +96,61 @@ ORKES = {
     },
 }
 
+TARGETS = ("oss", "orkes", "real")  # the dev server's flavours, and the real Conductor OSS
 CASES = [
-    (flavor, op, state)
-    for flavor, table in (("oss", OSS), ("orkes", ORKES))
-    for op, row in table.items()
+    (target, op, state)
+    for target in TARGETS
+    for op, row in (ORKES if target == "orkes" else OSS).items()
     for state in row
 ]
 
 
 class Harness:
-    def __init__(self, server: DevServer, client: httpx.AsyncClient, clock: ManualClock) -> None:
-        self.server, self.http, self.clock = server, client, clock
+    """One Conductor over HTTP: a dev server whose time moves only with `clock`, or the real
+    Conductor OSS (shared by the run: every harness registers its own definitions)."""
+
+    def __init__(
+        self,
+        target: str,
+        client: httpx.AsyncClient,
+        server: DevServer | None = None,
+        clock: ManualClock | None = None,
+    ) -> None:
+        self.target, self.http, self.server, self.clock = target, client, server, clock
+        self.suffix = "_" + uuid.uuid4().hex[:10]
+        self.table = self.name("table")
+        self.short = self.name("table_short")  # the real server's way to TIMED_OUT
+
+    @property
+    def flavor(self) -> str:
+        return "oss" if self.target == "real" else self.target
+
+    def name(self, base: str) -> str:
+        """A definition name unique to this harness."""
+        return base + self.suffix
 
     async def setup(self) -> None:
-        # A single WAIT task, and a workflow timeout so TIMED_OUT is reachable with the clock.
-        wf_def = {
-            "name": "table",
-            "version": 1,
-            "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
-            "timeoutPolicy": "TIME_OUT_WF",
-            "timeoutSeconds": 60,
-        }
-        r = await self.http.post("/metadata/workflow", json=wf_def)
-        assert r.status_code == 200
+        # A single WAIT task, and a workflow timeout so TIMED_OUT is reachable: 60 s, which
+        # pass only when the dev server's manual clock is moved; on the real server a twin
+        # with a one-second timeout is started for TIMED_OUT.
+        for name, seconds in ((self.table, 60), (self.short, 1)):
+            wf_def = {
+                "name": name,
+                "version": 1,
+                "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
+                "timeoutPolicy": "TIME_OUT_WF",
+                "timeoutSeconds": seconds,
+            }
+            r = await self.http.post("/metadata/workflow", json=wf_def)
+            assert r.status_code == 200, r.text
 
     async def in_state(self, state: str) -> str:
         if state == "unknown":
             return str(uuid.uuid4())
-        r = await self.http.post("/workflow", json={"name": "table", "input": {}})
+        short = state == "TIMED_OUT" and self.clock is None
+        name = self.short if short else self.table
+        r = await self.http.post("/workflow", json={"name": name, "input": {}})
+        assert r.status_code == 200, r.text
         wf_id = r.text
         await self._drive(wf_id, state)
         assert await self.status(wf_id) == state
@@ -132,12 +164,37 @@ class Harness:
         elif state == "TERMINATED":
             await self.http.delete(f"/workflow/{wf_id}")
         elif state == "TIMED_OUT":
+            await self._time_out(wf_id)
+
+    async def _time_out(self, wf_id: str) -> None:
+        """Let the workflow timeout pass, then have the server decide (PUT /workflow/decide):
+        the real server's sweeper would come by only after 30 s."""
+        if self.clock is not None:
             self.clock.advance(61)
-            self.server.tasks.sweep()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            r = await self.http.put(f"/workflow/decide/{wf_id}")
+            assert r.status_code == 200, r.text
+            if await self.status(wf_id) == "TIMED_OUT":
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"{wf_id} did not time out"
+            await asyncio.sleep(0.1)
 
     async def status(self, wf_id: str) -> str:
         r = await self.http.get(f"/workflow/{wf_id}")
         return str(r.json()["status"])
+
+    async def task_statuses(self, wf_id: str, expected: list[str], timeout: float = 5) -> bool:
+        """Poll until the workflow's tasks have the `expected` statuses (the real server runs
+        system tasks asynchronously); fail showing the last statuses seen."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            wf = (await self.http.get(f"/workflow/{wf_id}")).json()
+            statuses = [t["status"] for t in wf["tasks"]]
+            if statuses == expected:
+                return True
+            assert asyncio.get_running_loop().time() < deadline, statuses
+            await asyncio.sleep(0.05)
 
     async def apply(self, op: str, wf_id: str) -> httpx.Response:
         w = f"/workflow/{wf_id}"
@@ -155,21 +212,30 @@ class Harness:
         return response
 
 
-@pytest.fixture(params=["oss", "orkes"])
+@pytest.fixture(params=TARGETS)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    if request.param == "real":
+        url: str = request.getfixturevalue("conductor_oss_url")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            h = Harness("real", client)
+            await h.setup()
+            yield h
+        return
     clock = ManualClock()
     async with (
         DevServer(port=0, flavor=request.param, clock=clock, sweep_interval=3600) as server,
         httpx.AsyncClient(base_url=server.url) as client,
     ):
-        h = Harness(server, client, clock)
+        h = Harness(request.param, client, server, clock)
         await h.setup()
         yield h
 
 
 def _check_body(op: str, code: int, response: httpx.Response, wf_id: str) -> None:
-    """§1.1 / §8.4: bare ids as text/plain, empty 200s, 204s, JSON error bodies."""
+    """§1.1 / §8.4: bare ids as text/plain, empty 200s (no content type), 204s, JSON error
+    bodies."""
     if code >= 400:
+        assert response.headers["content-type"].startswith("application/json")
         body = response.json()
         assert body["status"] == code and body["message"] and "retryable" in body
     elif code == 204:
@@ -179,17 +245,16 @@ def _check_body(op: str, code: int, response: httpx.Response, wf_id: str) -> Non
         assert response.text == wf_id  # the same id
     elif op == "variables":
         assert response.json()["variables"]["v"] == 1
-    elif op == "update_by_ref":
+    elif op == "update_by_ref" and response.content:
         assert response.headers["content-type"].startswith("text/plain")
     else:
-        assert response.content == b""
+        assert response.content == b"" and "content-type" not in response.headers
 
 
 @pytest.mark.parametrize(("harness", "op", "state"), CASES, indirect=["harness"])
 async def test_section7_state_table_cell(harness: Harness, op: str, state: str) -> None:
     """§7: one cell of the state-by-operation table."""
-    flavor = harness.server.flavor
-    code, after = (ORKES if flavor == "orkes" else OSS)[op][state]
+    code, after = (ORKES if harness.flavor == "orkes" else OSS)[op][state]
     wf_id = await harness.in_state(state)
     response = await harness.apply(op, wf_id)
     assert response.status_code == code, response.text
@@ -205,10 +270,10 @@ async def test_section7_update_by_ref_running_returns_task_id(harness: Harness) 
     r = await harness.apply("update_by_ref", wf_id)
     assert r.text == task_id
     again = await harness.apply("update_by_ref", wf_id)
-    expected = 404 if harness.server.flavor == "orkes" else 200
+    expected = 404 if harness.flavor == "orkes" else 200
     assert again.status_code == expected
     if expected == 200:
-        assert again.content == b""
+        assert again.content == b"" and "content-type" not in again.headers
 
 
 async def test_section7_update_on_paused_progresses_only_after_resume(harness: Harness) -> None:
@@ -229,14 +294,17 @@ async def test_section7_retry_restart_rerun_keep_the_workflow_id(harness: Harnes
     assert (await harness.apply("retry", wf_id)).status_code == 204
     wf = (await harness.http.get(f"/workflow/{wf_id}")).json()
     assert wf["workflowId"] == wf_id and "reasonForIncompletion" not in wf
-    assert [t["status"] for t in wf["tasks"]] == ["FAILED", "IN_PROGRESS"]
+    assert wf["status"] == "RUNNING" and wf["lastRetriedTime"] > 0
+    # The new WAIT attempt: the real server schedules it and starts it a moment later.
+    assert wf["tasks"][0]["status"] == "FAILED"
+    assert await harness.task_statuses(wf_id, ["FAILED", "IN_PROGRESS"])
     await harness.http.post(f"/tasks/{wf_id}/w/COMPLETED", json={})
     assert (await harness.apply("restart", wf_id)).status_code == 204
     wf = (await harness.http.get(f"/workflow/{wf_id}")).json()
     assert wf["endTime"] == 0 and wf["output"] == {} and len(wf["tasks"]) == 1
 
 
-@pytest.mark.parametrize("harness", ["oss"], indirect=True)
+@pytest.mark.parametrize("harness", ["oss", "real"], indirect=True)
 async def test_section7_variables_endpoint_absent_in_oss(harness: Harness) -> None:
     """§4.6 / §8.6: POST /workflow/{id}/variables does not exist in OSS (404)."""
     wf_id = await harness.in_state("RUNNING")
@@ -246,13 +314,14 @@ async def test_section7_variables_endpoint_absent_in_oss(harness: Harness) -> No
 
 async def test_section4_11_restart_of_non_restartable_completed_is_404(harness: Harness) -> None:
     """§4.11: COMPLETED with restartable=false -> 404."""
+    once = harness.name("once")
     wf_def = {
-        "name": "once",
+        "name": once,
         "restartable": False,
         "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
     }
-    await harness.http.post("/metadata/workflow", json=wf_def)
-    wf_id = (await harness.http.post("/workflow", json={"name": "once", "input": {}})).text
+    assert (await harness.http.post("/metadata/workflow", json=wf_def)).status_code == 200
+    wf_id = (await harness.http.post("/workflow", json={"name": once, "input": {}})).text
     await harness.http.post(f"/tasks/{wf_id}/w/COMPLETED", json={})
     r = await harness.apply("restart", wf_id)
     assert r.status_code == 404 and "non-restartable" in r.json()["message"]
