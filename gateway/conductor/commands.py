@@ -72,7 +72,12 @@ def _workflow_reads(ops: Any) -> None:
 
 
 def _start_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="workflow name")
+    p.add_argument("name", nargs="?", help="workflow name (default: the --workflow-def's name)")
+    p.add_argument(
+        "--workflow-def",
+        metavar="@FILE|MODULE:ATTR",
+        help="run this definition inline, unregistered (JSON/YAML file, or a ConductorWorkflow)",
+    )
     p.add_argument("--version", type=int, help="definition version (default: latest)")
     p.add_argument("--input", type=_json_object, default={}, help="JSON object, or @file")
     p.add_argument("--correlation-id")
@@ -122,8 +127,10 @@ def _definitions(ops: Any) -> None:
     _op(tops, "get", "print a task definition", _taskdef_get).add_argument("name")
     wfdef = ops.add_parser("workflowdef", help="register workflow definitions")
     wops = wfdef.add_subparsers(dest="workflowdef_command", metavar="ACTION", required=True)
-    p = _op(wops, "register", "register a workflow definition from a JSON or YAML file", _wf_reg)
-    p.add_argument("file", type=Path)
+    p = _op(wops, "register", "register a workflow definition (file, or module:attr)", _wf_reg)
+    p.add_argument(
+        "file", metavar="FILE|MODULE:ATTR", help="JSON/YAML file, or a ConductorWorkflow"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the same name+version")
 
 
@@ -183,8 +190,9 @@ def _read_document(path: Path) -> Any:
 
 
 async def _start(c: Any, a: argparse.Namespace) -> Any:
+    name, inline = _target(a)
     wf_id = await c.start_workflow(
-        a.name, a.version, a.input, a.correlation_id, a.priority,
+        name, a.version, a.input, a.correlation_id, a.priority, workflow_def=inline,
         idempotency_key=a.idempotency_key, idempotency_strategy=a.idempotency_strategy,
     )  # fmt: skip
     return {"workflowId": wf_id}
@@ -192,10 +200,34 @@ async def _start(c: Any, a: argparse.Namespace) -> Any:
 
 async def _execute_wf(c: Any, a: argparse.Namespace) -> Any:
     refs = [r for item in a.wait_until or [] for r in item.split(",") if r]
+    name, inline = _target(a)
     return await c.execute_workflow(
-        a.name, a.version, a.input, a.correlation_id, a.priority,
-        wait_until_task_refs=refs or None, wait_for_seconds=a.wait_seconds,
+        name, a.version, a.input, a.correlation_id, a.priority,
+        wait_until_task_refs=refs or None, wait_for_seconds=a.wait_seconds, workflow_def=inline,
     )  # fmt: skip
+
+
+def _target(a: argparse.Namespace) -> tuple[str, Any]:
+    """The workflow name and the inline definition (None: run the registered one)."""
+    inline = _load_definition(a.workflow_def, "--workflow-def") if a.workflow_def else None
+    if not a.name and inline is None:
+        raise ConfigError("give the workflow NAME, or its definition with --workflow-def @FILE")
+    return a.name or "", inline
+
+
+def _load_definition(source: str, option: str) -> Any:
+    """A workflow definition from `@file` / `file` (JSON or YAML) or `module:attr` (a
+    ConductorWorkflow, a definition, or a function without arguments returning one)."""
+    path = Path(source[1:] if source.startswith("@") else source)
+    if source.startswith("@") or path.exists() or ":" not in source:
+        data = _read_document(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{option} {path}: give one workflow definition object")
+        return data
+    from gateway.conductor.launcher import load_attribute
+
+    value = load_attribute(source, option)
+    return value() if callable(value) and not hasattr(value, "to_workflow_def") else value
 
 
 async def _get(c: Any, a: argparse.Namespace) -> Any:
@@ -292,8 +324,13 @@ async def _taskdef_get(c: Any, a: argparse.Namespace) -> Any:
 
 
 async def _wf_reg(c: Any, a: argparse.Namespace) -> Any:
-    data = _read_document(a.file)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{a.file}: give one workflow definition object")
-    await c.register_workflow_def(data, overwrite=a.overwrite)
-    return {"registered": data.get("name"), "version": data.get("version", 1)}
+    from gateway.conductor.builder import ConductorWorkflow
+    from gateway.conductor.validation import validate_workflow_def
+
+    loaded = _load_definition(a.file, "workflowdef register")
+    if isinstance(loaded, ConductorWorkflow):
+        definition = loaded.to_workflow_def()
+    else:
+        definition = validate_workflow_def(loaded)
+    await c.register_workflow(definition, overwrite=a.overwrite)
+    return {"registered": definition.name, "version": definition.version}

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import types
 from typing import Any
 
 from gateway.conductor.worker import WorkerTask
@@ -43,41 +44,43 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_run)
 
 
-def load_workers(targets: list[str]) -> list[WorkerTask]:
-    """The workers `module:attr` (or every one in `module`) names; ConfigError says why not."""
+def load_attribute(target: str, what: str) -> Any:
+    """`module:attr` imported (the current directory is importable); ConfigError says why not."""
+    module_name, _, attr = target.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what} '{target}': cannot import {module_name!r}: {exc}") from None
+    if not attr:
+        return module
+    if not hasattr(module, attr):
+        raise ConfigError(
+            f"{what} '{target}': module {module_name!r} has no {attr!r}; name an attribute "
+            "defined at its top level"
+        )
+    return getattr(module, attr)
+
+
+def load_workers(targets: list[str]) -> list[WorkerTask]:
+    """The workers `module:attr` (or every one in `module`) names; ConfigError says why not."""
     workers: list[WorkerTask] = []
     for target in targets:
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(f"worker '{target}': cannot import {module_name!r}: {exc}") from None
-        found = _workers_in(module, attr, target)
-        if not found:
+        value = load_attribute(target, "worker")
+        if isinstance(value, types.ModuleType):
+            found = [v for v in vars(value).values() if isinstance(v, WorkerTask)]
+        else:
+            found = list(value) if isinstance(value, list | tuple) else [value]
+        bad = [item for item in found if not isinstance(item, WorkerTask)]
+        if bad or not found:
+            what = f"{bad[0]!r} is not a @worker_task function" if bad else "no worker found"
             raise ConfigError(
-                f"worker '{target}': no @worker_task function found; decorate one with "
-                "@worker_task('task_name') or name it as module:attr"
+                f"worker '{target}': {what}; decorate a function with @worker_task('task_name') "
+                "and name it as module:attr, or name a module that defines some"
             )
         workers += found
     return workers
-
-
-def _workers_in(module: Any, attr: str, target: str) -> list[WorkerTask]:
-    if not attr:
-        return [v for v in vars(module).values() if isinstance(v, WorkerTask)]
-    if not hasattr(module, attr):
-        raise ConfigError(f"worker '{target}': module {module.__name__!r} has no {attr!r}")
-    value = getattr(module, attr)
-    items = value if isinstance(value, list | tuple) else [value]
-    bad = [item for item in items if not isinstance(item, WorkerTask)]
-    if bad:
-        raise ConfigError(
-            f"worker '{target}': {bad[0]!r} is not a @worker_task function; decorate it with "
-            "@worker_task('task_name')"
-        )
-    return list(items)
 
 
 def _run(args: argparse.Namespace) -> int:
