@@ -201,7 +201,7 @@ def _no_template(key: str, value: str | None) -> None:
 def _start(b: _Builder, m: schema.StartWorkflowModel) -> str:
     _new_workflow(b, m)
     b.literal("task_to_domain", m.task_to_domain)
-    b.literal("workflow_def", m.workflow_def)
+    b.literal("workflow_def", _definition(m))
     return "start_workflow"
 
 
@@ -209,7 +209,31 @@ def _execute(b: _Builder, m: schema.ExecuteWorkflowModel) -> str:
     _new_workflow(b, m)
     b.literal("wait_until_task_refs", m.wait_until_task_refs)
     b.literal("wait_for_seconds", m.wait_for_seconds)
+    if m.workflow_def is not None:
+        b.literal("workflow_def", _definition(m))
     return "execute_workflow"
+
+
+def _definition(m: schema.NewWorkflowModel) -> dict[str, Any] | None:
+    """The inline definition (the loader has read `workflow_def_file` into `workflow_def`),
+    validated now and sent as written (its `${...}` are Conductor's expressions, not ours)."""
+    if m.workflow_def is None:
+        return None
+    from gateway.conductor.validation import validate_workflow_def
+    from gateway.errors import InvalidWorkflowDef
+
+    key = "workflow_def_file" if m.workflow_def_file else "workflow_def"
+    try:
+        definition = validate_workflow_def(m.workflow_def)
+    except InvalidWorkflowDef as exc:
+        raise ParamError(key, str(exc)) from None
+    if definition.name != m.name:
+        raise ParamError(
+            key,
+            f"defines workflow '{definition.name}' but the rule's name is '{m.name}'; "
+            "make them the same",
+        )
+    return dict(m.workflow_def)
 
 
 def _new_workflow(b: _Builder, m: schema.NewWorkflowModel) -> None:

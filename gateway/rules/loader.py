@@ -294,13 +294,35 @@ class _Compiler:
     def _action(self, m: schema.RuleModel, loc: Loc, strict: bool) -> Any:
         key = schema.ACTION_KEYS[m.action]
         try:
-            return compile_action(m.action, m.action_model, strict=strict)
+            return compile_action(m.action, self._with_definition(m.action_model), strict=strict)
         except ParamError as exc:
             parts = tuple(int(p) if p.isdigit() else p for p in exc.key.split("."))
             self.error(str(exc), (*loc, key, *parts), m.name, f"{key}.{exc.key}")
         except TemplateError as exc:
             self.error(str(exc), (*loc, key), m.name, key)
         return None
+
+    def _with_definition(self, model: Any) -> Any:
+        """The action model with its `workflow_def_file` (relative to the rules file) read
+        into `workflow_def`."""
+        name = getattr(model, "workflow_def_file", None)
+        if name is None:
+            return model
+        path = Path(self.file).parent / name
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ParamError(
+                "workflow_def_file",
+                f"cannot read {str(path)!r}: {exc.strerror}; give a JSON or YAML file's path "
+                "relative to the rules file",
+            ) from None
+        except yaml.YAMLError as exc:
+            problem = f"{path}: not valid JSON or YAML: {exc}"
+            raise ParamError("workflow_def_file", problem) from None
+        if not isinstance(data, dict):
+            raise ParamError("workflow_def_file", f"{path}: give one workflow definition object")
+        return model.model_copy(update={"workflow_def": data})
 
     def _options(
         self,

@@ -126,18 +126,26 @@ class _Targeted(_Model):
 
 
 class NewWorkflowModel(_Model):
-    """What start_workflow and execute_workflow share: which workflow, with what."""
+    """What start_workflow and execute_workflow share: which workflow, with what; optionally
+    its definition, inline or from a file, to run without registering it."""
 
     name: str = Field(min_length=1)
     version: int | None = Field(None, ge=1)
     input: Any = None
     correlation_id: str | None = None
     priority: Any = None  # 0-99, or a template
+    workflow_def: dict[str, Any] | None = None
+    workflow_def_file: str | None = Field(None, min_length=1)  # relative to the rules file
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> NewWorkflowModel:
+        if self.workflow_def is not None and self.workflow_def_file is not None:
+            raise ValueError("give workflow_def or workflow_def_file, not both")
+        return self
 
 
 class StartWorkflowModel(NewWorkflowModel):
     task_to_domain: dict[str, str] | None = None
-    workflow_def: dict[str, Any] | None = None
 
 
 class ExecuteWorkflowModel(NewWorkflowModel):

@@ -34,6 +34,12 @@ def assert_client_accepts(plan: Plan) -> None:
     signature.bind(*args, **plan.params)
 
 
+INLINE_DEF = {
+    "name": "order-fulfilment",
+    "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
+}
+
+
 def test_start_workflow() -> None:
     plan = plan_for(
         """
@@ -44,7 +50,9 @@ def test_start_workflow() -> None:
           correlation_id: ${body.id}
           priority: ${body.n}
           task_to_domain: {reserve: eu}
-          workflow_def: {name: inline, tasks: []}
+          workflow_def:
+            name: order-fulfilment
+            tasks: [{name: w, taskReferenceName: w, type: WAIT}]
         """
     )
     assert plan.method == "start_workflow" and plan.target is None
@@ -55,7 +63,7 @@ def test_start_workflow() -> None:
         "correlation_id": "o-1",
         "priority": 7,
         "task_to_domain": {"reserve": "eu"},
-        "workflow_def": {"name": "inline", "tasks": []},
+        "workflow_def": INLINE_DEF,
     }
     assert plan.idempotency_key == "kafka:orders:0:7"  # default: the event's source id
     assert_client_accepts(plan)
@@ -67,7 +75,7 @@ def test_start_workflow() -> None:
         "correlationId": "o-1",
         "input": {"orderId": "o-1", "amount": 12},
         "taskToDomain": {"reserve": "eu"},
-        "workflowDef": {"name": "inline", "tasks": []},
+        "workflowDef": INLINE_DEF,
         "priority": 7,
     }
 
