@@ -61,6 +61,8 @@ class Store:
 
     def enqueue(self, task: TaskRecord) -> None:
         self.running.pop(task.task_id, None)
+        if task.terminal:
+            return
         self.queues.setdefault(task.workflow_task.name, {})[task.task_id] = task
 
     def mark_running(self, task: TaskRecord) -> None:
@@ -180,6 +182,11 @@ class Decider:
         return f"{node.ref}__{iteration}" if iteration and node.loop() is not None else node.ref
 
     def add(self, wf: WorkflowRecord, task: TaskRecord) -> None:
+        if wf.terminal:
+            # Scheduled together with a task that just ended the workflow (a TERMINATE in
+            # another fork branch): Conductor creates it, then cancels it.
+            task.status = "CANCELED"
+            task.end_time = self.store.now()
         wf.tasks.append(task)
         self.store.tasks[task.task_id] = task
         self.store.touch(wf)
@@ -474,7 +481,7 @@ class Decider:
         terminate = next(
             (t for t in wf.tasks if t.task_type == "TERMINATE" and t.status == "COMPLETED"), None
         )
-        if terminate is not None and terminate.output_data:
+        if terminate is not None:  # even an empty one: outputParameters are not used
             return dict(terminate.output_data)
         if wf.definition.output_parameters:
             result = resolve(wf.definition.output_parameters, self.context(wf))

@@ -281,14 +281,12 @@ class Engine:
                     and self._rerun_in(child, task_id, task_input)
                 ):
                     self._reopen(wf)
-                    wf.output = {}
                     self.decider.handler(task).reopen(self.decider, wf, task)
                     task.executed = task.retried = False
                     self.decider.decide(wf)
                     return True
             return False
-        self._reopen(wf)
-        wf.output = {}
+        self._reopen(wf)  # the output stays until the workflow ends again, as in Conductor
         if target.task_type != "SUB_WORKFLOW":
             self._drop(wf, [t for t in wf.tasks if t.seq > target.seq])
         self._rerun_task(wf, target, task_input)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+from gateway.devserver.tasks.script import check
 
 if TYPE_CHECKING:
     from gateway.devserver.decider import Store
@@ -34,6 +35,22 @@ def required(wt: WorkflowTask, path: str, field: str) -> Problem:
         f"{field} field is required for taskType: {wt.type} taskName: {wt.name} "
         f"(taskReferenceName: {wt.task_reference_name})",
     )
+
+
+def script_problem(wt: WorkflowTask, path: str, field: str, source: str | None) -> list[Problem]:
+    """A script the dev server's JavaScript subset cannot run is refused at registration,
+    as Conductor refuses a script that does not compile."""
+    error = check(source) if source else None
+    if error is None:
+        return []
+    return [
+        Problem(
+            path,
+            f"{field} of taskReferenceName {wt.task_reference_name}: {error}; the dev server "
+            f"runs a JavaScript subset ($ paths, literals, arithmetic, comparisons, && || ! ?:, "
+            f"if/else)",
+        )
+    ]
 
 
 class Runtime(Protocol):
@@ -77,6 +94,8 @@ class Runtime(Protocol):
         parent: TaskRecord | None = None,
         workflow_id: str | None = None,
         correlation_id: str | None = None,
+        priority: int = 0,
+        task_to_domain: dict[str, str] | None = None,
     ) -> WorkflowRecord: ...
 
     def workflow(self, workflow_id: str | None) -> WorkflowRecord | None: ...
@@ -127,7 +146,8 @@ class TaskHandler:
         data = input_data if input_data is not None else rt.task_input(wf, node.task)
         task = rt.new_task(wf, node, iteration, data)
         rt.add(wf, task)
-        self.start(rt, wf, task)
+        if not task.terminal:
+            self.start(rt, wf, task)
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         """Run a task just added (first attempt or a retry's copy)."""

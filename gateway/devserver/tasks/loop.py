@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import WorkflowTask
 from gateway.devserver.state import SUCCESSFUL_TASK
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.base import (
+    Problem,
+    Runtime,
+    TaskHandler,
+    required,
+    script_problem,
+)
 from gateway.devserver.tasks.script import ScriptError, evaluate
 
 if TYPE_CHECKING:
@@ -45,6 +51,7 @@ class DoWhile(TaskHandler):
         problems: list[Problem] = []
         if not wt.loop_condition:
             problems.append(required(wt, path, "loopCondition"))
+        problems += script_problem(wt, path, "loopCondition", wt.loop_condition)
         if not wt.loop_over:
             problems.append(required(wt, path, "loopOver"))
         for ref in _nested_loops(wt.loop_over or []):

@@ -134,10 +134,10 @@ class _Parser:
         self.pos += 1
         return token
 
-    def program(self) -> Any:
+    def program(self, live: bool = True) -> Any:
         value: Any = None
         while self.peek() is not None:
-            value = self.statement(True, value)
+            value = self.statement(live, value)
         return value
 
     def statement(self, live: bool, value: Any) -> Any:
@@ -252,6 +252,15 @@ def _member(value: Any, key: Any) -> Any:
     if value is None or value is _UNDEFINED:
         raise ScriptError(f"cannot read property {key!r} of {_text(value)}")
     return _UNDEFINED
+
+
+def check(source: str) -> str | None:
+    """Why `source` is outside the subset, or None: parsed without being evaluated."""
+    try:
+        _Parser(source, None).program(live=False)
+    except ScriptError as exc:
+        return str(exc)
+    return None
 
 
 def evaluate(source: str, dollar: Any) -> Any:

@@ -71,6 +71,8 @@ class SubWorkflow(TaskHandler):
             parent=task,
             workflow_id=workflow_id,
             correlation_id=wf.correlation_id,
+            priority=wf.priority,
+            task_to_domain=wf.task_to_domain,  # the parent's domains, as SubWorkflow.start
         )
         self._attach(rt, task, child.workflow_id)
 
@@ -120,10 +122,6 @@ class SubWorkflow(TaskHandler):
             else f"Parent workflow has been terminated with status {wf.status}"
         )
         rt.terminate(child, reason)
-
-    def reopen(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
-        """Retry with resumeSubworkflowTasks: the same child resumes, the task follows it."""
-        super().reopen(rt, wf, task)
 
 
 class StartWorkflow(TaskHandler):

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.mapping import java_text
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.base import (
+    Problem,
+    Runtime,
+    TaskHandler,
+    required,
+    script_problem,
+)
 from gateway.devserver.tasks.script import ScriptError, evaluate
 
 if TYPE_CHECKING:
@@ -40,6 +46,8 @@ class Switch(TaskHandler):
             )
         if wt.evaluator_type and not wt.expression:
             problems.append(required(wt, path, "expression"))
+        elif wt.evaluator_type in ("javascript", "graaljs"):
+            problems += script_problem(wt, path, "expression", wt.expression)
         if not wt.decision_cases:
             problems.append(
                 Problem(
@@ -109,6 +117,8 @@ class Decision(Switch):
         problems: list[Problem] = []
         if not wt.case_value_param and not wt.case_expression:
             problems.append(required(wt, path, "caseValueParam or caseExpression"))
+        elif not wt.case_value_param:
+            problems += script_problem(wt, path, "caseExpression", wt.case_expression)
         if not wt.decision_cases:
             problems.append(
                 Problem(
