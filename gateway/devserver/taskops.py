@@ -85,6 +85,7 @@ class TaskOps:
         task.update_time = now
         task.poll_count += 1
         task.worker_id = worker_id
+        task.callback_after_seconds = 0  # ExecutionService.poll resets it for the worker
         self.store.mark_running(task)
         self.store.changes += 1
 
@@ -202,13 +203,20 @@ class TaskOps:
         ):
             self._on_timeout(wf, task)
         elif now - task.update_time >= task_def.response_timeout_seconds * 1000:
-            reason = f"responseTimeoutSeconds: {task_def.response_timeout_seconds} exceeded"
+            reason = (  # DeciderService.checkTaskResponseTimeout's words
+                f"responseTimeout: {task_def.response_timeout_seconds} exceeded for the taskId: "
+                f"{task.task_id} with Task Definition: {task_def.name}"
+            )
             self._time_step(wf, task, "TIMED_OUT", reason)
 
     def _on_timeout(self, wf: WorkflowRecord, task: TaskRecord) -> None:
         policy = task.task_def.timeout_policy
         seconds = task.task_def.timeout_seconds
-        reason = f"Task timed out after {seconds} seconds. Timeout policy configured to {policy}"
+        elapsed = (self.store.now() - task.start_time) // 1000
+        reason = (  # DeciderService.checkTaskTimeout's words
+            f"Task timed out after {elapsed} seconds. Timeout configured as {seconds} seconds. "
+            f"Timeout policy configured to {policy}"
+        )
         if policy == "ALERT_ONLY":
             if task.reason_for_incompletion != reason:
                 log.warning("task %s: %s", task.task_id, reason)

@@ -16,7 +16,8 @@ from gateway.errors import BadRequest, Conflict, NotFound, ServerError
 
 from .conftest import Env, client_for, dev_server, eventually
 
-pytestmark = pytest.mark.timeout(60)
+# The first test on the real server also waits for it to start (30-60 s on a busy machine).
+pytestmark = pytest.mark.timeout(180)
 
 
 # -- start, read, execute ------------------------------------------------------------------------
@@ -339,6 +340,27 @@ async def test_worker_polls_and_completes(env: Env) -> None:
     assert wf.status == "COMPLETED" and wf.tasks[0].output_data == {"double": 10}
     with pytest.raises(NotFound):
         await c.update_task("no-such-task", wf_id, "COMPLETED")
+
+
+async def test_a_paused_workflow_hands_out_only_what_was_already_scheduled(env: Env) -> None:
+    """Pausing stops the decider, not the queues: a worker still gets the task scheduled
+    before the pause and may complete it, but the next task waits for resume."""
+    c = env.client
+    wf_id = await c.start_workflow(env.names.two_step, input={"x": 1})
+    await c.pause(wf_id)
+    task = await c.poll_task(env.names.work_task)
+    assert task is not None and task.workflow_instance_id == wf_id
+    await c.update_task(task.task_id, wf_id, "COMPLETED", {"v": 1})
+    wf = await c.get_workflow(wf_id)
+    assert wf.status == "PAUSED"
+    assert [(t.reference_task_name, t.status) for t in wf.tasks] == [("work", "COMPLETED")]
+    await c.resume(wf_id)
+
+    async def waiting() -> bool:
+        steps = [(t.reference_task_name, t.status) for t in (await c.get_workflow(wf_id)).tasks]
+        return steps == [("work", "COMPLETED"), ("wait", "IN_PROGRESS")]
+
+    await eventually(waiting, "the WAIT task was not started after resume")
 
 
 # -- definitions -------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""Fixtures: a dev server on a free port per test, and an httpx client against it."""
+"""Fixtures: a dev server on a free port per test, and an httpx client against it; `conductor`
+is parametrised over the dev server and the real Conductor OSS (shared by the run, so tests
+name their definitions with `api.name(...)`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -15,9 +19,29 @@ from gateway.devserver.server import DevServer
 class Api:
     """A thin httpx wrapper with helpers to set up definitions and workflows."""
 
-    def __init__(self, server: DevServer, client: httpx.AsyncClient) -> None:
-        self.server = server
+    def __init__(self, server: DevServer | None, client: httpx.AsyncClient) -> None:
+        self.server = server  # None on the real Conductor OSS
         self.http = client
+        self.suffix = "_" + uuid.uuid4().hex[:10]
+
+    @property
+    def real(self) -> bool:
+        return self.server is None
+
+    def name(self, base: str) -> str:
+        """A definition name unique to this test (the real server is shared by the run)."""
+        return base + self.suffix
+
+    async def until(
+        self, check: Callable[[], Awaitable[Any]], message: str, timeout: float = 10
+    ) -> Any:
+        """Poll `check` until it returns something truthy (the real server indexes searches
+        and runs system tasks asynchronously)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not (result := await check()):
+            assert asyncio.get_running_loop().time() < deadline, message
+            await asyncio.sleep(0.05)
+        return result
 
     async def task_defs(self, *defs: dict[str, Any]) -> None:
         r = await self.http.post("/metadata/taskdefs", json=list(defs))
@@ -81,6 +105,18 @@ async def _api(**kwargs: Any) -> AsyncIterator[Api]:
 async def api() -> AsyncIterator[Api]:
     async for a in _api():
         yield a
+
+
+@pytest.fixture(params=["dev", "real"])
+async def conductor(request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """The dev server (OSS flavour), then the real Conductor OSS."""
+    if request.param == "dev":
+        async for a in _api():
+            yield a
+        return
+    url: str = request.getfixturevalue("conductor_oss_url")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        yield Api(None, client)
 
 
 @pytest.fixture

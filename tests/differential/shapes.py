@@ -394,3 +394,115 @@ async def gateway_client_on_failed_child(d: Driver) -> list[Any]:
         await d.work("cs", {"n": 3})
         after_rerun = await _child_snapshots(d, wf_id, child_id)
     return [snapshot(resumed, d), after_retry, after_restart, snapshot(rerun, d), after_rerun]
+
+
+@shape
+async def retry_failed_branch(d: Driver) -> list[Any]:
+    """A branch fails: the other branch and the JOIN are canceled; retry runs both again."""
+    await d.task_defs("ba", "bb", "bc")
+    await d.workflow_def("rfb", [
+        fork("fk", [simple(d, "ba")], [simple(d, "bb")]), join("jn", "ba", "bb"), simple(d, "bc"),
+    ])  # fmt: skip
+    wf_id = await d.start("rfb")
+    await d.work("ba", status="FAILED", reason="a broke")
+    failed = await d.ended(wf_id)
+    await d.op("POST", f"/workflow/{wf_id}/retry")
+    retried = await d.wait(wf_id, has("bb", "SCHEDULED"))
+    await d.work("ba", {"a": 1})
+    await d.work("bb", {"b": 1})
+    await d.work("bc", {"c": 1})
+    return [snapshot(failed, d), snapshot(retried, d), snapshot(await d.ended(wf_id), d)]
+
+
+@shape
+async def terminate_failed_in_loop(d: Driver) -> list[Any]:
+    """A TERMINATE FAILED in the second iteration's switch case fails the workflow and starts
+    its failure workflow."""
+    await d.task_defs("it", "fix")
+    await d.workflow_def("fixer", [simple(d, "fix")])
+    stop = {"name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+            "inputParameters": {"terminationStatus": "FAILED", "terminationReason": "second",
+                                "workflowOutput": {"at": "${lp.output.iteration}"}}}  # fmt: skip
+    await d.workflow_def("tfl", [
+        loop("lp", 3, simple(d, "it"), switch("sw", "${lp.output.iteration}", {"2": [stop]}, [])),
+    ], failureWorkflow=d.name("fixer"))  # fmt: skip
+    wf_id = await d.start("tfl")
+    await d.work("it", {"n": 1})
+    await d.work("it", {"n": 2})
+    failed = await d.ended(wf_id)
+    await d.work("fix")
+    fixer = await d.ended(failed["output"]["conductor.failure_workflow"])
+    return [snapshot(failed, d), failed["reasonForIncompletion"], snapshot(fixer, d)]
+
+
+@shape
+async def rerun_inside_loop(d: Driver) -> list[Any]:
+    await d.task_defs("l1", "l2")
+    await d.workflow_def("ril", [loop("lp", 2, simple(d, "l1"), simple(d, "l2"))])
+    wf_id = await d.start("ril")
+    await d.work("l1", {"i": 1})
+    await d.work("l2", {"j": 1})
+    await d.work("l1", {"i": 2})
+    await d.work("l2", status="FAILED", reason="j2")
+    failed = await d.ended(wf_id)
+    target = next(t for t in failed["tasks"] if t["referenceTaskName"] == "l2__2")
+    body = {"reRunFromWorkflowId": wf_id, "reRunFromTaskId": target["taskId"]}
+    r = await d.http.post(f"/workflow/{wf_id}/rerun", json=body)
+    assert r.status_code == 200, r.text
+    await d.work("l2", {"j": 2})
+    return [snapshot(failed, d), snapshot(await d.ended(wf_id), d)]
+
+
+@shape
+async def paused_parent_child_completes(d: Driver) -> list[Any]:
+    """While the parent is PAUSED its child still ends and the SUB_WORKFLOW task follows;
+    the next task waits for resume."""
+    await d.task_defs("pc1", "pnext")
+    await d.workflow_def("pchild", [simple(d, "pc1")])
+    await d.workflow_def("pparent", [sub(d, "call", "pchild"), simple(d, "pnext")])
+    wf_id = await d.start("pparent")
+    running = await d.wait(
+        wf_id, lambda wf: bool(wf["tasks"] and wf["tasks"][0].get("subWorkflowId"))
+    )
+    await d.op("PUT", f"/workflow/{wf_id}/pause")
+    await d.work("pc1", {"done": 1})
+    await d.ended(running["tasks"][0]["subWorkflowId"])
+    paused = await d.wait(wf_id, has("call", "COMPLETED"))
+    await d.op("PUT", f"/workflow/{wf_id}/resume")
+    await d.work("pnext", {"n": 1})
+    return [snapshot(paused, d), snapshot(await d.ended(wf_id), d)]
+
+
+@shape
+async def child_in_fork_fails(d: Driver) -> list[Any]:
+    await d.task_defs("cf", "cg")
+    await d.workflow_def("cfchild", [simple(d, "cf")])
+    await d.workflow_def("cfparent", [
+        fork("fk", [sub(d, "call", "cfchild")], [simple(d, "cg")]), join("jn", "call", "cg"),
+    ])  # fmt: skip
+    wf_id = await d.start("cfparent")
+    await d.work("cg", {"g": 1})
+    await d.work("cf", status="FAILED", reason="child task broke")
+    failed = await d.ended(wf_id)
+    return [snapshot(failed, d), anonymous(failed["reasonForIncompletion"], d)]
+
+
+@shape
+async def nested_forks_and_empty_switch(d: Driver) -> list[Any]:
+    """A fork in a fork branch; a switch with no matching case and no default goes on."""
+    await d.task_defs("n1", "n2", "n3", "last")
+    await d.workflow_def("nfs", [
+        fork("outer",
+             [fork("inner", [simple(d, "n1")], [simple(d, "n2")]), join("ij", "n1", "n2")],
+             [simple(d, "n3")]),
+        join("oj", "ij", "n3"),
+        switch("sw", "${workflow.input.none}", {"x": [simple(d, "n1", taskReferenceName="nx")]},
+               []),
+        simple(d, "last"),
+    ])  # fmt: skip
+    wf_id = await d.start("nfs")
+    await d.work("n3", {"c": 3})
+    await d.work("n2", {"b": 2})
+    await d.work("n1", {"a": 1})
+    await d.work("last", {"z": 0})
+    return [snapshot(await d.ended(wf_id), d)]

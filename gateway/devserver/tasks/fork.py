@@ -182,23 +182,31 @@ class Join(TaskHandler):
         rt.add(wf, task)
 
     def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
-        joined = [latest(wf, ref) for ref in task.input_data.get("joinOn", [])]
-        failed = [
-            t
-            for t in joined
-            if t is not None
-            and t.terminal
-            and t.status not in SUCCESSFUL_TASK
-            and not t.workflow_task.optional
-        ]
-        if failed:
-            reason = " ".join(t.reason_for_incompletion or "" for t in failed)
-            rt.finish(task, "FAILED", reason)
-            return True
-        if any(t is None or not t.terminal for t in joined):
+        """tasks/Join.execute: outputs are gathered as they come; the first joined task
+        that ended unsuccessfully (not optional) ends the JOIN at once, CANCELED when every
+        such task was canceled (a child terminated by hand), else FAILED."""
+        refs: list[str] = task.input_data["joinOn"]
+        joined = [t for ref in refs if (t := latest(wf, ref)) is not None]
+        everything_ended = len(joined) == len(refs) and all(t.terminal for t in joined)
+        for t in joined:
+            if t.output_data:
+                task.output_data[t.ref] = t.output_data
+            if _unsuccessful(t) and not t.workflow_task.optional:
+                failed = [f for f in joined if _unsuccessful(f)]
+                reason = " ".join(
+                    f.reason_for_incompletion for f in failed if f.reason_for_incompletion
+                )
+                canceled = all(
+                    f.status == "CANCELED" for f in failed if not f.workflow_task.optional
+                )
+                rt.finish(task, "CANCELED" if canceled else "FAILED", reason)
+                return True
+        if not everything_ended:
             return False
-        done = [t for t in joined if t is not None]
-        task.output_data = {t.ref: t.output_data for t in done if t.output_data}
-        with_errors = any(t.status == "COMPLETED_WITH_ERRORS" for t in done)
+        with_errors = [t for t in joined if t.status == "COMPLETED_WITH_ERRORS"]
         rt.finish(task, "COMPLETED_WITH_ERRORS" if with_errors else "COMPLETED")
         return True
+
+
+def _unsuccessful(task: TaskRecord) -> bool:
+    return task.terminal and task.status not in SUCCESSFUL_TASK
