@@ -12,7 +12,6 @@ that ends inside its parent's decide wakes the parent afterwards, never re-entra
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +31,10 @@ from gateway.devserver.tasks.base import TaskHandler
 from gateway.devserver.tasks.tree import Node, Tree
 from gateway.devserver.tasks.waiting import parse_duration_ms
 
-log = logging.getLogger(__name__)
 # A loop whose body is all system tasks and whose condition never turns false would spin
-# forever inside one decide; Conductor would spin too, but spread over its sweeper.
-MAX_ROUNDS = 10_000
+# forever inside one decide and hold the event loop; like Conductor, which re-queues a workflow
+# whose decide runs too long, a decide stops after this many rounds and the sweeper goes on.
+MAX_ROUNDS = 200
 
 __all__ = ["Decider", "Store", "parse_duration_ms", "retry_delay_seconds"]
 
@@ -54,6 +53,8 @@ class Store:
     running: dict[str, TaskRecord] = field(default_factory=dict)
     # Workflows with a TIME_OUT_WF workflow timeout, for the sweeper.
     timed: set[str] = field(default_factory=set)
+    # Workflows whose decide stopped at MAX_ROUNDS, for the sweeper to decide again.
+    unsettled: set[str] = field(default_factory=set)
     changes: int = 0
 
     def now(self) -> int:
@@ -313,7 +314,7 @@ class Decider:
             if not changed:
                 break
         else:
-            log.warning("workflow %s: still changing after %d rounds", wf.workflow_id, MAX_ROUNDS)
+            self.store.unsettled.add(wf.workflow_id)
             return
         if wf.status == "RUNNING" and all(t.terminal for t in wf.tasks):
             self.end(wf, "COMPLETED", None)

@@ -175,7 +175,13 @@ class TaskOps:
     # --- timers ------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Fire due timers: WAIT durations, task timeouts, workflow timeouts."""
+        """Fire due timers: WAIT durations, task timeouts, workflow timeouts; go on with
+        workflows whose last decide stopped at its round limit."""
+        for workflow_id in list(self.store.unsettled):
+            self.store.unsettled.discard(workflow_id)
+            found = self.store.workflows.get(workflow_id)
+            if found is not None:
+                self.decider.decide(found)
         now = self.store.now()
         for task in list(self.store.running.values()):
             self._check_task(task, now)

@@ -124,3 +124,20 @@ def test_script_subset(source: str, dollar: dict[str, Any], value: Any) -> None:
 def test_script_subset_refuses_anything_else(source: str) -> None:
     with pytest.raises(ScriptError):
         evaluate(source, {"a": 1})
+
+
+async def test_a_loop_that_never_ends_does_not_hold_the_server(api: Api) -> None:
+    """A DO_WHILE of system tasks whose condition stays true: each decide stops at its round
+    limit and the sweeper goes on, so requests are still answered and terminate works."""
+    body = {"name": "sv", "taskReferenceName": "sv", "type": "SET_VARIABLE",
+            "inputParameters": {"n": "${spin.output.iteration}"}}  # fmt: skip
+    spin = {"name": "spin", "taskReferenceName": "spin", "type": "DO_WHILE",
+            "loopCondition": "true", "loopOver": [body]}  # fmt: skip
+    await api.workflow_def("spin", [spin])
+    wf_id = await api.start("spin")
+    first = (await api.wf(wf_id))["variables"]["n"]
+    assert api.server is not None
+    api.server.tasks.sweep()
+    assert (await api.wf(wf_id))["variables"]["n"] > first
+    assert (await api.http.delete(f"/workflow/{wf_id}")).status_code == 200
+    assert await api.status(wf_id) == "TERMINATED"

@@ -133,6 +133,7 @@ def anonymous(value: Any, driver: Driver) -> Any:
 
 
 def snapshot(wf: Wf, driver: Driver) -> dict[str, Any]:
-    return anonymous(
+    shown: dict[str, Any] = anonymous(
         {"status": wf["status"], "output": wf.get("output", {}), "tasks": tasks_of(wf)}, driver
     )
+    return shown
