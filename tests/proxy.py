@@ -5,7 +5,8 @@ on the same port. Setting `frozen` makes every pipe swallow what it reads and ne
 again (a stuck network, not a closed one); connections made after clearing it flow again.
 
 `proxied_tansu()` runs a Tansu broker that advertises a proxy's port, so every Kafka
-connection (bootstrap and partition leader) runs through that proxy.
+connection (bootstrap and partition leader) runs through that proxy; `proxied_apache_kafka()`
+does the same with Apache Kafka.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 
 from gateway.devserver.brokers import BrokerError, Tansu, free_port, wait_for_port
+from gateway.devserver.realservers import ApacheKafka
 
 
 class TcpProxy:
@@ -121,3 +124,32 @@ async def proxied_tansu() -> AsyncIterator[tuple[TcpProxy, str]]:
             yield proxy, f"127.0.0.1:{proxy.port}"
         finally:
             broker.stop()
+
+
+class ProxiedApacheKafka(ApacheKafka):
+    """Apache Kafka listening on its own port but advertising another (the proxy's)."""
+
+    def __init__(self, advertised_port: int) -> None:
+        super().__init__()
+        self.advertised_port = advertised_port
+
+    def _properties(self, base: Path) -> str:
+        own = f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+        proxied = f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port}\n"
+        properties = super()._properties(base)
+        assert own in properties, properties
+        return properties.replace(own, proxied)
+
+
+@contextlib.asynccontextmanager
+async def proxied_apache_kafka() -> AsyncIterator[tuple[TcpProxy, str]]:
+    """Apache Kafka reachable only through a proxy: yields the proxy and the bootstrap address."""
+    broker_port = free_port()
+    async with TcpProxy("127.0.0.1", broker_port) as proxy:
+        broker = ProxiedApacheKafka(advertised_port=proxy.port)
+        broker.port = broker_port
+        await asyncio.to_thread(broker.start)
+        try:
+            yield proxy, f"127.0.0.1:{proxy.port}"
+        finally:
+            await asyncio.to_thread(broker.stop)

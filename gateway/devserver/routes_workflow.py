@@ -176,7 +176,8 @@ class WorkflowRoutes:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def terminate(self, request: web.Request) -> web.Response:
-        self.engine.terminate(request.match_info["id"], query_str(request, "reason"))
+        trigger = query_bool(request, "triggerFailureWorkflow", False)
+        self.engine.terminate(request.match_info["id"], query_str(request, "reason"), trigger)
         return empty()
 
     async def decide(self, request: web.Request) -> web.Response:

@@ -41,6 +41,7 @@ class Publisher:
         self._kafka_lock = asyncio.Lock()
         self._amqp_lock = asyncio.Lock()
         self._kafka_failure: tuple[float, str] | None = None  # (monotonic deadline, message)
+        self._closing: set[asyncio.Task[None]] = set()  # stale producers being closed
 
     async def __aenter__(self) -> Publisher:
         return self
@@ -60,6 +61,8 @@ class Publisher:
             await kafka.stop()
         if amqp is not None:
             await amqp.stop()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(
         self,
@@ -82,7 +85,7 @@ class Publisher:
                 await sink.send(destination.name, body, key=key, headers=kafka_headers)
             finally:
                 if sink.stale:
-                    await self._drop_kafka(sink)
+                    self._drop_kafka(sink)
             return
         amqp = await self._amqp_sink()
         await amqp.send(
@@ -121,11 +124,15 @@ class Publisher:
             raise PublishError(f"{message} (not retried for {self.retry_after:g}s)")
         self._kafka_failure = None
 
-    async def _drop_kafka(self, sink: KafkaSink) -> None:
-        """Replace a producer after an indefinite failure; the next publish starts a new one."""
+    def _drop_kafka(self, sink: KafkaSink) -> None:
+        """Replace a producer after an indefinite failure; the next publish starts a new one.
+        It closes in the background (bounded by its deadline), so the failed publish ends
+        within its own deadline; `close()` waits for it."""
         if self._kafka is sink:
             self._kafka = None
-        await sink.stop()  # bounded by the sink's deadline
+        closing = asyncio.create_task(sink.stop())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _amqp_sink(self) -> AmqpSink:
         if self._amqp is not None:

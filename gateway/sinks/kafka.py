@@ -4,6 +4,12 @@ aiokafka's `send_and_wait()` and `stop()` can hang "apparently forever" while Ka
 (aiokafka #1101, even with request_timeout_ms), so every call here runs under a deadline and
 a miss becomes `PublishError`. Idempotence is on by default; brokers without InitProducerId
 (Tansu) need `kafka.enable_idempotence: false`, which keeps acks=all.
+
+aiokafka's `stop()` flushes without a bound, and once cancelled it leaves the producer's sender
+retrying and its connections open for good (a second `stop()` returns at once, the producer
+being marked closed). So a producer is never stopped by cancelling `stop()`: after its grace
+period (none for a producer whose broker stopped answering) its sender is stopped and its
+unsent records failed, which lets `stop()` close the connections.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from gateway.errors import PublishError
 from gateway.settings import KafkaSettings
@@ -46,7 +52,7 @@ class KafkaSink:
         try:
             await asyncio.wait_for(producer.start(), self.timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
-            await _stop_quietly(producer, self.timeout)
+            await close_producer(producer, grace=0.0, timeout=self.timeout)
             servers = ",".join(self.settings.bootstrap_servers)
             raise PublishError(
                 f"kafka.bootstrap_servers '{servers}': cannot start the producer "
@@ -55,9 +61,11 @@ class KafkaSink:
         self._producer = producer
 
     async def stop(self) -> None:
+        """Flush and close; a stale producer (its broker stopped answering) is not flushed."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer, self.timeout)
+            grace = 0.0 if self.stale else self.timeout
+            await close_producer(producer, grace=grace, timeout=self.timeout)
 
     async def send(
         self,
@@ -112,8 +120,40 @@ def producer_options(settings: KafkaSettings, timeout: float) -> dict[str, Any]:
     return options
 
 
-async def _stop_quietly(producer: AIOKafkaProducer, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(producer.stop(), timeout)
-    except (KafkaError, OSError, TimeoutError) as exc:
+async def close_producer(producer: AIOKafkaProducer, *, grace: float, timeout: float) -> None:
+    """Stop `producer`: flush for up to `grace` seconds; then tear it down, dropping what is
+    unsent, within `timeout` more (a warning says when it could not be)."""
+    stopping = asyncio.ensure_future(producer.stop()) if grace > 0 else None
+    if stopping is None or not await _finished(stopping, grace):
+        await _tear_down(producer, timeout)
+        stopping = stopping or asyncio.ensure_future(producer.stop())
+        if not await _finished(stopping, 2.0):
+            log.warning("kafka producer did not close within %gs", grace + timeout + 2.0)
+            return
+    exc = stopping.exception()
+    if isinstance(exc, KafkaError | OSError):
         log.warning("kafka producer did not stop cleanly: %s: %s", type(exc).__name__, exc)
+    elif exc is not None:
+        raise exc
+
+
+async def _finished(task: asyncio.Future[None], seconds: float) -> bool:
+    done, _ = await asyncio.wait({task}, timeout=seconds)  # never cancels the task
+    return bool(done)
+
+
+async def _tear_down(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Stop the producer's sender (it would retry unacknowledged records for ever), then fail
+    the records it leaves, so that `stop()` (pending or next) closes the connections at once.
+
+    The sender ends once its requests in flight are answered or time out (the request
+    timeout); the records are failed only then, as the sender may still put them back."""
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        if not await _finished(task, timeout + 1.0):
+            return
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        accumulator.fail_all(KafkaTimeoutError("the producer was closed with records unsent"))
