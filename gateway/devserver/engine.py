@@ -102,14 +102,18 @@ class Engine:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def terminate(self, workflow_id: str, reason: str | None) -> None:
+    def terminate(
+        self, workflow_id: str, reason: str | None, trigger_failure_workflow: bool = False
+    ) -> None:
         wf = self.get(workflow_id)
         if wf.status == "COMPLETED":
             raise Conflict(f"Cannot terminate a {wf.status} workflow.", status=409)
         if wf.status == "TERMINATED":
             return
-        # Only the decider's path starts a failure workflow; REST terminate never does.
-        self.decider.end(wf, "TERMINATED", reason, failure_workflow=False)
+        # OSS has no triggerFailureWorkflow: its REST terminate never starts the failure
+        # workflow (only the decider's path does); Orkes starts it when asked.
+        trigger = trigger_failure_workflow and self.orkes
+        self.decider.end(wf, "TERMINATED", reason, failure_workflow=trigger)
 
     def pause(self, workflow_id: str) -> None:
         wf = self.get(workflow_id)

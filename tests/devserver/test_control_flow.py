@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
-from gateway.devserver.server import DevServer
+from gateway.devserver.server import DevServer, Flavor
 from gateway.devserver.tasks.script import ScriptError, evaluate
 from tests.devserver.conftest import Api, simple
 from tests.kitchensink import run_kitchen_sink
@@ -141,3 +142,23 @@ async def test_a_loop_that_never_ends_does_not_hold_the_server(api: Api) -> None
     assert (await api.wf(wf_id))["variables"]["n"] > first
     assert (await api.http.delete(f"/workflow/{wf_id}")).status_code == 200
     assert await api.status(wf_id) == "TERMINATED"
+
+
+@pytest.mark.parametrize(("flavor", "started"), [("oss", False), ("orkes", True)])
+async def test_terminate_starts_the_failure_workflow_only_when_orkes_is_asked(
+    flavor: Flavor, started: bool
+) -> None:
+    """OSS has no triggerFailureWorkflow (its REST terminate never starts one); Orkes does."""
+    async with DevServer(port=0, flavor=flavor) as server:
+        engine = server.engine
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            api = Api(server, http)
+            await api.workflow_def("handler", [simple("h")])
+            await api.workflow_def("main", [simple("m")], failureWorkflow="handler")
+            wf_id = await api.start("main")
+            r = await http.delete(f"/workflow/{wf_id}", params={"triggerFailureWorkflow": "true"})
+            assert r.status_code == 200
+            output = (await api.wf(wf_id))["output"]
+    handlers = [w for w in engine.store.workflows.values() if w.name == "handler"]
+    assert bool(handlers) is started
+    assert ("conductor.failure_workflow" in output) is started
