@@ -148,14 +148,17 @@ def parse_model(model: type[M], data: Any, where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        items = [
-            {
+        items: list[dict[str, str]] = []
+        for err in exc.errors():
+            item = {
                 "path": ".".join([where, *(str(p) for p in err["loc"])]),
-                "message": err["msg"],
-                "invalidValue": str(err.get("input")),
+                # A model-level rule (e.g. TaskTimeoutConstraint) reads like Conductor's own
+                # message, without pydantic's "Value error, " prefix and without a value.
+                "message": err["msg"].removeprefix("Value error, "),
             }
-            for err in exc.errors()
-        ]
+            if err["loc"]:
+                item["invalidValue"] = str(err.get("input"))
+            items.append(item)
         raise BadRequest(
             "Validation failed, check below errors for detail.",
             status=400,

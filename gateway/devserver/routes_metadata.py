@@ -37,8 +37,10 @@ class MetadataRoutes:
     async def register_task_defs(self, request: web.Request) -> web.Response:
         items = await read_array(request)
         if not items:
-            raise validation_error("registerTaskDef.taskDefinitions", "must not be empty", items)
-        defs = [parse_model(TaskDef, item, "registerTaskDef") for item in items]
+            raise validation_error("registerTaskDef.arg0", "TaskDefList is empty")
+        defs = [
+            parse_model(TaskDef, item, f"registerTaskDef.arg0[{i}]") for i, item in enumerate(items)
+        ]
         for task_def in defs:
             self.metadata.upsert_task_def(task_def, self.engine.now())
         return empty()

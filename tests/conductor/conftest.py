@@ -128,13 +128,6 @@ class Env:
         wf: Workflow = await self.client.get_workflow(wf_id, include_tasks=False)
         return wf.status
 
-    def dev_only(self, why: str) -> DevServer:
-        """The dev server, for a check that needs one of its own features; skips on the real
-        server, saying why."""
-        if self.dev is None:
-            pytest.skip(f"dev server only: {why}")
-        return self.dev
-
 
 async def eventually(check: Callable[[], Awaitable[T]], message: str, timeout: float = 10.0) -> T:
     """Poll `check` until it returns something truthy (the real server indexes searches and
