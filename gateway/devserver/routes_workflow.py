@@ -60,10 +60,10 @@ class WorkflowRoutes:
         router.add_post(p, self.start)
         router.add_get(f"{p}/search", self.search)
         router.add_post(p + "/execute/{name}/{version}", self.execute)
-        router.add_put(f"{p}/bulk/pause", self.bulk(self.engine.pause))
-        router.add_put(f"{p}/bulk/resume", self.bulk(self.engine.resume))
+        router.add_put(f"{p}/bulk/pause", self.bulk(self.engine.pause, "pauseWorkflow"))
+        router.add_put(f"{p}/bulk/resume", self.bulk(self.engine.resume, "resumeWorkflow"))
         router.add_post(f"{p}/bulk/terminate", self.bulk_terminate)
-        router.add_post(f"{p}/bulk/retry", self.bulk(self.engine.retry))
+        router.add_post(f"{p}/bulk/retry", self.bulk(self.engine.retry, "retry"))
         router.add_post(f"{p}/bulk/restart", self.bulk_restart)
         router.add_put(p + "/decide/{id}", self.decide)
         router.add_post(p + "/{name}", self.start_by_name)
@@ -176,7 +176,8 @@ class WorkflowRoutes:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def terminate(self, request: web.Request) -> web.Response:
-        self.engine.terminate(request.match_info["id"], query_str(request, "reason"))
+        trigger = query_bool(request, "triggerFailureWorkflow", False)
+        self.engine.terminate(request.match_info["id"], query_str(request, "reason"), trigger)
         return empty()
 
     async def decide(self, request: web.Request) -> web.Response:
@@ -221,31 +222,33 @@ class WorkflowRoutes:
 
     # --- bulk (§4.16) ------------------------------------------------------------------
 
-    def bulk(self, op: Callable[[str], None]) -> Callable[[web.Request], Any]:
+    def bulk(self, op: Callable[[str], None], method: str) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
-            ids = await self._bulk_ids(request)
+            ids = await self._bulk_ids(request, method)
             return json_response(self._run_bulk(ids, op))
 
         return handler
 
     async def bulk_terminate(self, request: web.Request) -> web.Response:
         reason = query_str(request, "reason")
-        ids = await self._bulk_ids(request)
+        ids = await self._bulk_ids(request, "terminate")
         return json_response(self._run_bulk(ids, lambda i: self.engine.terminate(i, reason)))
 
     async def bulk_restart(self, request: web.Request) -> web.Response:
         use_latest = query_bool(request, "useLatestDefinitions", False)
-        ids = await self._bulk_ids(request)
+        ids = await self._bulk_ids(request, "restart")
         return json_response(self._run_bulk(ids, lambda i: self.engine.restart(i, use_latest)))
 
     @staticmethod
-    async def _bulk_ids(request: web.Request) -> list[str]:
+    async def _bulk_ids(request: web.Request, method: str) -> list[str]:
+        """WorkflowBulkService's @NotEmpty / @Size(max=1000) on the id list of `method`."""
         ids = await read_array(request)
         if not ids:
-            raise validation_error("bulk.workflowIds", "Workflow ids list cannot be empty.", ids)
+            raise validation_error(f"{method}.arg0", "WorkflowIds list cannot be null.")
         if len(ids) > MAX_BULK:
             raise validation_error(
-                "bulk.workflowIds", f"Cannot process more than {MAX_BULK} workflows.", len(ids)
+                f"{method}.arg0",
+                f"Cannot process more than {MAX_BULK} workflows. Please use multiple requests.",
             )
         return [str(i) for i in ids]
 
