@@ -182,6 +182,8 @@ async def committed_and_end(
 
     The end offset is the high-water mark of a fetch: Tansu answers ListOffsets(latest) with
     the wrong value once a partition holds multi-record batches, so `end_offsets()` is not used.
+    On Apache Kafka the high-water mark is the end too (it counts transaction markers, which a
+    caught-up consumer commits past).
     """
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer = AIOKafkaConsumer(

@@ -1,4 +1,5 @@
-"""The daemon against real RabbitMQ and the dev server: signals, delayed retries, dead letters."""
+"""The daemon against real RabbitMQ and the dev server: signals, delayed retries, dead letters;
+the signal and request/reply (synchronous execution) also against the real Conductor OSS."""
 
 from __future__ import annotations
 
@@ -144,8 +145,9 @@ async def test_poison_amqp_message_is_dead_lettered_with_headers_and_acked(
 
 
 async def test_request_reply_answers_the_reply_to_queue_with_the_result(
-    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    amqp_url: str, oss_conductor: ConductorServer, tmp_path: Path
 ) -> None:
+    conductor = oss_conductor.client
     queue, workflow = unique("quotes"), unique("quote")
     await conductor.register_workflow_def(
         {
@@ -170,7 +172,7 @@ rules:
     execute_workflow: {{name: {workflow}, input: {{qty: "${{body.qty}}"}}}}
     reply: {{}}
 """
-    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    settings = make_settings(tmp_path, conductor_url=oss_conductor.url, amqp_url=amqp_url)
     async with running(settings, rules):
         connection = await aio_pika.connect(amqp_url)
         async with connection:
@@ -380,8 +382,9 @@ rules:
 
 
 async def test_a_request_that_outlives_its_wait_is_answered_twice_running_then_done(
-    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    amqp_url: str, oss_conductor: ConductorServer, tmp_path: Path
 ) -> None:
+    conductor = oss_conductor.client
     queue, workflow = unique("requests"), unique("slow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     rules = f"""
@@ -392,7 +395,7 @@ rules:
     execute_workflow: {{name: {workflow}, correlation_id: "${{body.id}}", wait_for_seconds: 1}}
     reply: {{}}
 """
-    settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
+    settings = make_settings(tmp_path, conductor_url=oss_conductor.url, amqp_url=amqp_url)
     answers: list[aio_pika.abc.AbstractIncomingMessage] = []
     async with running(settings, rules):
         connection = await aio_pika.connect(amqp_url)
