@@ -73,7 +73,11 @@ class TaskRunner:
         try:
             await self._stopping.wait()
         finally:
-            for poller in pollers:
+            # A poll under way is let finish (what it took is run, not lost until its response
+            # timeout); a poller still waiting after that waits for a free slot: cancel it.
+            longest = max(w.poll_timeout for w in self.workers) / 1000 + 1.0
+            _, waiting = await asyncio.wait(pollers, timeout=longest)
+            for poller in waiting:
                 poller.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
             await self._drain()
@@ -102,6 +106,8 @@ class TaskRunner:
             while free < worker.concurrency and not slots.locked():
                 await slots.acquire()
                 free += 1
+            if self._stopping.is_set():
+                break
             tasks = await self._poll(worker, free)
             for _ in range(free - len(tasks)):
                 slots.release()
