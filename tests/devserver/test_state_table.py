@@ -175,7 +175,13 @@ class Harness:
         while True:
             r = await self.http.put(f"/workflow/decide/{wf_id}")
             assert r.status_code == 200, r.text
-            if await self.status(wf_id) == "TIMED_OUT":
+            wf = (await self.http.get(f"/workflow/{wf_id}")).json()
+            if wf["status"] == "TIMED_OUT":
+                seconds = 60 if self.clock else 1
+                assert wf["reasonForIncompletion"].endswith(
+                    f"Timeout configured as {seconds} seconds. "
+                    "Timeout policy configured to TIME_OUT_WF"
+                ), wf["reasonForIncompletion"]
                 return
             assert asyncio.get_running_loop().time() < deadline, f"{wf_id} did not time out"
             await asyncio.sleep(0.1)
