@@ -7,6 +7,7 @@ no calls, no assignment, no loops. A full sandboxed engine is issue 12.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,9 @@ class ScriptError(ValueError):
     pass
 
 
-def _tokens(source: str) -> list[str]:
+@functools.lru_cache(maxsize=512)
+def _tokens(source: str) -> tuple[str, ...]:
+    """The tokens of `source`; cached, since a loop condition is read once per iteration."""
     tokens: list[str] = []
     pos = 0
     source = source.rstrip()
@@ -41,7 +44,7 @@ def _tokens(source: str) -> list[str]:
             raise ScriptError(f"unsupported syntax at {source[pos : pos + 20]!r}")
         tokens.append(match.group(match.lastgroup or "op"))
         pos = match.end()
-    return tokens
+    return tuple(tokens)
 
 
 def truthy(value: Any) -> bool:
