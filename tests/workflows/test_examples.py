@@ -19,6 +19,7 @@ import pytest
 
 from examples import dynamic_workflow, kitchensink, task_configure, workflow_ops
 from gateway.conductor import ConductorClient, ConductorWorkflow
+from gateway.devserver.server import DevServer
 from gateway.errors import BadRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,19 @@ async def test_example_runs_to_the_expected_end(
             types = sorted(set(re.findall(r"type '(\w+)' is not supported", refused)))
             missing = f"task types {', '.join(types)}" if types else "its workflow"
             pytest.skip(f"the dev server does not run {missing} yet; it answered: {refused}")
+    output = await run_example(name, conductor_url)
+    for line in expected_lines:
+        assert line in output
+
+
+async def test_workflow_ops_updates_variables_on_orkes() -> None:
+    async with DevServer(port=0, flavor="orkes") as server:
+        output = await run_example("workflow_ops", server.url)
+    assert "ok  update variables" in output and "ok  completed" in output
+
+
+async def run_example(name: str, conductor_url: str) -> str:
+    """`python examples/NAME.py`; its output, once it exited 0."""
     env = {**os.environ, "GATEWAY_CONDUCTOR__URL": conductor_url}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -79,5 +93,4 @@ async def test_example_runs_to_the_expected_end(
     output = out.decode()
     print(output)
     assert process.returncode == 0, output
-    for line in expected_lines:
-        assert line in output
+    return output
