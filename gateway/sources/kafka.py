@@ -8,7 +8,8 @@
   partition while the pipeline has closed intake (Conductor down) or the gateway is stopping.
 - The isolation level is read_committed: an aborted transaction's records are never events.
   Offsets that hold no event (transaction markers) are passed: a partition with nothing in
-  flight commits the consumer's position, so a caught-up partition shows no lag.
+  flight commits the consumer's position, so a caught-up partition shows no lag. Lag is
+  counted to the last stable offset: records behind an open transaction are not readable yet.
 - On revoke, the listener stops intake for those partitions, drains their work within
   `revoke_drain_seconds`, and commits. It takes no lock that the poll loop holds (aiokafka's
   listener deadlock): the poll loop is simply suspended inside `getmany` while it runs.
@@ -231,9 +232,9 @@ class KafkaSource:
         for tp, window in list(self._windows.items()):
             if window.pending or window.revoked:
                 continue
-            highwater = self.consumer.highwater(tp)
+            end = self._readable_end(tp)
             mark = window.next_offset if window.next_offset is not None else window.committed
-            if highwater is None or (mark is not None and mark >= highwater):
+            if end is None or (mark is not None and mark >= end):
                 continue
             try:
                 async with asyncio.timeout(POSITION_SECONDS):  # waits only while being reset
@@ -241,6 +242,12 @@ class KafkaSource:
             except (TimeoutError, KafkaError):
                 continue
             window.skip_to(position)
+
+    def _readable_end(self, tp: TopicPartition) -> int | None:
+        """Where the readable records of `tp` end: the last stable offset (records behind an
+        open transaction cannot be read yet), else the high-water mark."""
+        stable: int | None = self.consumer.last_stable_offset(tp)
+        return stable if stable is not None else self.consumer.highwater(tp)
 
     def _note_fetches(self) -> None:
         """`connected`: some partition being fetched was answered lately (aiokafka's getmany
@@ -383,11 +390,11 @@ class KafkaSource:
         for tp, window in list(self._windows.items()):
             if held:
                 window.last_progress = now
-            highwater = self.consumer.highwater(tp)
+            end = self._readable_end(tp)  # an open transaction is not lag
             position = window.committed if window.committed is not None else window.next_offset
-            if highwater is None or position is None:
+            if end is None or position is None:
                 continue
-            lag = max(0, highwater - position)
+            lag = max(0, end - position)
             self._metrics.set(
                 "gateway_consumer_lag", lag, topic=tp.topic, partition=str(tp.partition)
             )

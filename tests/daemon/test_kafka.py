@@ -318,3 +318,48 @@ async def test_transactional_producers_aborted_events_start_nothing_and_commits_
         await transactional.stop()
     started = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
     assert started == ["kept-0", "kept-1", "kept-2", "last"]
+
+
+async def test_events_behind_a_transaction_still_open_are_not_lag(
+    apache_kafka_bootstrap: str,
+    devserver: DevServer,
+    conductor: ConductorClient,
+    tmp_path: Path,
+) -> None:
+    """Events behind a transaction still open cannot be read yet: the gateway reports no lag
+    for them (lag without progress is reported as a stall after a minute, and the transactions
+    of exactly-once pipelines stay open for minutes); once it commits, they start workflows."""
+    bootstrap = apache_kafka_bootstrap
+    topic, workflow = unique("orders"), unique("order_flow")
+    await conductor.register_workflow_def(wait_workflow(workflow))
+    await create_topic(bootstrap, topic, 1)
+    settings = make_settings(
+        tmp_path, conductor_url=devserver.url, kafka_bootstrap=bootstrap, idempotence=True
+    )
+    transactional = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("tx"))
+    await transactional.start()
+    try:
+        await transactional.begin_transaction()
+        await transactional.send_and_wait(topic, json.dumps({"id": "in-transaction"}).encode())
+        async with producer(bootstrap, idempotence=True) as p:
+            await p.send_and_wait(topic, json.dumps({"id": "behind-it"}).encode())
+        async with running(settings, start_rules(topic, workflow, topic + ".dlq")) as gateway:
+            series = f'gateway_consumer_lag{{partition="0",topic="{topic}"}} '
+
+            async def lag_measured() -> bool:
+                return series in gateway.metrics.render()
+
+            await eventually(lag_measured, timeout=30)
+            [lag] = [m for m in gateway.metrics.render().splitlines() if m.startswith(series)]
+            assert lag == f"{series}0", lag
+            assert await workflows_of(conductor, workflow) == []
+            await transactional.commit_transaction()
+
+            async def both_started() -> bool:
+                return len(await workflows_of(conductor, workflow)) == 2
+
+            await eventually(both_started, timeout=30)
+    finally:
+        await transactional.stop()
+    started = sorted(w.correlation_id for w in await workflows_of(conductor, workflow))
+    assert started == ["behind-it", "in-transaction"]
