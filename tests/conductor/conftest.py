@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gateway.conductor import ConductorClient, TaskDef, Workflow
+from gateway.conductor import ConductorClient, Task, TaskDef, Workflow
 from gateway.conductor.worker import work_once
 from gateway.devserver.server import DevServer
 
@@ -102,8 +102,17 @@ class Env:
         def boom(_task: Any) -> dict[str, Any]:
             raise RuntimeError("worker failed")
 
-        assert await work_once(self.client, self.names.work_task, boom) is not None
+        await self.work(boom)
         return wf_id
+
+    async def work(self, handler: Callable[[Task], dict[str, Any]]) -> Task:
+        """Poll the work task until one is handed out and handle it (as a worker does: under
+        load the real server's SQLite queue may answer a poll with nothing)."""
+
+        async def once() -> Task | None:
+            return await work_once(self.client, self.names.work_task, handler)
+
+        return await eventually(once, f"no {self.names.work_task} task was handed out")
 
     async def timed_out(self) -> str:
         """A TIMED_OUT workflow: its one-second workflow timeout fired while it waited. The

@@ -267,7 +267,7 @@ async def expect(env: Env, call: Any, wf_id: str, outcome: Any) -> None:
 async def test_rerun_from_a_task(env: Env) -> None:
     c = env.client
     wf_id = await c.start_workflow(env.names.two_step, input={"n": 1})
-    assert await work_once(c, env.names.work_task, lambda t: {"v": 1}) is not None
+    await env.work(lambda t: {"v": 1})
     await c.signal(wf_id, "COMPLETED", task_ref="wait")
     wf = await c.get_workflow(wf_id)
     assert wf.status == "COMPLETED"
@@ -332,10 +332,8 @@ async def test_worker_polls_and_completes(env: Env) -> None:
     c = env.client
     assert await c.poll_task(env.names.work_task) is None
     wf_id = await c.start_workflow(env.names.work_flow, input={"x": 5})
-    task = await work_once(
-        c, env.names.work_task, lambda t: {"double": t.input_data.get("x", 0) * 2}
-    )
-    assert task is not None and task.workflow_instance_id == wf_id
+    task = await env.work(lambda t: {"double": t.input_data.get("x", 0) * 2})
+    assert task.workflow_instance_id == wf_id
     wf = await c.get_workflow(wf_id)
     assert wf.status == "COMPLETED" and wf.tasks[0].output_data == {"double": 10}
     with pytest.raises(NotFound):
@@ -348,8 +346,10 @@ async def test_a_paused_workflow_hands_out_only_what_was_already_scheduled(env: 
     c = env.client
     wf_id = await c.start_workflow(env.names.two_step, input={"x": 1})
     await c.pause(wf_id)
-    task = await c.poll_task(env.names.work_task)
-    assert task is not None and task.workflow_instance_id == wf_id
+    task = await eventually(
+        lambda: c.poll_task(env.names.work_task), "the scheduled task was not handed out"
+    )
+    assert task.workflow_instance_id == wf_id
     await c.update_task(task.task_id, wf_id, "COMPLETED", {"v": 1})
     wf = await c.get_workflow(wf_id)
     assert wf.status == "PAUSED"
