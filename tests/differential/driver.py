@@ -132,6 +132,17 @@ def anonymous(value: Any, driver: Driver) -> Any:
     return orjson.loads(text)
 
 
+def join_raced(shown: dict[str, Any], ref: str) -> dict[str, Any]:
+    """`shown` with the JOIN `ref` as "FAILED or CANCELED" when it is either: on the real
+    server a JOIN (evaluated by its system-task worker) races the decide that fails the
+    workflow after a branch failed: FAILED when it looks first, CANCELED otherwise."""
+    either = ("FAILED", "CANCELED")
+    shown["tasks"] = [
+        [r, "FAILED or CANCELED" if r == ref and s in either else s] for r, s in shown["tasks"]
+    ]
+    return shown
+
+
 def snapshot(wf: Wf, driver: Driver) -> dict[str, Any]:
     shown: dict[str, Any] = anonymous(
         {"status": wf["status"], "output": wf.get("output", {}), "tasks": tasks_of(wf)}, driver

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.conductor.client import ConductorClient
-from tests.differential.driver import Driver, anonymous, has, snapshot
+from tests.differential.driver import Driver, anonymous, has, join_raced, snapshot
 
 Shape = Callable[[Driver], Awaitable[list[Any]]]
 SHAPES: dict[str, Shape] = {}
@@ -169,7 +169,7 @@ async def rerun_inside_fork(d: Driver) -> list[Any]:
     rerun = await d.get(wf_id)
     await d.work("ra2", {"a": 2})
     going = await d.wait(wf_id, has("ra3", "SCHEDULED"))
-    return [snapshot(failed, d), snapshot(rerun, d), snapshot(going, d)]
+    return [join_raced(snapshot(failed, d), "jn"), snapshot(rerun, d), snapshot(going, d)]
 
 
 @shape
@@ -308,12 +308,12 @@ async def restart_after_fork(d: Driver) -> list[Any]:
     ])  # fmt: skip
     wf_id = await d.start("raf")
     await d.work("xa", status="FAILED", reason="first run")
-    failed = await d.ended(wf_id)
+    failed = join_raced(snapshot(await d.ended(wf_id), d), "jn")
     await d.op("POST", f"/workflow/{wf_id}/restart")
     restarted = await d.get(wf_id)
     await d.work("xa", {"a": 1})
     await d.work("xb", {"b": 1})
-    return [snapshot(failed, d), snapshot(restarted, d), snapshot(await d.ended(wf_id), d)]
+    return [failed, snapshot(restarted, d), snapshot(await d.ended(wf_id), d)]
 
 
 @shape
@@ -398,10 +398,16 @@ async def gateway_client_on_failed_child(d: Driver) -> list[Any]:
 
 @shape
 async def retry_failed_branch(d: Driver) -> list[Any]:
-    """A branch fails: the other branch and the JOIN are canceled; retry runs both again."""
-    await d.task_defs("ba", "bb", "bc")
+    """A branch fails: the other branch and the JOIN are canceled; retry runs both again.
+
+    The failing task is not one the JOIN joins on: when it is, the real server's JOIN may see
+    the failure before the decide does and end FAILED, and a FAILED JOIN that retry reopens is
+    never evaluated again there (a CANCELED one is)."""
+    await d.task_defs("ba", "ba2", "bb", "bc")
     await d.workflow_def("rfb", [
-        fork("fk", [simple(d, "ba")], [simple(d, "bb")]), join("jn", "ba", "bb"), simple(d, "bc"),
+        fork("fk", [simple(d, "ba"), simple(d, "ba2")], [simple(d, "bb")]),
+        join("jn", "ba2", "bb"),
+        simple(d, "bc"),
     ])  # fmt: skip
     wf_id = await d.start("rfb")
     await d.work("ba", status="FAILED", reason="a broke")
@@ -409,6 +415,7 @@ async def retry_failed_branch(d: Driver) -> list[Any]:
     await d.op("POST", f"/workflow/{wf_id}/retry")
     retried = await d.wait(wf_id, has("bb", "SCHEDULED"))
     await d.work("ba", {"a": 1})
+    await d.work("ba2", {"a": 2})
     await d.work("bb", {"b": 1})
     await d.work("bc", {"c": 1})
     return [snapshot(failed, d), snapshot(retried, d), snapshot(await d.ended(wf_id), d)]
@@ -482,15 +489,12 @@ async def child_in_fork_fails(d: Driver) -> list[Any]:
     ])  # fmt: skip
     wf_id = await d.start("cfparent")
     await d.work("cg", {"g": 1})
+    # The JOIN gathers outputs as it looks; let it see cg before the child fails.
+    await d.wait(wf_id, lambda wf: "cg" in wf["tasks"][-1]["outputData"])
     await d.work("cf", status="FAILED", reason="child task broke")
-    failed = snapshot(await d.ended(wf_id), d)
-    # The real server's JOIN (evaluated by its system-task worker) races the decide that
-    # fails the workflow: it ends FAILED when it looks first, CANCELED otherwise.
-    failed["tasks"] = [
-        (ref, "FAILED or CANCELED" if ref == "jn" and s in ("FAILED", "CANCELED") else s)
-        for ref, s in failed["tasks"]
-    ]
-    return [failed, anonymous((await d.get(wf_id))["reasonForIncompletion"], d)]
+    failed = await d.ended(wf_id)
+    reason = anonymous(failed["reasonForIncompletion"], d)
+    return [join_raced(snapshot(failed, d), "jn"), reason]
 
 
 @shape
