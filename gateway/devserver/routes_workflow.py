@@ -24,8 +24,8 @@ from gateway.devserver.http import (
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest
 from gateway.devserver.runs import run_json, wait_blocked
 from gateway.devserver.search import search, summary
-from gateway.devserver.state import new_id
-from gateway.errors import ConductorError
+from gateway.devserver.state import WorkflowRecord, new_id
+from gateway.errors import BadRequest, ConductorError
 
 MAX_BULK = 1000
 
@@ -54,6 +54,9 @@ class WorkflowRoutes:
     def __init__(self, engine: Engine, sweep: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self._sweep = sweep
+        # Removed with archiveWorkflow=true: gone from the execution store, still in the
+        # search index (ExecutionDAOFacade.removeWorkflowIndex).
+        self._archived: dict[str, WorkflowRecord] = {}
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = "/api/workflow"
@@ -71,6 +74,7 @@ class WorkflowRoutes:
         router.add_delete(p + "/{id}", self.terminate)
         router.add_delete(p + "/{id}/remove", self.remove)
         router.add_get(p + "/{id}/status", self.status)
+        router.add_get(p + "/{id}/tasks", self.task_list)
         router.add_get(p + "/{name}/correlated/{cid}", self.correlated)
         router.add_post(p + "/{name}/correlated", self.correlated_many)
         router.add_put(p + "/{id}/pause", self.pause)
@@ -164,7 +168,7 @@ class WorkflowRoutes:
 
     async def search(self, request: web.Request) -> web.Response:
         total, hits = search(
-            list(self.engine.store.workflows.values()),
+            [*self.engine.store.workflows.values(), *self._archived.values()],
             query_str(request, "query"),
             request.query.get("freeText", "*"),
             query_int(request, "start", 0) or 0,
@@ -189,8 +193,29 @@ class WorkflowRoutes:
             self.engine.decider.decide(wf)
         return empty()
 
+    async def task_list(self, request: web.Request) -> web.Response:
+        """GET /workflow/{id}/tasks (OSS 3.22+): the tasks, filtered by status, one page."""
+        wf = self.engine.get(request.match_info["id"])
+        wanted = {s.upper() for v in request.query.getall("status", []) for s in v.split(",") if s}
+        tasks = [t for t in wf.tasks if not wanted or t.status in wanted]
+        start = max(query_int(request, "start", 0) or 0, 0)
+        count = query_int(request, "count", 15) or 0
+        page = tasks[min(start, len(tasks)) : min(start + count, len(tasks))]
+        return json_response({"totalHits": len(tasks), "results": [t.to_json() for t in page]})
+
     async def remove(self, request: web.Request) -> web.Response:
-        self.engine.remove(request.match_info["id"])
+        """Remove an execution; archiving (the default) needs a terminal workflow and keeps it
+        findable by search, as the real server's index does."""
+        workflow_id = request.match_info["id"]
+        archive = query_bool(request, "archiveWorkflow", True)
+        wf = self.engine.get(workflow_id)
+        if archive and not wf.terminal:
+            raise BadRequest(
+                f"Cannot archive workflow: {workflow_id} with status: {wf.status}", status=400
+            )
+        self.engine.remove(workflow_id)
+        if archive:
+            self._archived[workflow_id] = wf
         return empty()
 
     async def pause(self, request: web.Request) -> web.Response:
