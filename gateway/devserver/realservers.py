@@ -145,6 +145,16 @@ logger.server.level = INFO
 """
 
 
+def _cluster_id() -> str:
+    """A random Kafka cluster id (a UUID in URL-safe base64). Like Kafka's own Uuid.randomUuid,
+    never one starting with '-': `kafka-storage format -t -x...` takes it for an option and
+    fails (one start in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class ApacheKafka(_JavaServer):
     """Apache Kafka from Maven Central: one KRaft node that is both broker and controller."""
 
@@ -207,7 +217,7 @@ class ApacheKafka(_JavaServer):
         base = self._make_base("gateway-kafka-")
         (base / "server.properties").write_text(self._properties(base))
         (base / "log4j2.properties").write_text(_KAFKA_LOG4J)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = _cluster_id()
         tool = self._java_argv(java.binary, libs, base, "kafka.tools.StorageTool")
         formatted = subprocess.run(
             [*tool, "format", "-t", cluster_id, "-c", str(base / "server.properties")],
@@ -218,7 +228,10 @@ class ApacheKafka(_JavaServer):
         )
         if formatted.returncode != 0:
             self.stop()
-            raise BrokerError(f"formatting Kafka's storage failed:\n{formatted.stdout}")
+            raise BrokerError(
+                f"formatting Kafka's storage failed (exit status {formatted.returncode}):\n"
+                f"{formatted.stdout}{formatted.stderr}"
+            )
         began = time.monotonic()
         argv = self._java_argv(java.binary, libs, base, "kafka.Kafka")
         self._start_java([*argv, str(base / "server.properties")], marker="Kafka Server started")
