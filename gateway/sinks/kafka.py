@@ -156,4 +156,10 @@ async def _tear_down(producer: AIOKafkaProducer, timeout: float) -> None:
             return
     accumulator = getattr(producer, "_message_accumulator", None)
     if accumulator is not None:
+        batches = [*getattr(accumulator, "_pending_batches", ())]
+        batches += [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
         accumulator.fail_all(KafkaTimeoutError("the producer was closed with records unsent"))
+        for batch in batches:  # nobody waits for these: retrieved, so asyncio logs nothing
+            for waiter in (batch.future, getattr(batch, "_drain_waiter", None)):
+                if waiter is not None and waiter.done() and not waiter.cancelled():
+                    waiter.exception()
