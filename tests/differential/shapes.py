@@ -417,7 +417,9 @@ async def retry_failed_branch(d: Driver) -> list[Any]:
     await d.work("ba", {"a": 1})
     await d.work("ba2", {"a": 2})
     await d.work("bb", {"b": 1})
-    await d.work("bc", {"c": 1})
+    # The real server's JOIN keeps its poll count through the retry: past 200 polls it waits
+    # up to 30 s between looks (Join.getEvaluationOffset), so bc may come late there.
+    await d.work("bc", {"c": 1}, timeout=60)
     return [snapshot(failed, d), snapshot(retried, d), snapshot(await d.ended(wf_id), d)]
 
 
