@@ -80,6 +80,6 @@ async def test_section4_18_get_workflow_latest_or_version_404_absent(api: Api) -
 async def test_section4_18_workflow_def_needs_tasks_and_known_types(api: Api) -> None:
     r = await api.http.post("/metadata/workflow", json={"name": "x", "tasks": []})
     assert r.status_code == 400 and r.json()["validationErrors"]
-    bad = {"name": "x", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HTTP"}]}
+    bad = {"name": "x", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "KAFKA_PUBLISH"}]}
     r = await api.http.post("/metadata/workflow", json=bad)
     assert r.status_code == 400 and "not supported by the dev server" in r.text

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+import tests.differential.system_shapes  # noqa: F401  (registers its shapes in SHAPES)
 from tests.differential.driver import Driver
 from tests.differential.shapes import SHAPES
 from tests.kitchensink import run_kitchen_sink

@@ -7,6 +7,9 @@ from __future__ import annotations
 from gateway.devserver.models import WorkflowDef, WorkflowTask
 from gateway.devserver.tasks.base import Problem, TaskHandler
 from gateway.devserver.tasks.fork import ForkJoin, ForkJoinDynamic, Join
+from gateway.devserver.tasks.http import Http
+from gateway.devserver.tasks.inline import Inline
+from gateway.devserver.tasks.jq import JsonJqTransform
 from gateway.devserver.tasks.loop import DoWhile
 from gateway.devserver.tasks.subworkflow import StartWorkflow, SubWorkflow
 from gateway.devserver.tasks.switch import Decision, Switch
@@ -33,6 +36,9 @@ HANDLERS: dict[str, TaskHandler] = {
         DoWhile(),
         SubWorkflow(),
         StartWorkflow(),
+        Inline(),
+        JsonJqTransform(),
+        Http(),
     )
 }
 

@@ -38,17 +38,16 @@ def required(wt: WorkflowTask, path: str, field: str) -> Problem:
 
 
 def script_problem(wt: WorkflowTask, path: str, field: str, source: str | None) -> list[Problem]:
-    """A script the dev server's JavaScript subset cannot run is refused at registration,
-    as Conductor refuses a script that does not compile."""
+    """A script that does not compile is refused at registration, as Conductor refuses it
+    (WorkflowTaskTypeConstraint.validateScriptExpression, plus the reference name)."""
     error = check(source) if source else None
     if error is None:
         return []
     return [
         Problem(
             path,
-            f"{field} of taskReferenceName {wt.task_reference_name}: {error}; the dev server "
-            f"runs a JavaScript subset ($ paths, literals, arithmetic, comparisons, && || ! ?:, "
-            f"if/else)",
+            f"{field} of taskReferenceName {wt.task_reference_name}: Expression is not well "
+            f"formatted: {error}",
         )
     ]
 
@@ -101,6 +100,8 @@ class Runtime(Protocol):
     def workflow(self, workflow_id: str | None) -> WorkflowRecord | None: ...
 
     def terminate(self, wf: WorkflowRecord, reason: str) -> None: ...
+
+    def decide(self, wf: WorkflowRecord) -> None: ...
 
 
 class TaskHandler:

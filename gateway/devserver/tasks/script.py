@@ -1,8 +1,10 @@
 """A safe subset of JavaScript for SWITCH `javascript` expressions and DO_WHILE
 `loopCondition`: literals, `$` paths (`$.a.b`, `$['a']`, `.length`), arithmetic, comparison,
 `!`, `&&`, `||`, `?:`, and `if (...) { ... } else { ... }` blocks whose value is the last
-expression statement (as GraalJS returns it). Nothing else parses, so nothing can escape:
-no calls, no assignment, no loops. A full sandboxed engine is issue 12.
+expression statement (as GraalJS returns it). A script in the subset is evaluated here, in
+microseconds and without starting an engine (it cannot loop, call or allocate); any other
+script runs in the JavaScript sandbox (gateway/devserver/scripting.py, QuickJS with time and
+memory limits).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import functools
 import re
 from collections.abc import Callable
 from typing import Any
+
+from gateway.devserver import scripting
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
@@ -257,16 +261,26 @@ def _member(value: Any, key: Any) -> Any:
     return _UNDEFINED
 
 
-def check(source: str) -> str | None:
-    """Why `source` is outside the subset, or None: parsed without being evaluated."""
+def _in_subset(source: str) -> bool:
     try:
         _Parser(source, None).program(live=False)
-    except ScriptError as exc:
-        return str(exc)
-    return None
+    except ScriptError:
+        return False
+    return True
+
+
+def check(source: str) -> str | None:
+    """The JavaScript syntax error of `source`, or None; compiled, never run."""
+    return None if _in_subset(source) else scripting.compile_error(source)
 
 
 def evaluate(source: str, dollar: Any) -> Any:
-    """The script's value with `$` bound to `dollar`; undefined becomes None."""
+    """The script's value with `$` bound to `dollar`; undefined becomes None. Scripts outside
+    the subset run in the sandbox, whose failures (a throw, a limit) are ScriptErrors here."""
+    if not _in_subset(source):
+        try:
+            return scripting.evaluate(source, dollar)
+        except scripting.ScriptFailure as exc:
+            raise ScriptError(str(exc)) from None
     value = _Parser(source, dollar).program()
     return None if value is _UNDEFINED else value

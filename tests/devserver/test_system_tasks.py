@@ -1,0 +1,289 @@
+"""System tasks that compute: INLINE (a sandboxed JavaScript engine), JSON_JQ_TRANSFORM (jq),
+and the scripts behind SWITCH and DO_WHILE; hostile scripts fail their task, never the
+server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.devserver import scripting
+from tests.devserver.conftest import Api
+
+
+def inline(ref: str, expression: str, **inputs: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "INLINE",
+            "inputParameters": {"evaluatorType": "javascript", "expression": expression,
+                                **inputs}}  # fmt: skip
+
+
+def jq_task(ref: str, query: str, **inputs: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "JSON_JQ_TRANSFORM",
+            "inputParameters": {"queryExpression": query, **inputs}}  # fmt: skip
+
+
+_COUNT = itertools.count()
+
+
+async def run(api: Api, tasks: list[dict[str, Any]], input: dict[str, Any]) -> dict[str, Any]:
+    name = api.name(f"sys{next(_COUNT)}")
+    await api.workflow_def(name, tasks)
+    workflow_id = await api.start(name, input)
+
+    async def ended() -> dict[str, Any] | None:
+        wf = await api.wf(workflow_id)
+        return wf if wf["status"] not in ("RUNNING", "PAUSED") else None
+
+    found: dict[str, Any] = await api.until(ended, "workflow did not end")
+    return found
+
+
+def task(wf: dict[str, Any], ref: str) -> dict[str, Any]:
+    return next(t for t in wf["tasks"] if t["referenceTaskName"] == ref)
+
+
+async def test_inline_script_result_is_output_result(api: Api) -> None:
+    """`$` is the whole task input; the value of the last expression is `output.result`,
+    whole numbers as integers."""
+    script = ("(function () { var total = 0;"
+              " for (var i of $.order.items) total += i.qty * i.price;"
+              " return {total: total, skus: $.order.items.map(i => i.sku), n: 2.0,"
+              " kind: $.evaluatorType}; })()")  # fmt: skip
+    wf = await run(api, [inline("calc", script, order="${workflow.input.order}")],
+                   {"order": {"items": [{"sku": "a", "qty": 2, "price": 1.25},
+                                        {"sku": "b", "qty": 1, "price": 3}]}})  # fmt: skip
+    assert wf["status"] == "COMPLETED"
+    result = task(wf, "calc")["outputData"]["result"]
+    assert result == {"total": 5.5, "skus": ["a", "b"], "n": 2, "kind": "javascript"}
+    assert isinstance(result["n"], int)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "result"),
+    [
+        ({"evaluatorType": "graaljs", "expression": "if ($.x > 1) { 'big' } else { 'small' }",
+          "x": 2}, "big"),
+        ({"evaluatorType": "value-param", "expression": "x", "x": [1, 2]}, [1, 2]),
+        ({"expression": "$.x * 2", "x": 21}, 42),  # javascript when evaluatorType is absent
+        ({"evaluatorType": "javascript", "expression": "undefined"}, None),
+    ],
+)  # fmt: skip
+async def test_inline_evaluators(api: Api, inputs: dict[str, Any], result: Any) -> None:
+    wt = {"name": "i", "taskReferenceName": "i", "type": "INLINE", "inputParameters": inputs}
+    wf = await run(api, [wt], {})
+    assert (wf["status"], task(wf, "i")["outputData"]) == ("COMPLETED", {"result": result})
+
+
+@pytest.mark.parametrize(
+    ("inputs", "status", "reason"),
+    [
+        ({"expression": "var x = 1;\nx.y.z"}, "FAILED_WITH_TERMINAL_ERROR",
+         "Error evaluating the script `TypeError: Cannot read property 'z' of undefined` "
+         "at line 2"),
+        ({"expression": "if ("}, "FAILED_WITH_TERMINAL_ERROR", "SyntaxError"),
+        ({"evaluatorType": "python", "expression": "1"}, "FAILED_WITH_TERMINAL_ERROR",
+         "Unknown evaluator 'python' in INLINE task."),
+        ({"evaluatorType": "javascript", "expression": " "}, "FAILED_WITH_TERMINAL_ERROR",
+         "Empty 'expression' in Inline task's input parameters."),
+    ],
+)  # fmt: skip
+async def test_inline_errors_fail_the_task(
+    api: Api, inputs: dict[str, Any], status: str, reason: str
+) -> None:
+    wt = {"name": "i", "taskReferenceName": "i", "type": "INLINE", "inputParameters": inputs}
+    wf = await run(api, [wt], {})
+    failed = task(wf, "i")
+    assert wf["status"] == "FAILED"
+    assert failed["status"] == status
+    assert reason in failed["reasonForIncompletion"]
+    assert failed["outputData"]["error"] == failed["reasonForIncompletion"]
+
+
+HOSTILE = {
+    "loop": ("while (true) {}", "FAILED", "Script not evaluated within 1 seconds, interrupted."),
+    "gibibyte": ("new ArrayBuffer(1024 * 1024 * 1024).byteLength", "FAILED",
+                 "Script exceeded the memory limit of 32 MiB, interrupted."),
+    "growing": ("var a = []; while (true) { a.push(new Array(1e6).fill(1.5)); }", "FAILED",
+                "Script exceeded the memory limit of 32 MiB, interrupted."),
+    "require": ("require('child_process').execSync('id')", "FAILED_WITH_TERMINAL_ERROR",
+                "ReferenceError: require is not defined"),
+    "process": ("process.exit(1)", "FAILED_WITH_TERMINAL_ERROR",
+                "ReferenceError: process is not defined"),
+    "fetch": ("fetch('http://127.0.0.1:9/')", "FAILED_WITH_TERMINAL_ERROR",
+              "ReferenceError: fetch is not defined"),
+}  # fmt: skip
+
+
+async def test_hostile_scripts_fail_their_task_while_the_server_serves(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hostile INLINE script fails its own workflow within the limit (1 s, 32 MiB
+    here), with a reason that says why; meanwhile the server answers at once."""
+    monkeypatch.setattr(scripting, "LIMITS", scripting.Limits(1.0, 32 * 1024 * 1024))
+    names = {}
+    for key, (script, _, _) in HOSTILE.items():
+        names[key] = api.name(f"hostile_{key}")
+        await api.workflow_def(names[key], [inline("evil", script)])
+    began = time.monotonic()
+    ids = {key: await api.start(name, {}) for key, name in names.items()}
+    slowest = 0.0
+    results: dict[str, dict[str, Any]] = {}
+    while len(results) < len(ids) and time.monotonic() - began < 10:
+        for key, workflow_id in ids.items():
+            asked = time.monotonic()
+            wf = await api.wf(workflow_id)
+            slowest = max(slowest, time.monotonic() - asked)
+            if wf["status"] != "RUNNING":
+                results.setdefault(key, wf)
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - began
+    assert set(results) == set(HOSTILE), f"still running after {elapsed:.1f} s"
+    for key, (_, status, reason) in HOSTILE.items():
+        evil = task(results[key], "evil")
+        assert (results[key]["status"], evil["status"]) == ("FAILED", status), key
+        assert evil["reasonForIncompletion"] == reason or reason in evil["reasonForIncompletion"]
+    assert elapsed < 1.0 + 3.0  # the limit, plus the wall-clock grace and a busy machine
+    assert slowest < 0.5, f"a GET took {slowest:.2f} s while scripts ran"
+
+
+async def test_switch_and_loop_conditions_run_full_javascript(api: Api) -> None:
+    """Scripts outside the fast subset (calls, loops, functions) run in the sandbox."""
+    cases = {"vip": [inline("v", "'vip'")], "2": [inline("n", "'normal'")]}
+    switch = {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH",
+              "evaluatorType": "javascript", "inputParameters": {"tags": "${workflow.input.tags}"},
+              "expression": "$.tags.includes('vip') ? 'vip' : Math.max(1, 2).toString()",
+              "decisionCases": cases}  # fmt: skip
+    loop = {"name": "lp", "taskReferenceName": "lp", "type": "DO_WHILE",
+            "loopCondition": "(function () { return $.lp.iteration < 3; })()",
+            "loopOver": [inline("body", "$.i", i="${lp.output.iteration}")]}  # fmt: skip
+    wf = await run(api, [switch, loop], {"tags": ["vip"]})
+    assert wf["status"] == "COMPLETED"
+    assert task(wf, "sw")["outputData"]["selectedCase"] == "vip"
+    assert [t["referenceTaskName"] for t in wf["tasks"] if t["taskType"] == "INLINE"] == [
+        "v", "body__1", "body__2", "body__3"]  # fmt: skip
+
+
+async def test_jq_result_and_result_list(api: Api) -> None:
+    wf = await run(api, [jq_task("j", ".items | map(.qty * .price) | .[]",
+                                 items="${workflow.input.items}")],
+                   {"items": [{"qty": 2, "price": 1.5}, {"qty": 3, "price": 2}]})  # fmt: skip
+    assert wf["status"] == "COMPLETED"
+    assert task(wf, "j")["outputData"] == {"result": 3, "resultList": [3, 6]}
+
+
+async def test_jq_no_value_and_bad_query(api: Api) -> None:
+    empty = await run(api, [jq_task("j", "empty")], {})
+    assert task(empty, "j")["outputData"] == {"result": None, "resultList": []}
+    bad = await run(api, [jq_task("j", ".a |||")], {})
+    failed = task(bad, "j")
+    assert (bad["status"], failed["status"]) == ("FAILED", "FAILED")
+    assert "syntax error" in failed["reasonForIncompletion"]
+    assert failed["outputData"]["error"] == failed["reasonForIncompletion"]
+
+
+class Loopback:
+    """A small HTTP server on 127.0.0.1 for HTTP tasks to call; it records the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.failures_left = 0
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        self.requests.append({"method": request.method, "path": request.path,
+                              "headers": dict(request.headers), "body": body})  # fmt: skip
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if request.path == "/flaky" and self.failures_left > 0:
+            self.failures_left -= 1
+            return web.Response(status=503, text="try later")
+        if request.path == "/missing":
+            return web.Response(status=404, text="no such order")
+        if request.path == "/text":
+            return web.Response(text="plain words")
+        answer = {"echo": body and json.loads(body), "n": 7, "items": [1, 2]}
+        return web.json_response(answer, headers={"X-Trace": "t-1"})
+
+    async def __aenter__(self) -> Loopback:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+def http_task(ref: str, **request: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "HTTP",
+            "inputParameters": {"http_request": request}}  # fmt: skip
+
+
+async def test_http_response_as_conductor_gives_it(api: Api) -> None:
+    async with Loopback() as server:
+        wf = await run(api, [
+            http_task("post", uri=f"{server.url}/orders", method="POST",
+                      body={"id": "${workflow.input.id}"}, headers={"X-Key": "k1"},
+                      accept="application/json", contentType="application/json"),
+            http_task("text", uri=f"{server.url}/text", method="GET"),
+        ], {"id": "o-1"})  # fmt: skip
+    assert wf["status"] == "COMPLETED"
+    response = task(wf, "post")["outputData"]["response"]
+    assert response["statusCode"] == 200 and response["reasonPhrase"] == "OK"
+    assert response["body"] == {"echo": {"id": "o-1"}, "n": 7, "items": [1, 2]}
+    assert response["headers"]["X-Trace"] == ["t-1"]
+    assert task(wf, "text")["outputData"]["response"]["body"] == "plain words"
+    sent = server.requests[0]
+    assert (sent["method"], sent["path"], json.loads(sent["body"])) == (
+        "POST", "/orders", {"id": "o-1"})  # fmt: skip
+    assert sent["headers"]["X-Key"] == "k1"
+    assert sent["headers"]["Content-Type"] == "application/json"
+
+
+async def test_http_error_status_fails_and_follows_the_retry_policy(api: Api) -> None:
+    """503 twice, then 200: with retryCount 2 the third attempt completes the workflow; a 404
+    without retries fails it with Conductor's reason, the response being the error text."""
+    await api.task_defs({"name": api.name("flaky"), "retryCount": 2, "retryDelaySeconds": 0,
+                         "responseTimeoutSeconds": 10})  # fmt: skip
+    async with Loopback() as server:
+        server.failures_left = 2
+        flaky = {**http_task("flaky", uri=f"{server.url}/flaky", method="GET"),
+                 "name": api.name("flaky")}  # fmt: skip
+        ok = await run(api, [flaky], {})
+        missing = await run(api, [http_task("missing", uri=f"{server.url}/missing",
+                                            method="GET")], {})  # fmt: skip
+    assert ok["status"] == "COMPLETED"
+    assert [t["status"] for t in ok["tasks"]] == ["FAILED", "FAILED", "COMPLETED"]
+    assert ok["tasks"][0]["reasonForIncompletion"] == (
+        'Failed to invoke HTTP task due to: java.lang.Exception: 503 Service Unavailable: '
+        '"try later"')  # fmt: skip
+    failed = task(missing, "missing")
+    assert (missing["status"], failed["status"]) == ("FAILED", "FAILED")
+    assert failed["outputData"]["response"] == 'java.lang.Exception: 404 Not Found: "no such order"'
+
+
+async def test_http_read_timeout_and_refused_connection(api: Api) -> None:
+    async with Loopback() as server:
+        began = time.monotonic()
+        slow = await run(api, [http_task("slow", uri=f"{server.url}/slow", method="GET",
+                                         readTimeOut=300)], {})  # fmt: skip
+        took = time.monotonic() - began
+    refused = await run(api, [http_task("down", uri="http://127.0.0.1:9/", method="GET")], {})
+    assert task(slow, "slow")["status"] == "FAILED" and took < 1.8
+    assert "I/O error on GET request for" in task(slow, "slow")["reasonForIncompletion"]
+    assert task(refused, "down")["status"] == "FAILED"
+    assert '"http://127.0.0.1:9/"' in task(refused, "down")["reasonForIncompletion"]
