@@ -141,3 +141,23 @@ async def test_section4_17_response_timeout_times_the_task_out(conductor: Api) -
     assert wf["tasks"][0]["reasonForIncompletion"] == (
         f"responseTimeout: 1 exceeded for the taskId: {task['taskId']} with Task Definition: {name}"
     )
+
+
+async def test_section4_8_a_task_failed_while_paused_is_retried_only_after_resume(
+    conductor: Api,
+) -> None:
+    """A paused workflow is not decided: the failed attempt's retry is scheduled at resume,
+    so a polling worker gets nothing in between."""
+    api = conductor
+    task_def = {"name": api.name("paused_retry"), "retryCount": 1, "retryDelaySeconds": 0}
+    name = await _flow(api, task_def)
+    wf_id = await api.start(name)
+    task = await api.until(lambda: api.poll(name), "the task was not handed out")
+    assert (await api.http.put(f"/workflow/{wf_id}/pause")).status_code == 200
+    await api.complete(task, "FAILED")
+    wf = await api.wf(wf_id)
+    assert wf["status"] == "PAUSED" and [t["status"] for t in wf["tasks"]] == ["FAILED"]
+    assert await api.poll(name) is None
+    assert (await api.http.put(f"/workflow/{wf_id}/resume")).status_code == 200
+    retry = await api.until(lambda: api.poll(name), "the retry was not handed out after resume")
+    assert retry["retryCount"] == 1 and retry["workflowInstanceId"] == wf_id
