@@ -6,7 +6,6 @@ consistent state without locks. Orkes-flavour differences are switched by `flavo
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from gateway.devserver.clock import Clock
@@ -228,21 +227,25 @@ class Engine:
         self._start_over(wf)
 
     def _start_over(self, wf: WorkflowRecord, restart: bool = True) -> None:
-        """Restart: a fresh run (createTime now, no output, endTime 0). A rerun from scratch
-        (WEO.rerunWF) removes the tasks only: createTime (so a workflow timeout still counts
-        from the first start), output and endTime are kept, as the real server does."""
+        """Restart (WEO.restart): a fresh run (createTime now, no output, endTime 0) that keeps
+        the variables and the failed task names of the last run. A rerun from scratch
+        (WEO.rerunWF) removes the tasks and the failed names only: createTime (so a workflow
+        timeout still counts from the first start), output and endTime are kept. Both as the
+        real server does."""
         for task in wf.tasks:
             self.store.tasks.pop(task.task_id, None)
             self.store.forget(task)
         wf.tasks = []
         end_time = wf.end_time
+        failed = (wf.failed_reference_task_names, wf.failed_task_names)
         if restart:
             wf.output = {}
-            wf.variables = copy.deepcopy(wf.definition.variables)
             wf.create_time = self.now()
             wf.last_retried_time = 0
         self._reopen(wf)
-        if not restart:
+        if restart:
+            wf.failed_reference_task_names, wf.failed_task_names = failed
+        else:
             wf.end_time = end_time
         self.decider.decide(wf)
 
