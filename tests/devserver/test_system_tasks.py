@@ -269,11 +269,13 @@ async def test_http_error_status_fails_and_follows_the_retry_policy(api: Api) ->
     assert ok["status"] == "COMPLETED"
     assert [t["status"] for t in ok["tasks"]] == ["FAILED", "FAILED", "COMPLETED"]
     assert ok["tasks"][0]["reasonForIncompletion"] == (
-        'Failed to invoke HTTP task due to: java.lang.Exception: 503 Service Unavailable: '
-        '"try later"')  # fmt: skip
+        "Failed to invoke HTTP task due to: java.lang.Exception: 503 Service Unavailable on GET "
+        f'request for "{server.url}/flaky": "try later"')  # fmt: skip
     failed = task(missing, "missing")
     assert (missing["status"], failed["status"]) == ("FAILED", "FAILED")
-    assert failed["outputData"]["response"] == 'java.lang.Exception: 404 Not Found: "no such order"'
+    assert failed["outputData"]["response"] == (
+        f'java.lang.Exception: 404 Not Found on GET request for "{server.url}/missing": '
+        '"no such order"')  # fmt: skip
 
 
 async def test_http_read_timeout_and_refused_connection(api: Api) -> None:

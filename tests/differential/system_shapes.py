@@ -3,7 +3,10 @@ and DO_WHILE), run on both servers like the others in shapes.py."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from aiohttp import web
 
 from tests.differential.driver import Driver, Wf, anonymous, snapshot
 from tests.differential.shapes import shape
@@ -37,6 +40,45 @@ def statuses_and_reasons(wf: Wf, *refs: str) -> dict[str, Any]:
         for t in wf["tasks"]
         if t["referenceTaskName"] in refs
     }
+
+
+def http_task(ref: str, **request: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "HTTP",
+            "inputParameters": {"http_request": request}}  # fmt: skip
+
+
+class Loopback:
+    """An HTTP server on 127.0.0.1 for HTTP tasks of both servers to call."""
+
+    def __init__(self) -> None:
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        answers: dict[str, web.StreamResponse] = {
+            "/json": web.json_response({"n": 7, "x": 1.5, "items": [1, "a"], "none": None},
+                                       headers={"X-Trace": "t-1"}),
+            "/text": web.Response(text="plain words"),
+            "/echo": web.json_response({"got": json.loads(body or "null")}),
+            "/number": web.Response(text="42", content_type="application/json"),
+        }  # fmt: skip
+        return answers.get(request.path) or web.Response(status=404, text="no such order")
+
+    async def __aenter__(self) -> Loopback:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
 
 
 ORDER = {"items": [{"sku": "a", "qty": 2, "price": 1.25}, {"sku": "b", "qty": 1, "price": 3}],
@@ -115,3 +157,29 @@ async def javascript_switch_and_loop(d: Driver) -> list[Any]:
         wf = await d.ended(await d.start("jsl", {"total": total, "max": 3}))
         shots += [snapshot(wf, d), outputs(wf, d, "sw")]
     return shots
+
+
+@shape
+async def http_calls(d: Driver) -> list[Any]:
+    """HTTP against a loopback server: a JSON answer, a text answer, a POST whose body comes
+    back, then a 404 that fails the workflow. Headers other than the server's own differ by
+    server (Date, Server), so only X-Trace is compared."""
+    async with Loopback() as server:
+        await d.workflow_def("http", [
+            http_task("get", uri=f"{server.url}/json", method="GET"),
+            http_task("text", uri=f"{server.url}/text", method="GET"),
+            http_task("post", uri=f"{server.url}/echo", method="POST",
+                      body={"id": "${workflow.input.id}", "n": 2}),
+            http_task("num", uri=f"{server.url}/number", method="GET"),
+            http_task("missing", uri=f"{server.url}/missing", method="GET"),
+        ])  # fmt: skip
+        wf = await d.ended(await d.start("http", {"id": "o-1"}))
+        wf = json.loads(json.dumps(wf).replace(server.url, "http://loopback"))
+    shown = {}
+    for t in wf["tasks"]:
+        response = t.get("outputData", {}).get("response")
+        if isinstance(response, dict):
+            trace = response.pop("headers", {}).get("X-Trace")
+            response = {**response, "trace": trace}
+        shown[t["referenceTaskName"]] = (t["status"], response, t.get("reasonForIncompletion"))
+    return [snapshot(wf, d) | {"output": None}, anonymous(shown, d)]

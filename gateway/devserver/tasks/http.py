@@ -115,8 +115,8 @@ async def call(spec: dict[str, Any]) -> dict[str, Any]:
         raise HttpError(f'I/O error on {method} request for "{uri}": {reason}') from None
     phrase = _phrase(status)
     if status >= 400:
-        shown = f'"{text}"' if text else "[no body]"
-        raise HttpError(f"{status} {phrase}: {shown}")
+        shown = f'"{text}"' if text else "[no body]"  # Spring's HttpStatusCodeException
+        raise HttpError(f'{status} {phrase} on {method} request for "{uri}": {shown}')
     return {
         "body": _parsed(text) if 200 <= status < 300 and text else None,
         "headers": headers,
