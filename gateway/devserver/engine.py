@@ -162,8 +162,7 @@ class Engine:
                 "workflow execution again.",
                 status=409,
             )
-        self._reopen(wf)
-        wf.last_retried_time = self.now()
+        self._reopen_for_retry(wf)
         self._retry_tasks(wf, to_retry)
         self.decider.decide(wf)
 
@@ -191,8 +190,7 @@ class Engine:
         """resumeSubworkflowTasks: the failed child is retried in place (same id, its failed
         task retried), and the parent's task follows it again (updateAndPushParents)."""
         self.retry(child.workflow_id, resume_subworkflow_tasks=True)
-        self._reopen(wf)
-        wf.last_retried_time = self.now()
+        self._reopen_for_retry(wf)
         self.decider.handler(task).reopen(self.decider, wf, task)
         others = [t for t in self._tasks_to_retry(wf) if t is not task]
         self._retry_tasks(wf, others)
@@ -201,6 +199,15 @@ class Engine:
     def _tasks_to_retry(self, wf: WorkflowRecord) -> list[TaskRecord]:
         last_by_ref = {t.ref: t for t in wf.tasks}
         return [t for t in last_by_ref.values() if t.status in RETRYABLE_ON_RETRY]
+
+    def _reopen_for_retry(self, wf: WorkflowRecord) -> None:
+        """WEO.retry changes only the status, lastRetriedTime and the reason: the failed task
+        names and the (now stale) endTime of the failed run stay, as on the real server."""
+        end_time, failed = wf.end_time, (wf.failed_reference_task_names, wf.failed_task_names)
+        self._reopen(wf)
+        wf.end_time = end_time
+        wf.failed_reference_task_names, wf.failed_task_names = failed
+        wf.last_retried_time = self.now()
 
     def _reopen(self, wf: WorkflowRecord) -> None:
         self.decider.track_timeout(wf)

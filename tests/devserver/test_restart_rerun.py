@@ -63,3 +63,17 @@ async def test_section4_12_rerun_from_scratch_keeps_the_run_s_times_and_output(
     assert after["status"] == "RUNNING" and "reasonForIncompletion" not in after
     expected = {**{k: before[k] for k in KEPT}, "failedReferenceTaskNames": []}
     assert {k: after[k] for k in KEPT} == expected
+
+
+async def test_section4_10_retry_keeps_the_failed_names_and_end_time(conductor: Api) -> None:
+    api = conductor
+    wf_id, before = await _failed_run(api)
+    assert (await api.http.post(f"/workflow/{wf_id}/retry")).status_code == 204
+    after = await api.wf(wf_id)
+    assert after["status"] == "RUNNING" and "reasonForIncompletion" not in after
+    assert after["lastRetriedTime"] >= before["endTime"]
+    # WEO.retry changes nothing else: the failed names and the failed run's endTime stay.
+    assert {k: after[k] for k in KEPT} == {k: before[k] for k in KEPT}
+    steps = [(t["referenceTaskName"], t["status"], t["retryCount"]) for t in after["tasks"]]
+    assert steps[:3] == [("w", "COMPLETED", 0), ("sv", "COMPLETED", 0), ("w2", "FAILED", 0)]
+    assert steps[3][0::2] == ("w2", 1)  # the new attempt (SCHEDULED or already IN_PROGRESS)
