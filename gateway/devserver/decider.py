@@ -12,6 +12,7 @@ that ends inside its parent's decide wakes the parent afterwards, never re-entra
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,8 @@ class Store:
     # Workflows whose decide stopped at MAX_ROUNDS, for the sweeper to decide again.
     unsettled: set[str] = field(default_factory=set)
     changes: int = 0
+    # EVENT sinks kafka:/amqp:... go here (sink, JSON payload); `gateway dev` gives its brokers.
+    publish: Callable[[str, bytes], Awaitable[None]] | None = None
 
     def now(self) -> int:
         return self.clock.now_ms()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Literal
 
@@ -50,6 +51,7 @@ class DevServer:
         *,
         clock: Clock | None = None,
         sweep_interval: float = 0.1,
+        event_publisher: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> None:
         if flavor not in ("oss", "orkes"):
             raise ConfigError(f"flavor: {flavor!r} is not valid; use 'oss' or 'orkes'")
@@ -59,6 +61,8 @@ class DevServer:
         self.flavor: Flavor = flavor
         self.clock = clock or SystemClock()
         self.engine = Engine(self.clock, flavor)
+        # Where EVENT tasks with kafka:/amqp: sinks publish (sink, JSON); none: they fail.
+        self.engine.store.publish = event_publisher
         self.tasks = TaskOps(self.engine.store, self.engine.decider, self.engine.orkes)
         self.auth = None
         if key_id is not None and key_secret is not None:

@@ -10,11 +10,17 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
 from gateway.devserver import scripting
+from gateway.devserver.server import DevServer
+from gateway.plan import Destination
+from gateway.settings import Settings
+from gateway.sinks import Publisher
 from tests.devserver.conftest import Api
+from tests.messaging import consume_kafka, new_topic
 
 
 def inline(ref: str, expression: str, **inputs: Any) -> dict[str, Any]:
@@ -289,3 +295,59 @@ async def test_http_read_timeout_and_refused_connection(api: Api) -> None:
     assert "I/O error on GET request for" in task(slow, "slow")["reasonForIncompletion"]
     assert task(refused, "down")["status"] == "FAILED"
     assert '"http://127.0.0.1:9/"' in task(refused, "down")["reasonForIncompletion"]
+
+
+def event_task(ref: str, sink: str, **inputs: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "EVENT", "sink": sink,
+            "inputParameters": inputs}  # fmt: skip
+
+
+async def test_event_to_kafka_without_a_publisher_says_what_to_set(api: Api) -> None:
+    wf = await run(api, [event_task("ev", "kafka:orders", id="${workflow.input.id}")],
+                   {"id": "o-1"})  # fmt: skip
+    failed = task(wf, "ev")
+    assert (wf["status"], failed["status"]) == ("FAILED", "FAILED")
+    assert failed["reasonForIncompletion"].startswith(
+        f"Error loading queue:kafka:orders, for task:{failed['taskId']}, error: Unknown queue "
+        "type kafka; the dev server publishes kafka: and amqp: sinks only when it has a "
+        "publisher: run it under `gateway dev`")  # fmt: skip
+
+
+async def test_event_conductor_sink_completes_with_conductor_output(api: Api) -> None:
+    wf = await run(api, [event_task("ev", "conductor", id="${workflow.input.id}")],
+                   {"id": "o-1"})  # fmt: skip
+    done = task(wf, "ev")
+    assert done["status"] == "COMPLETED"
+    assert done["outputData"] == {
+        "id": "o-1", "sink": "conductor", "asyncComplete": False,
+        "workflowInstanceId": wf["workflowId"], "workflowType": wf["workflowName"],
+        "workflowVersion": 1, "correlationId": None, "taskToDomain": {},
+        "event_produced": f"conductor:{wf['workflowName']}:ev",
+    }  # fmt: skip
+
+
+@pytest.mark.brokers
+async def test_event_publishes_to_tansu_and_a_plain_consumer_reads_it(
+    kafka_bootstrap: str,
+) -> None:
+    """With a publisher (what `gateway dev` passes), kafka:<topic> lands on the broker: the
+    message is the task's output, as Conductor's Event task sends it."""
+    topic = await new_topic(kafka_bootstrap)
+    settings = Settings(kafka={"bootstrap_servers": [kafka_bootstrap],
+                               "enable_idempotence": False})  # fmt: skip
+    async with Publisher(settings) as publisher:
+
+        async def publish(target: str, payload: bytes) -> None:
+            await publisher.publish(Destination.parse(target), payload)
+
+        ev = event_task("ev", f"kafka:{topic}", id="${workflow.input.id}")
+        async with (
+            DevServer(port=0, event_publisher=publish) as server,
+            httpx.AsyncClient(base_url=server.url) as http,
+        ):
+            wf = await run(Api(server, http), [ev], {"id": "o-7"})
+    assert (wf["status"], task(wf, "ev")["status"]) == ("COMPLETED", "COMPLETED")
+    [record] = await consume_kafka(kafka_bootstrap, topic, 1)
+    message = json.loads(record.value)
+    assert message["id"] == "o-7" and message["workflowInstanceId"] == wf["workflowId"]
+    assert message["event_produced"] == f"kafka:{topic}"

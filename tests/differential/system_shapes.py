@@ -183,3 +183,32 @@ async def http_calls(d: Driver) -> list[Any]:
             response = {**response, "trace": trace}
         shown[t["referenceTaskName"]] = (t["status"], response, t.get("reasonForIncompletion"))
     return [snapshot(wf, d) | {"output": None}, anonymous(shown, d)]
+
+
+@shape
+async def event_sinks(d: Driver) -> list[Any]:
+    """EVENT to Conductor's own queue completes with the payload as output; to kafka: on a
+    server without a Kafka queue provider (the real boot jar's default, and the dev server
+    without a publisher) it fails with the same reason (the dev server then says what to
+    set)."""
+    await d.workflow_def("evc", [
+        {"name": "ev", "taskReferenceName": "ev", "type": "EVENT", "sink": "conductor",
+         "inputParameters": {"id": "${workflow.input.id}", "n": 2}},
+        {"name": "ev2", "taskReferenceName": "ev2", "type": "EVENT", "sink": "conductor:named",
+         "inputParameters": {}},
+    ])  # fmt: skip
+    await d.workflow_def("evk", [
+        {"name": "ev", "taskReferenceName": "ev", "type": "EVENT", "sink": "kafka:orders",
+         "inputParameters": {"id": "${workflow.input.id}"}},
+    ])  # fmt: skip
+    done = await d.ended(await d.start("evc", {"id": "o-1"}))
+    failed = await d.ended(await d.start("evk", {"id": "o-1"}))
+    reason = next(t for t in failed["tasks"] if t["referenceTaskName"] == "ev")[
+        "reasonForIncompletion"
+    ]
+    return [
+        snapshot(done, d),
+        outputs(done, d, "ev", "ev2"),
+        snapshot(failed, d) | {"output": None},
+        anonymous(reason.split(";")[0], d),
+    ]

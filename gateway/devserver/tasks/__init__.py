@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from gateway.devserver.models import WorkflowDef, WorkflowTask
 from gateway.devserver.tasks.base import Problem, TaskHandler
+from gateway.devserver.tasks.event import Event
 from gateway.devserver.tasks.fork import ForkJoin, ForkJoinDynamic, Join
 from gateway.devserver.tasks.http import Http
 from gateway.devserver.tasks.inline import Inline
@@ -39,6 +40,7 @@ HANDLERS: dict[str, TaskHandler] = {
         Inline(),
         JsonJqTransform(),
         Http(),
+        Event(),
     )
 }
 
