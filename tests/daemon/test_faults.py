@@ -69,7 +69,8 @@ async def produce_slowly(
 async def assert_one_workflow_per_event(client: ConductorClient, workflow: str, count: int) -> None:
     """Every event e0..e{count-1} has exactly one workflow, judged by the event id each
     workflow carries in its input (independent of how the gateway deduplicates)."""
-    summaries = await workflows_of(client, workflow)
+    # Distinct workflow ids: a search result may list one workflow twice; that is not a start.
+    workflow_ids = sorted({w.workflow_id for w in await workflows_of(client, workflow)})
     limit = asyncio.Semaphore(32)
 
     async def order_of(workflow_id: str) -> object:
@@ -77,10 +78,13 @@ async def assert_one_workflow_per_event(client: ConductorClient, workflow: str, 
             full = await client.get_workflow(workflow_id, include_tasks=False)
         return full.input.get("order")
 
-    orders = await asyncio.gather(*(order_of(w.workflow_id) for w in summaries))
-    per_event = Counter(orders)
-    duplicates = {order: n for order, n in per_event.items() if n > 1}
+    orders = await asyncio.gather(*(order_of(w) for w in workflow_ids))
+    by_event: dict[object, list[str]] = {}
+    for order, workflow_id in zip(orders, workflow_ids, strict=True):
+        by_event.setdefault(order, []).append(workflow_id)
+    duplicates = {order: ids for order, ids in by_event.items() if len(ids) > 1}
     assert not duplicates, f"events with more than one workflow: {duplicates}"
+    per_event = Counter(orders)
     assert set(per_event) == {f"e{i}" for i in range(count)}
 
 
