@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +140,39 @@ async def _run(choice: StackChoice) -> int:
     return 0  # pragma: no cover
 
 
-async def _conductor_url(stack: contextlib.AsyncExitStack, kind: str) -> str:
+async def _conductor_url(
+    stack: contextlib.AsyncExitStack,
+    kind: str,
+    publish: Callable[[str, bytes], Awaitable[None]] | None = None,
+) -> str:
     if kind == "real":
         log.info("starting Conductor OSS (about 15-30 s)")
         real = await stack.enter_async_context(_broker(ConductorOSS(port_or_free(8080))))
         return str(real.url)
     from gateway.devserver.server import DevServer
 
-    server = await stack.enter_async_context(DevServer(port=port_or_free(8080)))
+    server = DevServer(port=port_or_free(8080), event_publisher=publish)
+    await stack.enter_async_context(server)
     return server.url
+
+
+async def _event_publisher(
+    stack: contextlib.AsyncExitStack, kafka: Tansu | ApacheKafka, rabbit: RabbitMQ | None
+) -> Callable[[str, bytes], Awaitable[None]]:
+    """EVENT tasks of the dev server publish to the stack's brokers (kafka:, amqp:), so a
+    workflow's events come back through the gateway."""
+    from gateway.plan import Destination
+    from gateway.settings import Settings
+    from gateway.sinks import Publisher
+
+    brokers = dev_settings(kafka, rabbit, "http://127.0.0.1/api", Path("unused"))
+    settings = Settings(kafka=brokers["kafka"], amqp=brokers["amqp"])
+    publisher = await stack.enter_async_context(Publisher(settings))
+
+    async def publish(target: str, payload: bytes) -> None:
+        await publisher.publish(Destination.parse(target), payload)
+
+    return publish
 
 
 async def _run_on(
@@ -159,7 +183,8 @@ async def _run_on(
 ) -> int:
     from gateway.conductor.client import ConductorClient
 
-    conductor_url = await _conductor_url(stack, choice.conductor)
+    publish = await _event_publisher(stack, kafka, rabbit)
+    conductor_url = await _conductor_url(stack, choice.conductor, publish)
     client = await stack.enter_async_context(ConductorClient(conductor_url, flavor="oss"))
     await register_examples(client, choice.workflows)
     ruleset = _dev_ruleset(choice.rules_file, amqp=rabbit is not None)

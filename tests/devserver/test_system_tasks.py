@@ -351,3 +351,33 @@ async def test_event_publishes_to_tansu_and_a_plain_consumer_reads_it(
     message = json.loads(record.value)
     assert message["id"] == "o-7" and message["workflowInstanceId"] == wf["workflowId"]
     assert message["event_produced"] == f"kafka:{topic}"
+
+
+async def test_wait_duration_until_and_refusals(api: Api) -> None:
+    """WAIT ends by itself after a `duration` in Conductor's grammar and at an `until`
+    time; what Conductor cannot read is refused at registration (with its words), and an
+    unreadable `until` from the input fails the task for good."""
+    began = time.monotonic()
+    timed = await run(api, [{"name": "w", "taskReferenceName": "w", "type": "WAIT",
+                             "inputParameters": {"duration": "1 second"}}], {})  # fmt: skip
+    assert timed["status"] == "COMPLETED" and 1.0 <= time.monotonic() - began < 3
+    until = {"until": "2020-01-01 00:00 GMT+00:00"}
+    past = await run(api, [{"name": "w", "taskReferenceName": "w", "type": "WAIT",
+                            "inputParameters": until}], {})  # fmt: skip
+    assert past["status"] == "COMPLETED"
+    for inputs, message in [
+        ({"duration": "1s", "until": "2020-01-01"},
+         "Both 'duration' and 'until' specified. Please provide only one input"),
+        ({"until": "next tuesday"}, "Unable to parse date "),
+        ({"duration": "soon"}, "Either date or duration is passed as null "),
+    ]:  # fmt: skip
+        wt = {"name": "w", "taskReferenceName": "w", "type": "WAIT", "inputParameters": inputs}
+        r = await api.http.post("/metadata/workflow",
+                                json={"name": api.name("w"), "tasks": [wt]})  # fmt: skip
+        assert r.status_code == 400 and r.json()["validationErrors"][0]["message"] == message
+    wt = {"name": "w", "taskReferenceName": "w", "type": "WAIT",
+          "inputParameters": {"until": "${workflow.input.u}"}}  # fmt: skip
+    wf = await run(api, [wt], {"u": "next tuesday"})
+    assert (wf["status"], task(wf, "w")["status"], task(wf, "w")["reasonForIncompletion"]) == (
+        "FAILED", "FAILED_WITH_TERMINAL_ERROR",
+        "Invalid/Unsupported Wait Until format.  Provided: next tuesday")  # fmt: skip

@@ -212,3 +212,30 @@ async def event_sinks(d: Driver) -> list[Any]:
         snapshot(failed, d) | {"output": None},
         anonymous(reason.split(";")[0], d),
     ]
+
+
+def wait_task(ref: str, **inputs: Any) -> dict[str, Any]:
+    return {"name": ref, "taskReferenceName": ref, "type": "WAIT", "inputParameters": inputs}
+
+
+@shape
+async def wait_durations_and_until(d: Driver) -> list[Any]:
+    """WAIT ends by itself after `duration` ("1s", " 1 Second ") or at `until` (a past time
+    ends it at once). Both given (even as expressions), or a duration or `until` Conductor
+    cannot read, are refused at registration. (An unreadable `until` from the input: the real
+    server marks the WAIT FAILED_WITH_TERMINAL_ERROR but leaves the workflow RUNNING for 20 s
+    and more; the dev server fails the workflow at once.)"""
+    await d.workflow_def("wdur", [
+        wait_task("w1", duration="1s"),
+        wait_task("w2", duration=" 1 Second "),
+        wait_task("w3", until="2020-01-01 00:00 GMT+00:00"),
+    ])  # fmt: skip
+    refusals = []
+    for inputs in ({"duration": "1s", "until": "2020-01-01"}, {"until": "next tuesday"},
+                   {"duration": "soon"}):  # fmt: skip
+        body = {"name": d.name("wrefused"), "version": 1, "tasks": [wait_task("w", **inputs)]}
+        r = await d.http.post("/metadata/workflow", json=body)
+        refusals.append((r.status_code, [e["message"] for e in r.json()["validationErrors"]]))
+    shots: list[Any] = [refusals]
+    wf = await d.ended(await d.start("wdur", {}))
+    return [*shots, snapshot(wf, d), statuses_and_reasons(wf, "w1", "w2", "w3")]

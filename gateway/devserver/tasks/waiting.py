@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from gateway.devserver.tasks.base import Runtime, TaskHandler
+from gateway.devserver.models import WorkflowTask
+from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler
+from gateway.devserver.waits import WaitError, duration_ms, until_ms, wait_until
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -26,13 +28,39 @@ def parse_duration_ms(text: Any) -> int | None:
 class Wait(TaskHandler):
     type = "WAIT"
 
+    def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
+        """WorkflowTaskTypeConstraint.isWaitTaskValid: literal (not ${...}) inputs are read
+        at registration, with Conductor's messages."""
+        duration = str(wt.input_parameters.get("duration") or "").strip()
+        until = str(wt.input_parameters.get("until") or "").strip()
+        if duration and until:
+            return [
+                Problem(
+                    path, "Both 'duration' and 'until' specified. Please provide only one input"
+                )
+            ]
+        try:
+            if duration and not duration.startswith("${"):
+                duration_ms(duration)
+            elif until and not until.startswith("${"):
+                until_ms(until)
+        except WaitError:
+            message = (
+                "Either date or duration is passed as null "
+                if duration
+                else "Unable to parse date "
+            )
+            return [Problem(path, message)]
+        return []
+
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         task.status = "IN_PROGRESS"
         task.start_time = rt.store.now()
-        if "duration" in task.input_data:
-            duration = parse_duration_ms(task.input_data["duration"])
-            if duration is not None:
-                task.wait_until = task.start_time + duration
+        try:  # `duration` and `until` in Conductor's grammar (gateway/devserver/waits.py)
+            task.wait_until = wait_until(task.input_data, task.start_time)
+        except WaitError as exc:
+            rt.finish(task, "FAILED_WITH_TERMINAL_ERROR", str(exc))
+            return
         rt.store.mark_running(task)
 
 
