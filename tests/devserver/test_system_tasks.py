@@ -381,3 +381,27 @@ async def test_wait_duration_until_and_refusals(api: Api) -> None:
     assert (wf["status"], task(wf, "w")["status"], task(wf, "w")["reasonForIncompletion"]) == (
         "FAILED", "FAILED_WITH_TERMINAL_ERROR",
         "Invalid/Unsupported Wait Until format.  Provided: next tuesday")  # fmt: skip
+
+
+async def test_hostile_switch_and_loop_conditions_fail_the_workflow(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SWITCH expression or a loop condition that runs away fails within the limit. (They
+    are evaluated inside the decide, as in Conductor, so the server waits for them: at most
+    the limit plus a second.)"""
+    monkeypatch.setattr(scripting, "LIMITS", scripting.Limits(1.0, 32 * 1024 * 1024))
+    switch = {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH",
+              "evaluatorType": "javascript", "expression": "while (true) {}; 'a'",
+              "decisionCases": {"a": [inline("a", "1")]}}  # fmt: skip
+    loop = {"name": "lp", "taskReferenceName": "lp", "type": "DO_WHILE",
+            "loopCondition": "new ArrayBuffer(1024 * 1024 * 1024).byteLength > 0",
+            "loopOver": [inline("body", "1")]}  # fmt: skip
+    began = time.monotonic()
+    stuck = await run(api, [switch], {})
+    heavy = await run(api, [loop], {})
+    assert time.monotonic() - began < 1.0 + 1.0 + 2.0
+    assert (stuck["status"], task(stuck, "sw")["status"]) == ("FAILED", "FAILED")
+    assert "Script not evaluated within 1 seconds" in task(stuck, "sw")["reasonForIncompletion"]
+    assert task(heavy, "lp")["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert "memory limit of 32 MiB" in task(heavy, "lp")["reasonForIncompletion"]
+    assert (await api.wf(stuck["workflowId"]))["status"] == "FAILED"  # still serving

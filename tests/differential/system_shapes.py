@@ -239,3 +239,37 @@ async def wait_durations_and_until(d: Driver) -> list[Any]:
     shots: list[Any] = [refusals]
     wf = await d.ended(await d.start("wdur", {}))
     return [*shots, snapshot(wf, d), statuses_and_reasons(wf, "w1", "w2", "w3")]
+
+
+@shape
+async def kitchen_sink_of_system_tasks(d: Driver) -> list[Any]:
+    """The issue's kitchen sink without workers: INLINE -> JSON_JQ_TRANSFORM -> a javascript
+    SWITCH -> a FORK of HTTP (loopback) and WAIT 1 s -> JOIN -> a DO_WHILE of INLINE ->
+    SET_VARIABLE -> EVENT (Conductor's own queue: the real server has no Kafka provider)."""
+    async with Loopback() as server:
+        await d.workflow_def("ks", [
+            inline("price", "$.qty * $.unit", qty="${workflow.input.qty}", unit=2.5),
+            jq_task("tag", "if .p > 10 then \"bulk\" else \"single\" end",
+                    p="${price.output.result}"),
+            {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH",
+             "evaluatorType": "javascript", "expression": "$.t === 'bulk' ? 'bulk' : 'other'",
+             "inputParameters": {"t": "${tag.output.result}"},
+             "decisionCases": {"bulk": [inline("disc", "0.1")]},
+             "defaultCase": [inline("nodisc", "0")]},
+            {"name": "fk", "taskReferenceName": "fk", "type": "FORK_JOIN", "forkTasks": [
+                [http_task("call", uri=f"{server.url}/json", method="GET")],
+                [wait_task("pause", duration="1s")]]},
+            {"name": "jn", "taskReferenceName": "jn", "type": "JOIN",
+             "joinOn": ["call", "pause"]},
+            {"name": "lp", "taskReferenceName": "lp", "type": "DO_WHILE",
+             "loopCondition": "$.lp.iteration < 2",
+             "loopOver": [inline("step", "$.i * 2", i="${lp.output.iteration}")]},
+            {"name": "sv", "taskReferenceName": "sv", "type": "SET_VARIABLE",
+             "inputParameters": {"tag": "${tag.output.result}"}},
+            {"name": "ev", "taskReferenceName": "ev", "type": "EVENT", "sink": "conductor",
+             "inputParameters": {"price": "${price.output.result}"}},
+        ], outputParameters={"price": "${price.output.result}", "tag": "${workflow.variables.tag}",
+                             "n": "${call.output.response.body.n}", "loop": "${lp.output}",
+                             "event": "${ev.output.event_produced}"})  # fmt: skip
+        wf = await d.ended(await d.start("ks", {"qty": 6}))
+    return [snapshot(wf, d)]

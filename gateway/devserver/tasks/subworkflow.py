@@ -49,7 +49,12 @@ class SubWorkflow(TaskHandler):
         return []
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
-        param = resolve(task.workflow_task.sub_workflow_param or {}, rt.context(wf))
+        raw = task.workflow_task.sub_workflow_param or {}
+        param = resolve(raw, rt.context(wf))
+        if isinstance(raw.get("workflowDefinition"), dict):
+            # An inline child keeps its own expressions (its outputParameters' ${workflow...}
+            # are the child's, not the parent's), as on the real server.
+            param["workflowDefinition"] = raw["workflowDefinition"]
         try:
             definition = self._definition(rt, param)
         except LookupError as exc:
