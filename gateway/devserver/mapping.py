@@ -2,17 +2,18 @@
 
 `${workflow.input.x}`, `${workflow.variables.z}`, `${ref.output.y}`, `${ref.input}`,
 `${workflow.input}` (whole object). A string that is exactly one `${...}` yields the typed value;
-embedded ones are interpolated as text. A missing path gives null, as in Conductor.
+embedded ones are interpolated as Java prints them (`{a=1}`, `[x, y]`); `$${x}` is the literal
+`${x}`. A missing path gives null, as in Conductor.
 Only path lookups exist here: nothing is evaluated.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 _EXPR = re.compile(r"\$\{([^}]*)\}")
+_ESCAPED_OR_EXPR = re.compile(r"(\$?)\$\{([^}]*)\}")
 _INDEX = re.compile(r"^([^\[]*)((?:\[\d+\])*)$")
 
 
@@ -31,15 +32,14 @@ def _resolve_string(text: str, context: dict[str, Any]) -> Any:
     whole = _EXPR.fullmatch(text)
     if whole:
         return lookup(context, whole.group(1).strip())
-    return _EXPR.sub(lambda m: _as_text(lookup(context, m.group(1).strip())), text)
+    return _ESCAPED_OR_EXPR.sub(lambda m: _replacement(m, context), text)
 
 
-def _as_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+def _replacement(match: re.Match[str], context: dict[str, Any]) -> str:
+    if match.group(1):  # `$${x}` is the literal text `${x}` (ParametersUtils)
+        return "${" + match.group(2) + "}"
+    # As Java's toString prints them: {a=1}, [x, y], null (ParametersUtils.replaceVariables).
+    return java_text(lookup(context, match.group(2).strip()))
 
 
 def lookup(context: dict[str, Any], path: str) -> Any:

@@ -273,3 +273,33 @@ async def kitchen_sink_of_system_tasks(d: Driver) -> list[Any]:
                              "event": "${ev.output.event_produced}"})  # fmt: skip
         wf = await d.ended(await d.start("ks", {"qty": 6}))
     return [snapshot(wf, d)]
+
+
+@shape
+async def input_mapping_grammar(d: Driver) -> list[Any]:
+    """Expressions as Conductor maps them: JSONPath into arrays, the workflow's own fields, a
+    task's input and output, several expressions in one string (values as Java prints them),
+    a missing path, and `$${...}` for a literal."""
+    order = {"items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}], "total": 2.5,
+             "paid": True, "note": None, "tags": ["x", "y"]}  # fmt: skip
+    mapped = {
+        "sku": "${workflow.input.order.items[1].sku}",
+        "first": "${workflow.input.order.items[0]}",
+        "id": "${workflow.workflowId}",
+        "corr": "${workflow.correlationId}",
+        "type": "${workflow.workflowType}",
+        "calc": "${calc.output}",
+        "calcIn": "${calc.input.n}",
+        "text": "total=${workflow.input.order.total} paid=${workflow.input.order.paid} "
+                "note=${workflow.input.order.note} tags=${workflow.input.order.tags}",
+        "item": "item ${workflow.input.order.items[0]}",
+        "missing": "${workflow.input.nothing.here}",
+        "literal": "$${workflow.input.order}",
+        "nested": {"list": ["${workflow.input.order.items[0].qty}", 3]},
+    }  # fmt: skip
+    await d.workflow_def("imap", [inline("calc", "$.n + 1", n="${workflow.input.n}")],
+                         outputParameters=mapped)  # fmt: skip
+    body = {"name": d.name("imap"), "input": {"order": order, "n": 41}, "correlationId": "c-9"}
+    r = await d.http.post("/workflow", json=body)
+    wf = await d.ended(r.text)
+    return [snapshot(wf, d)]
