@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.conductor.client import ConductorClient
+from gateway.conductor.worker import work_once
 from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
     ConductorServer,
@@ -174,3 +175,113 @@ rules:
             await eventually(started, timeout=30)
         [wf] = await conductor.get_by_correlation_id(workflow, "o-1")
         assert (await conductor.get_workflow(wf.workflow_id)).idempotency_key == "order:o-1"
+
+
+def _child_and_parent(task_type: str, child: str, parent: str) -> list[dict[str, Any]]:
+    """A child of one SIMPLE task (no retries) and a parent that runs it as a SUB_WORKFLOW."""
+    child_def = {
+        "name": child,
+        "version": 1,
+        "tasks": [{"name": task_type, "taskReferenceName": "work", "type": "SIMPLE"}],
+    }
+    parent_def = {
+        "name": parent,
+        "version": 1,
+        "tasks": [
+            {
+                "name": "child",
+                "taskReferenceName": "child",
+                "type": "SUB_WORKFLOW",
+                "subWorkflowParam": {"name": child, "version": 1},
+            }
+        ],
+    }
+    return [child_def, parent_def]
+
+
+async def test_retry_restart_rerun_events_on_a_failed_sub_workflow(
+    kafka_bootstrap: str, oss_conductor: ConductorServer, tmp_path: Path
+) -> None:
+    """retry (resume_subworkflow_tasks: the same child resumes), restart and rerun (a new child
+    each), driven by events on a parent whose SUB_WORKFLOW child failed."""
+    conductor = oss_conductor.client
+    task_type, topic = unique("sub_work"), unique("ops")
+    child, parent = unique("child_flow"), unique("parent_flow")
+    await conductor.register_task_defs([{"name": task_type, "retryCount": 0}])
+    for definition in _child_and_parent(task_type, child, parent):
+        await conductor.register_workflow_def(definition, overwrite=True)
+    await create_topic(kafka_bootstrap, topic, 1)
+    wid = await conductor.start_workflow(parent)
+
+    async def child_id() -> str:
+        wf = await conductor.get_workflow(wid)
+        found = [t.sub_workflow_id for t in wf.tasks if t.reference_task_name == "child"]
+        return (found[-1] or "") if found else ""
+
+    async def work(outcome: str) -> str:
+        """Let a worker end the child's task; return the parent's status once it settles."""
+
+        def handler(_task: Any) -> dict[str, Any]:
+            if outcome == "FAILED":
+                raise RuntimeError("child task failed")
+            return {"done": True}
+
+        async def handled() -> bool:
+            return await work_once(conductor, task_type, handler) is not None
+
+        await eventually(handled, timeout=30)
+        expected = "FAILED" if outcome == "FAILED" else "COMPLETED"
+
+        async def parent_settled() -> bool:
+            return (await conductor.get_workflow(wid, include_tasks=False)).status == expected
+
+        await eventually(parent_settled, timeout=60)
+        return expected
+
+    rules = f"""
+version: 1
+rules:
+  - name: retry
+    source: {{topic: {topic}}}
+    match: {{body: {{op: [retry]}}}}
+    retry_workflow: {{workflow_id: "${{body.wid}}", resume_subworkflow_tasks: true}}
+  - name: restart
+    source: {{topic: {topic}}}
+    match: {{body: {{op: [restart]}}}}
+    restart: {{workflow_id: "${{body.wid}}"}}
+  - name: rerun
+    source: {{topic: {topic}}}
+    match: {{body: {{op: [rerun]}}}}
+    rerun: {{workflow_id: "${{body.wid}}"}}
+"""
+    settings = make_settings(
+        tmp_path, conductor_url=oss_conductor.url, kafka_bootstrap=kafka_bootstrap
+    )
+    async with running(settings, rules) as gateway, producer(kafka_bootstrap) as p:
+
+        async def send(op: str) -> None:
+            await p.send_and_wait(topic, json.dumps({"op": op, "wid": wid}).encode())
+
+            async def running_again() -> bool:
+                wf = await conductor.get_workflow(wid, include_tasks=False)
+                return wf.status == "RUNNING"
+
+            await eventually(running_again, timeout=30)
+
+        await work("FAILED")
+        first_child = await child_id()
+        await send("retry")
+        assert await work("COMPLETED") == "COMPLETED"
+        assert await child_id() == first_child, "retry with resume started a new child"
+        child_wf = await conductor.get_workflow(first_child)
+        assert child_wf.status == "COMPLETED" and child_wf.parent_workflow_id == wid
+        assert [t.status for t in child_wf.tasks] == ["FAILED", "COMPLETED"]
+
+        await send("restart")
+        await work("FAILED")
+        restarted_child = await child_id()
+        assert restarted_child not in ("", first_child)
+        await send("rerun")
+        assert await work("COMPLETED") == "COMPLETED"
+        assert await child_id() not in ("", first_child, restarted_child)
+        assert gateway.metrics.total("gateway_dead_letters_total") == 0
