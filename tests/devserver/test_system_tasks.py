@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from gateway.devserver import scripting
+from gateway.devserver import jqrunner, scripting
 from gateway.devserver.server import DevServer
 from gateway.plan import Destination
 from gateway.settings import Settings
@@ -405,3 +405,30 @@ async def test_hostile_switch_and_loop_conditions_fail_the_workflow(
     assert task(heavy, "lp")["status"] == "FAILED_WITH_TERMINAL_ERROR"
     assert "memory limit of 32 MiB" in task(heavy, "lp")["reasonForIncompletion"]
     assert (await api.wf(stuck["workflowId"]))["status"] == "FAILED"  # still serving
+
+
+async def test_runaway_jq_query_fails_its_task_while_the_server_serves(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jq holds the GIL, so queries run in a worker process: one that never ends fails its
+    task after the limit (1 s here) and the worker is replaced; the server answers meanwhile
+    and the next query runs."""
+    monkeypatch.setattr(jqrunner, "TIME_LIMIT_SECONDS", 1.0)
+    name = api.name("jq_forever")
+    await api.workflow_def(name, [jq_task("spin", "[repeat(1)] | length")])
+    workflow_id = await api.start(name, {})
+    began = time.monotonic()
+    asked = time.monotonic()
+    assert (await api.wf(workflow_id))["status"] == "RUNNING"
+    assert time.monotonic() - asked < 0.5
+
+    async def ended() -> dict[str, Any] | None:
+        wf = await api.wf(workflow_id)
+        return wf if wf["status"] != "RUNNING" else None
+
+    wf = await api.until(ended, "runaway jq query still running")
+    assert time.monotonic() - began < 1.0 + 3.0
+    assert task(wf, "spin")["reasonForIncompletion"] == (
+        "jq query not evaluated within 1 seconds, interrupted.")  # fmt: skip
+    after = await run(api, [jq_task("ok", ".a", a=1)], {})
+    assert task(after, "ok")["outputData"]["result"] == 1

@@ -8,21 +8,21 @@ does not compile or fails fails the task with jq's message, in `reasonForIncompl
 
 from __future__ import annotations
 
-import functools
+import asyncio
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
-import jq
-
+from gateway.devserver import jqrunner
 from gateway.devserver.models import WorkflowTask
 from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.later import end_task
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
 
-
-@functools.lru_cache(maxsize=1000)  # as Conductor's queryCache: compile once per text
-def _compiled(query: str) -> Any:
-    return jq.compile(query)
+# How long a decide waits for a query before leaving it to finish in the background.
+JQ_WAIT_SECONDS = 0.5
 
 
 class JsonJqTransform(TaskHandler):
@@ -40,13 +40,35 @@ class JsonJqTransform(TaskHandler):
         if query is None:
             rt.finish(task, "FAILED", "Missing 'queryExpression' in input parameters")
             return
+        future = jqrunner.submit(str(query), task.input_data)
         try:
-            results = _compiled(str(query)).input_value(task.input_data).all()
-        except ValueError as exc:
-            message = str(exc)
-            task.output_data["error"] = message
-            rt.finish(task, "FAILED", message)
+            future.result(timeout=JQ_WAIT_SECONDS)
+        except FutureTimeout:
+            task.status = "IN_PROGRESS"
+            task.start_time = task.start_time or rt.store.now()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a plain Engine, no server: wait
+                _settle(rt, wf, task, future, wait=True)
+                return
+            future.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(_settle, rt, wf, task, future)
+            )
             return
-        task.output_data["result"] = results[0] if results else None
-        task.output_data["resultList"] = results
-        rt.finish(task, "COMPLETED")
+        except jqrunner.JqFailure:
+            pass  # reported by _settle
+        _settle(rt, wf, task, future)
+
+
+def _settle(
+    rt: Runtime, wf: WorkflowRecord, task: TaskRecord, future: Future[list[Any]], wait: bool = False
+) -> None:
+    try:
+        results = future.result() if wait or future.done() else None
+    except jqrunner.JqFailure as exc:
+        end_task(rt, wf, task, "FAILED", {"error": str(exc)}, str(exc))
+        return
+    if results is None:
+        return
+    output = {"result": results[0] if results else None, "resultList": results}
+    end_task(rt, wf, task, "COMPLETED", output)
