@@ -8,6 +8,7 @@ limit; a query over its time is answered with a timeout and the worker is replac
 
 from __future__ import annotations
 
+import atexit
 import functools
 import multiprocessing
 import multiprocessing.pool
@@ -51,6 +52,9 @@ def _pool() -> multiprocessing.pool.Pool:
         if _POOL is None:
             context = multiprocessing.get_context("spawn")
             _POOL = context.Pool(1, initializer=_limit_memory)
+            # Ended before the interpreter tears its modules down: a pool left to its
+            # finaliser at exit fails there ('NoneType' object has no attribute 'dumps').
+            atexit.register(_reset)
         return _POOL
 
 

@@ -5,6 +5,7 @@ status and output, must be the same."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -28,4 +29,20 @@ async def test_sdk_kitchen_sink_same_as_real_conductor(
     """The conductor-python kitchen-sink shape, registered and worked by the SDK itself."""
     urls = [str(d.http.base_url).rstrip("/") for d in (dev, real)]
     on_dev, on_real = [await asyncio.to_thread(run_kitchen_sink, u, country) for u in urls]
-    assert on_dev == on_real
+    assert on_dev == _join_race_settled(on_real)
+
+
+def _join_race_settled(run: dict[str, Any]) -> dict[str, Any]:
+    """The real server's run with a JOIN that ended CANCELED in a workflow that COMPLETED shown
+    as COMPLETED. Seen once on 3.32.3 (a CI run on a quiet machine; dozens of runs without
+    it): every task after the JOIN ran and completed, so the JOIN had let the workflow go on,
+    yet the finished workflow lists it CANCELED. Not traced in Conductor's source yet (a race
+    between the decider and the JOIN's system-task worker is the likely cause). Only that exact
+    state is mapped; any other difference still fails."""
+    if run["status"] != "COMPLETED":
+        return run
+    tasks = [
+        (ref, "COMPLETED" if ref.startswith("join_") and status == "CANCELED" else status)
+        for ref, status in run["tasks"]
+    ]
+    return {**run, "tasks": tasks}
