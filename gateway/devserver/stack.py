@@ -183,7 +183,8 @@ async def _run_on(
 ) -> int:
     from gateway.conductor.client import ConductorClient
 
-    publish = await _event_publisher(stack, kafka, rabbit)
+    # Only the dev server runs EVENT tasks through the stack's brokers; Conductor OSS has its own.
+    publish = await _event_publisher(stack, kafka, rabbit) if choice.conductor == "dev" else None
     conductor_url = await _conductor_url(stack, choice.conductor, publish)
     client = await stack.enter_async_context(ConductorClient(conductor_url, flavor="oss"))
     await register_examples(client, choice.workflows)

@@ -104,6 +104,14 @@ class Runtime(Protocol):
     def decide(self, wf: WorkflowRecord) -> None: ...
 
 
+def mapped_input(
+    rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, given: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The input a task is scheduled with: `given` (a retry or rerun passes the old task's),
+    else `wt.inputParameters` mapped against the workflow now."""
+    return given if given is not None else rt.task_input(wf, wt)
+
+
 class TaskHandler:
     type: ClassVar[str]
     # Built-in operators are never retried by the decider (TaskType.isBuiltIn).
@@ -144,7 +152,7 @@ class TaskHandler:
         input_data: dict[str, Any] | None = None,
     ) -> None:
         """Create the task (input mapped unless given) and start it."""
-        data = input_data if input_data is not None else rt.task_input(wf, node.task)
+        data = mapped_input(rt, wf, node.task, input_data)
         task = rt.new_task(wf, node, iteration, data)
         rt.add(wf, task)
         if not task.terminal:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from gateway.devserver.models import WorkflowTask
 from gateway.devserver.state import SUCCESSFUL_TASK
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -72,7 +72,7 @@ class ForkJoin(_Fork):
         iteration: int,
         input_data: dict[str, Any] | None = None,
     ) -> None:
-        data = input_data if input_data is not None else rt.task_input(wf, node.task)
+        data = mapped_input(rt, wf, node.task, input_data)
         if self._open(rt, wf, node, iteration, data) is None:
             return
         tree = rt.tree(wf)
@@ -107,7 +107,7 @@ class ForkJoinDynamic(_Fork):
         input_data: dict[str, Any] | None = None,
     ) -> None:
         wt = node.task
-        data = input_data if input_data is not None else rt.task_input(wf, wt)
+        data = mapped_input(rt, wf, wt, input_data)
         forks = self._forks(rt, wf, wt, data)
         if forks is None:
             return

@@ -15,6 +15,7 @@ from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
     TaskHandler,
+    mapped_input,
     required,
     script_problem,
 )
@@ -75,7 +76,7 @@ class DoWhile(TaskHandler):
         iteration: int,
         input_data: dict[str, Any] | None = None,
     ) -> None:
-        data = input_data if input_data is not None else rt.task_input(wf, node.task)
+        data = mapped_input(rt, wf, node.task, input_data)
         task = rt.new_task(wf, node, iteration, data)
         task.status = "IN_PROGRESS"
         task.start_time = rt.store.now()

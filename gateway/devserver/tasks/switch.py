@@ -14,6 +14,7 @@ from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
     TaskHandler,
+    mapped_input,
     required,
     script_problem,
 )
@@ -87,7 +88,7 @@ class Switch(TaskHandler):
         input_data: dict[str, Any] | None = None,
     ) -> None:
         wt = node.task
-        data = input_data if input_data is not None else rt.task_input(wf, wt)
+        data = mapped_input(rt, wf, wt, input_data)
         task = rt.new_task(wf, node, iteration, data)
         rt.add(wf, task)
         try:

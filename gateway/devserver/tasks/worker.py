@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import TaskDef, WorkflowTask
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, required
+from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -47,7 +47,7 @@ class Dynamic(TaskHandler):
         input_data: dict[str, Any] | None = None,
     ) -> None:
         wt = node.task
-        data = input_data if input_data is not None else rt.task_input(wf, wt)
+        data = mapped_input(rt, wf, wt, input_data)
         name = data.get(wt.dynamic_task_name_param or "")
         if not isinstance(name, str) or not name:
             rt.fail(
