@@ -23,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.devserver import artifacts
@@ -155,6 +157,19 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaTls:
+    """Secured listeners for `ApacheKafka`, beside its PLAINTEXT one: SASL_SSL with SCRAM-SHA-512
+    (`users`, created at format time with `kafka-storage format --add-scram`) and SSL with
+    client certificates required (mutual TLS). Files are PEM: `keystore` holds the server's
+    unencrypted PKCS#8 key followed by its certificate, `truststore` the CA(s) of client
+    certificates."""
+
+    keystore: Path
+    truststore: Path
+    users: Mapping[str, str] = field(default_factory=dict)  # SCRAM-SHA-512 name -> password
+
+
 class ApacheKafka(_JavaServer):
     """Apache Kafka from Maven Central: one KRaft node that is both broker and controller."""
 
@@ -166,27 +181,75 @@ class ApacheKafka(_JavaServer):
         startup_timeout: float = 120.0,
         version: str = artifacts.KAFKA_VERSION,
         heap: str = "512m",
+        tls: KafkaTls | None = None,
     ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
         self.startup_timeout = startup_timeout
         self.version = version
         self.heap = heap
+        self.tls = tls
+        self.sasl_ssl_port = free_port() if tls else 0
+        self.mtls_port = free_port() if tls else 0
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL (SCRAM-SHA-512) listener; only with `tls`."""
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The SSL listener that requires a client certificate; only with `tls`."""
+        return f"127.0.0.1:{self.mtls_port}"
+
+    def _listeners(self) -> dict[str, str]:
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.tls is None:
+            return {
+                "listeners": f"{plain},{controller}",
+                "advertised.listeners": plain,
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        secured = f"SASL_SSL://127.0.0.1:{self.sasl_ssl_port},MTLS://127.0.0.1:{self.mtls_port}"
+        return {
+            "listeners": f"{plain},{secured},{controller}",
+            "advertised.listeners": f"{plain},{secured}",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL"
+            ),
+            # Brokers talk to each other on PLAINTEXT; only clients meet the secured listeners.
+            "inter.broker.listener.name": "PLAINTEXT",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.tls.truststore),
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.mtls.ssl.client.auth": "required",
+        }
+
+    def _scram_arguments(self) -> list[str]:
+        users = self.tls.users if self.tls else {}
+        return [
+            arg
+            for name, password in users.items()
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
 
     def _properties(self, base: Path) -> str:
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-            f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            **self._listeners(),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(base / "data"),
             # One node: every internal topic has one replica.
             "offsets.topic.replication.factor": "1",
@@ -220,7 +283,15 @@ class ApacheKafka(_JavaServer):
         cluster_id = _cluster_id()
         tool = self._java_argv(java.binary, libs, base, "kafka.tools.StorageTool")
         formatted = subprocess.run(
-            [*tool, "format", "-t", cluster_id, "-c", str(base / "server.properties")],
+            [
+                *tool,
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(base / "server.properties"),
+                *self._scram_arguments(),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -240,6 +311,7 @@ class ApacheKafka(_JavaServer):
         while not self.tail.seen.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise self._fail(f"did not start within {self.startup_timeout:.0f}s")
-        if not wait_for_port(self.port, deadline, self.process):
-            raise self._fail(f"said it started but {self.bootstrap} is closed")
+        ports = [self.port, self.sasl_ssl_port, self.mtls_port] if self.tls else [self.port]
+        if not all(wait_for_port(port, deadline, self.process) for port in ports):
+            raise self._fail(f"said it started but one of its ports {ports} is closed")
         self.started_in = time.monotonic() - began
