@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -168,13 +169,30 @@ class Tansu(ServerProcess):
         self._kill_group(5)
 
 
+@dataclass(frozen=True, slots=True)
+class RabbitTls:
+    """A TLS listener for `RabbitMQ`, beside its plain one, with peer verification on: clients
+    must present a certificate signed by `cafile`. `user`/`password` replace guest (made at the
+    first boot, with all permissions on /). PEM files; copied into the broker's directory."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    user: str
+    password: str
+
+
 class RabbitMQ(ServerProcess):
     """Debian's rabbitmq-server as a plain process, loopback only, in a temporary directory."""
 
     name = "RabbitMQ"
 
-    def __init__(self, port: int | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self, port: int | None = None, startup_timeout: float = 60.0, tls: RabbitTls | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls else 0
         self.dist_port = free_port()
         self.startup_timeout = startup_timeout
         self.node = f"gw{uuid.uuid4().hex[:10]}@localhost"
@@ -183,10 +201,41 @@ class RabbitMQ(ServerProcess):
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"amqp://{self.tls.user}:{self.tls.password}@127.0.0.1:{self.port}/"
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def tls_url(self) -> str:
+        """The amqps:// URL of the TLS listener (with the user's password); only with `tls`."""
+        assert self.tls is not None
+        return f"amqps://{self.tls.user}:{self.tls.password}@127.0.0.1:{self.tls_port}/"
+
+    def _tls_config(self, base: Path) -> dict[str, str]:
+        if self.tls is None:
+            return {}
+        for name, source in (
+            ("ca.pem", self.tls.cafile),
+            ("server.pem", self.tls.certfile),
+            ("server.key", self.tls.keyfile),
+        ):
+            shutil.copyfile(source, base / name)
+        settings = {
+            "listeners.ssl.default": str(self.tls_port),
+            "ssl_options.cacertfile": str(base / "ca.pem"),
+            "ssl_options.certfile": str(base / "server.pem"),
+            "ssl_options.keyfile": str(base / "server.key"),
+            "ssl_options.verify": "verify_peer",
+            "ssl_options.fail_if_no_peer_cert": "true",
+            "default_user": self.tls.user,
+            "default_pass": self.tls.password,
+        }
+        (base / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        return {"RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf")}
 
     def _environment(self, base: Path) -> dict[str, str]:
         return {
+            **self._tls_config(base),
             **os.environ,
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -207,6 +256,7 @@ class RabbitMQ(ServerProcess):
         for sub in ("mnesia", "log"):
             (base / sub).mkdir()
         (base / "enabled_plugins").write_text("[].\n")
+        self._env = self._environment(base)
         if os.geteuid() == 0:
             # The server drops to the rabbitmq user when started as root.
             for path in [base, *base.rglob("*")]:
@@ -217,7 +267,6 @@ class RabbitMQ(ServerProcess):
         if not Path(RABBITMQ_SERVER).exists():
             raise BrokerError(RABBITMQ_INSTALL_HINT)
         self.base = self._make_base()
-        self._env = self._environment(self.base)
         self._spawn([RABBITMQ_SERVER], env=self._env)
         assert self.process is not None
         tail = OutputTail(self.process, marker="Server startup complete")
@@ -230,9 +279,10 @@ class RabbitMQ(ServerProcess):
                     f"RabbitMQ did not start on port {self.port} within {self.startup_timeout}s "
                     f"(exit status {code}); it printed:\n{tail.text()}"
                 )
-        if not wait_for_port(self.port, deadline, self.process):
+        ports = [self.port, self.tls_port] if self.tls else [self.port]
+        if not all(wait_for_port(port, deadline, self.process) for port in ports):
             self.stop()
-            raise BrokerError(f"RabbitMQ said it started but port {self.port} is closed")
+            raise BrokerError(f"RabbitMQ said it started but one of its ports {ports} is closed")
 
     def stop(self) -> None:
         beam = _read_pid(self.base / "rabbitmq.pid") if self.base is not None else None
