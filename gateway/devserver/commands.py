@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -39,6 +40,8 @@ def register(sub: Any) -> None:
         help="name of the environment variable holding the key secret (never the secret)",
     )
     conductor.add_argument("--log-level", default="INFO")
+    conductor.add_argument("--tls-cert", type=Path, help="serve https: PEM certificate (chain)")
+    conductor.add_argument("--tls-key", type=Path, help="serve https: PEM private key")
     conductor.add_argument(
         "--real",
         action="store_true",
@@ -88,8 +91,24 @@ def run_conductor(args: argparse.Namespace) -> int:
     if args.real:
         return _serve_real(args)
     secret = _secret(args)
-    asyncio.run(_serve(args, secret))
+    asyncio.run(_serve(args, secret, _server_tls(args)))
     return 0
+
+
+def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ConfigError("--tls-cert and --tls-key: give both or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"--tls-cert {args.tls_cert} / --tls-key {args.tls_key}: cannot load ({exc}); "
+            "give a PEM certificate and its unencrypted private key"
+        ) from None
+    return context
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -143,7 +162,9 @@ def _serve_real(args: argparse.Namespace) -> int:
         server.stop()
 
 
-async def _serve(args: argparse.Namespace, secret: str | None) -> None:
+async def _serve(
+    args: argparse.Namespace, secret: str | None, ssl_context: ssl.SSLContext | None
+) -> None:
     from gateway.devserver.server import DevServer
 
     stop = asyncio.Event()
@@ -156,6 +177,7 @@ async def _serve(args: argparse.Namespace, secret: str | None) -> None:
         flavor=args.flavor,
         key_id=args.key_id,
         key_secret=secret,
+        ssl_context=ssl_context,
     ) as server:
         # The line tests and users wait for; flush so a pipe sees it at once.
         print(f"Conductor dev server ({server.flavor}) ready at {server.url}", flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Literal
@@ -52,6 +53,7 @@ class DevServer:
         clock: Clock | None = None,
         sweep_interval: float = 0.1,
         event_publisher: Callable[[str, bytes], Awaitable[None]] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if flavor not in ("oss", "orkes"):
             raise ConfigError(f"flavor: {flavor!r} is not valid; use 'oss' or 'orkes'")
@@ -70,6 +72,7 @@ class DevServer:
                 raise ConfigError("key_id/key_secret: token auth exists only with flavor 'orkes'")
             self.auth = TokenAuth(key_id, key_secret, token_ttl_seconds, self.clock)
         self._requested_port = port
+        self._ssl_context = ssl_context  # serve https with it
         self._sweep_interval = sweep_interval
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -77,7 +80,8 @@ class DevServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}/api"
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware, auth_middleware])
@@ -114,6 +118,7 @@ class DevServer:
             self._requested_port,
             reuse_address=True,
             shutdown_timeout=1.0,
+            ssl_context=self._ssl_context,
         )
         await site.start()
         server = site._server
