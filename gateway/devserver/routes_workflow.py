@@ -23,7 +23,7 @@ from gateway.devserver.http import (
 )
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest
 from gateway.devserver.runs import run_json, wait_blocked
-from gateway.devserver.search import search, summary
+from gateway.devserver.search import search, search_query, summary
 from gateway.devserver.state import WorkflowRecord, new_id
 from gateway.errors import BadRequest, ConductorError
 
@@ -62,6 +62,7 @@ class WorkflowRoutes:
         p = "/api/workflow"
         router.add_post(p, self.start)
         router.add_get(f"{p}/search", self.search)
+        router.add_get(f"{p}/search-v2", self.search_v2)
         router.add_post(p + "/execute/{name}/{version}", self.execute)
         router.add_put(f"{p}/bulk/pause", self.bulk(self.engine.pause, "pauseWorkflow"))
         router.add_put(f"{p}/bulk/resume", self.bulk(self.engine.resume, "resumeWorkflow"))
@@ -166,16 +167,27 @@ class WorkflowRoutes:
         ids = await read_array(request)
         return json_response({str(cid): self._correlated(request, str(cid)) for cid in ids})
 
-    async def search(self, request: web.Request) -> web.Response:
-        total, hits = search(
+    def _search(self, request: web.Request) -> tuple[int, list[WorkflowRecord]]:
+        return search(
             [*self.engine.store.workflows.values(), *self._archived.values()],
-            query_str(request, "query"),
+            search_query(request),
             request.query.get("freeText", "*"),
             query_int(request, "start", 0) or 0,
             query_int(request, "size", 100) or 0,
             query_str(request, "sort"),
         )
+
+    async def search(self, request: web.Request) -> web.Response:
+        total, hits = self._search(request)
         return json_response({"totalHits": total, "results": [summary(wf) for wf in hits]})
+
+    async def search_v2(self, request: web.Request) -> web.Response:
+        """Whole workflows without tasks; archived ones cannot be read back, so they leave the
+        page and the total (ExecutionService.searchV2)."""
+        total, hits = self._search(request)
+        live = [wf for wf in hits if wf.workflow_id not in self._archived]
+        results = [wf.to_json(include_tasks=False) for wf in live]
+        return json_response({"totalHits": total - (len(hits) - len(live)), "results": results})
 
     # --- lifecycle ---------------------------------------------------------------------
 
