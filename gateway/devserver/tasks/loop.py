@@ -19,7 +19,8 @@ from gateway.devserver.tasks.base import (
     required,
     script_problem,
 )
-from gateway.devserver.tasks.script import ScriptError, evaluate
+from gateway.devserver.tasks.later import Waiting
+from gateway.devserver.tasks.script import ScriptError, value_in_decide
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -118,6 +119,8 @@ class DoWhile(TaskHandler):
                 f"exception {exc}",
             )
             return True
+        if isinstance(again, Waiting):
+            return False
         if again:
             self._next_iteration(rt, wf, task)
         else:
@@ -126,12 +129,14 @@ class DoWhile(TaskHandler):
 
     def _condition(
         self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord, outputs: dict[str, Any]
-    ) -> bool:
+    ) -> bool | Waiting:
         # `$` = the re-evaluated inputs, the loop's own output under its ref, and each body
         # task's output map under its ref without the suffix.
         dollar = {**rt.task_input(wf, task.workflow_task), **outputs}
         dollar[task.node.ref] = task.output_data
-        value = evaluate(task.workflow_task.loop_condition or "false", dollar)
-        if isinstance(value, bool):
+        key = f"{task.task_id}/{task.iteration}"
+        source = task.workflow_task.loop_condition or "false"
+        value = value_in_decide(rt, wf, key, source, dollar)
+        if isinstance(value, Waiting | bool):
             return value
         return isinstance(value, int | float) and value > 0

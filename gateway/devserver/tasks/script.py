@@ -12,9 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.devserver import scripting
+from gateway.devserver.tasks.later import Waiting, script_value
+
+if TYPE_CHECKING:
+    from gateway.devserver.state import WorkflowRecord
+    from gateway.devserver.tasks.base import Runtime
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
@@ -272,6 +277,19 @@ def _in_subset(source: str) -> bool:
 def check(source: str) -> str | None:
     """The JavaScript syntax error of `source`, or None; compiled, never run."""
     return None if _in_subset(source) else scripting.compile_error(source)
+
+
+def value_in_decide(
+    rt: Runtime, wf: WorkflowRecord, key: str, source: str, dollar: Any
+) -> Any | Waiting:
+    """As `evaluate`, for a decide: a sandboxed script that runs long gives WAITING and wakes
+    the workflow when it ends (tasks/later.py)."""
+    if _in_subset(source):
+        return evaluate(source, dollar)
+    try:
+        return script_value(rt, wf, key, source, dollar)
+    except scripting.ScriptFailure as exc:
+        raise ScriptError(str(exc)) from None
 
 
 def evaluate(source: str, dollar: Any) -> Any:

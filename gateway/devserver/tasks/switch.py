@@ -18,7 +18,8 @@ from gateway.devserver.tasks.base import (
     required,
     script_problem,
 )
-from gateway.devserver.tasks.script import ScriptError, evaluate
+from gateway.devserver.tasks.later import Waiting
+from gateway.devserver.tasks.script import ScriptError, value_in_decide
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -66,10 +67,11 @@ class Switch(TaskHandler):
     def def_name(self, wt: WorkflowTask) -> str:
         return wt.type
 
-    def case_of(self, wt: WorkflowTask, input_data: dict[str, Any]) -> str:
+    def case_of(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> str | Waiting:
+        wt, data = task.workflow_task, task.input_data
         if wt.evaluator_type == "value-param":
-            return java_text(input_data.get(wt.expression or ""))
-        return java_text(evaluate(wt.expression or "", input_data))
+            return java_text(data.get(wt.expression or ""))
+        return _case(value_in_decide(rt, wf, task.task_id, wt.expression or "", data))
 
     def chosen(self, wt: WorkflowTask, case: str) -> list[WorkflowTask]:
         # Since v3.31.0 a matched but empty case runs nothing, not the default.
@@ -87,23 +89,35 @@ class Switch(TaskHandler):
         iteration: int,
         input_data: dict[str, Any] | None = None,
     ) -> None:
-        wt = node.task
-        data = mapped_input(rt, wf, wt, input_data)
+        data = mapped_input(rt, wf, node.task, input_data)
         task = rt.new_task(wf, node, iteration, data)
         rt.add(wf, task)
+        self._choose(rt, wf, task)
+
+    def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
+        return self._choose(rt, wf, task)  # only while its script runs long
+
+    def _choose(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
+        """Evaluate the case, end the task with it and schedule the branch; False while the
+        script is still running (the task waits IN_PROGRESS)."""
         try:
-            case = self.case_of(wt, data)
+            case = self.case_of(rt, wf, task)
         except ScriptError as exc:
             rt.finish(task, "FAILED", f"Error evaluating the expression: {exc}")
-            return
-        branch = self.chosen(wt, case)
-        task.input_data = {**data, "case": case}
+            return True
+        if isinstance(case, Waiting):
+            task.status = "IN_PROGRESS"
+            task.start_time = task.start_time or rt.store.now()
+            return False
+        branch = self.chosen(task.workflow_task, case)
+        task.input_data = {**task.input_data, "case": case}
         if branch:
             task.input_data["hasChildren"] = "true"
         task.output_data = self.output(case)
         rt.finish(task, "COMPLETED")
         if branch:
-            rt.schedule(wf, rt.tree(wf).node_of(branch[0]), iteration)
+            rt.schedule(wf, rt.tree(wf).node_of(branch[0]), task.iteration)
+        return True
 
     def successor(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> Node | None:
         if task.input_data.get("hasChildren") == "true":
@@ -130,10 +144,11 @@ class Decision(Switch):
             )
         return problems
 
-    def case_of(self, wt: WorkflowTask, input_data: dict[str, Any]) -> str:
+    def case_of(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> str | Waiting:
+        wt, data = task.workflow_task, task.input_data
         if wt.case_value_param:
-            return java_text(input_data.get(wt.case_value_param))
-        return java_text(evaluate(wt.case_expression or "", input_data))
+            return java_text(data.get(wt.case_value_param))
+        return _case(value_in_decide(rt, wf, task.task_id, wt.case_expression or "", data))
 
     def chosen(self, wt: WorkflowTask, case: str) -> list[WorkflowTask]:
         # DECISION falls back to the default on an empty case too.
@@ -141,3 +156,7 @@ class Decision(Switch):
 
     def output(self, case: str) -> dict[str, Any]:
         return {"caseOutput": [case]}
+
+
+def _case(value: Any) -> str | Waiting:
+    return value if isinstance(value, Waiting) else java_text(value)
