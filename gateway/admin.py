@@ -1,8 +1,14 @@
 """The admin HTTP endpoint (aiohttp.web): /healthz, /readyz, /metrics, /rules.
 
-- /healthz: 200 while the process is alive and no consumer is stalled (lag without progress,
-  or no partitions assigned for long); 503 otherwise, so a supervisor can restart it.
-- /readyz: 200 when Conductor answers and every source is connected.
+The endpoint opens before anything else, so both probes answer from the first second.
+
+- /healthz (liveness): 200 while the process is alive and making progress: during start-up,
+  while its loop keeps retrying the dependencies that are down; afterwards, while no consumer
+  is stalled (lag without progress, or no partitions assigned for long). 503 otherwise, so a
+  supervisor restarts it. A dependency that is down is not a reason to restart.
+- /readyz (readiness): 200 `{"ready": true, "reasons": []}` once every dependency is open
+  and answering and Kafka has its partitions; 503 `{"ready": false, "reasons": [...]}`
+  otherwise, each reason `<component>: <cause>` (gateway/readiness.py).
 - /metrics: Prometheus text (including `gateway_dead_letter_blocked`, from the pipeline).
 - /rules: the loaded rules (names, sources, actions), never templates' rendered values.
 
@@ -63,6 +69,11 @@ class Admin:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         gw = self._gateway
+        if not gw.started:
+            starting = "stalled" if gw.readiness.stalled else "starting"
+            return web.json_response(
+                {"status": starting}, status=503 if gw.readiness.stalled else 200
+            )
         stalled = gw.kafka is not None and gw.kafka.stalled
         # Shown, not judged: a blocked dead letter is retried for ever, and the Kafka stall
         # alarm above fires if it holds a partition back for long.
@@ -71,12 +82,9 @@ class Admin:
         return web.json_response(body, status=503 if stalled else 200)
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        gw = self._gateway
-        body = {
-            "conductor": bool(gw.client is not None and gw.client.ready),
-            "sources": {type(s).__name__: s.connected for s in gw.sources},
-        }
-        return web.json_response(body, status=200 if gw.ready else 503)
+        reasons = self._gateway.reasons()
+        body = {"ready": not reasons, "reasons": reasons}
+        return web.json_response(body, status=503 if reasons else 200)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         text = self._gateway.metrics.render()

@@ -18,14 +18,17 @@ import functools
 import logging
 import re
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.admin import Admin
 from gateway.conductor.client import ConductorClient
+from gateway.conductor.startup import probe_capabilities
+from gateway.conductor.startup import unavailable_cause as conductor_cause
 from gateway.executor import Executor
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Policy
 from gateway.plan import Destination
+from gateway.readiness import Readiness, keep_trying
 from gateway.rules.loader import load_rules
 from gateway.rules.router import Router
 from gateway.rules.ruleset import RuleSet
@@ -35,12 +38,15 @@ from gateway.sources.amqp import AmqpSource, QueueSpec
 from gateway.sources.base import SourceUnavailable
 from gateway.sources.kafka import KafkaSource
 from gateway.store.base import Store
-from gateway.store.factory import build_store
+from gateway.store.factory import OPEN_ERRORS, StoreUnavailable, build_store
+from gateway.store.factory import unavailable_cause as store_cause
 from gateway.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-CAPABILITY_PROBE_SECONDS = 10.0
+T = TypeVar("T")
+
+READINESS_CHECK_SECONDS = 1.0
 TRACKER_METRICS = {
     "gateway_tracker_polls_total": "polls",
     "gateway_completions_published_total": "published",
@@ -61,6 +67,8 @@ class Gateway:
         self.client: ConductorClient | None = None
         self.pipeline: Pipeline | None = None
         self.admin: Admin | None = None
+        self.readiness = Readiness()
+        self.started = False  # __aenter__ finished: a stop request now drains (serve)
 
     async def __aenter__(self) -> Gateway:
         try:
@@ -68,6 +76,7 @@ class Gateway:
         except BaseException:
             await self._stack.aclose()
             raise
+        self.started = True
         return self
 
     async def __aexit__(
@@ -79,13 +88,25 @@ class Gateway:
         await self._stack.aclose()
 
     async def _open(self) -> None:
+        """Admin first (probes answer from the first second), then each dependency, retried
+        until it answers (see gateway/readiness.py); cancellation closes what was opened."""
         s, stack = self.settings, self._stack
-        store: Store = await stack.enter_async_context(build_store(s))
+        if s.admin.port:
+            self.admin = await stack.enter_async_context(Admin(self, s.admin.host, s.admin.port))
+        watcher = asyncio.create_task(self._watch_readiness(), name="readiness")
+        stack.callback(watcher.cancel)
+        store: Store = await keep_trying(self.readiness, "store", "not open", self._open_store)
         client = await stack.enter_async_context(ConductorClient.from_settings(s.conductor))
-        publisher = await stack.enter_async_context(Publisher(s))
         self.client = client
-        orkes = await self._orkes_idempotency(client)
-        executor = Executor(client, store, publisher=publisher, orkes_idempotency=orkes)
+        caps = await keep_trying(
+            self.readiness,
+            "conductor",
+            "not reachable",
+            functools.partial(probe_capabilities, client, s.conductor),
+        )
+        log.info("Conductor flavor: %s", caps.flavor)
+        publisher = await stack.enter_async_context(Publisher(s))
+        executor = Executor(client, store, publisher=publisher, orkes_idempotency=caps.idempotency)
         self.pipeline = Pipeline(
             router=Router(self.ruleset),
             executor=executor,
@@ -103,8 +124,38 @@ class Gateway:
         self._expose(tracker)
         await stack.enter_async_context(tracker)
         await self._open_sources()
-        if s.admin.port:
-            self.admin = await stack.enter_async_context(Admin(self, s.admin.host, s.admin.port))
+
+    async def _open_store(self) -> Store:
+        try:
+            return await self._stack.enter_async_context(build_store(self.settings))
+        except OPEN_ERRORS as exc:
+            raise StoreUnavailable(store_cause(exc, self.settings)) from None
+
+    async def _watch_readiness(self) -> None:
+        """Keep the readiness causes of opened components current (and logged)."""
+        while True:
+            self._check_readiness()
+            await asyncio.sleep(READINESS_CHECK_SECONDS)
+
+    def _check_readiness(self) -> None:
+        r, client = self.readiness, self.client
+        if client is not None and "conductor" not in r.opening:
+            if client.ready:
+                r.clear("conductor")
+            else:
+                r.fail("conductor", conductor_cause(client.last_error, self.settings.conductor))
+        if self.kafka is not None:
+            if self.kafka.awaiting_assignment:
+                r.note("kafka", "waiting for partition assignment")
+            elif not self.kafka.connected:
+                r.note("kafka", "no fetch answered lately (brokers unreachable?)")
+            else:
+                r.clear("kafka")
+        if self.amqp is not None:
+            if self.amqp.connected:
+                r.clear("amqp")
+            else:
+                r.note("amqp", "connection lost; reconnecting")
 
     def _expose(self, tracker: Tracker) -> None:
         for name, attribute in TRACKER_METRICS.items():
@@ -115,38 +166,35 @@ class Gateway:
         assert self.pipeline is not None
         topics, pattern = sorted(rs.kafka_topics()), kafka_pattern(rs)
         if topics or pattern:
-            self.kafka = await self._stack.enter_async_context(
-                KafkaSource(
-                    s.kafka,
-                    topics,
-                    self.pipeline,
-                    limits=s.limits,
-                    metrics=self.metrics,
-                    pattern=pattern,
-                )
+            kafka = functools.partial(
+                KafkaSource,
+                s.kafka,
+                topics,
+                self.pipeline,
+                limits=s.limits,
+                metrics=self.metrics,
+                pattern=pattern,
+            )
+            self.kafka = await keep_trying(
+                self.readiness, "kafka", "not connected", lambda: self._enter(kafka())
             )
         queues = amqp_queues(rs)
         if queues:
-            self.amqp = await self._stack.enter_async_context(
-                AmqpSource(
-                    s.amqp,
-                    queues,
-                    self.pipeline,
-                    limits=s.limits,
-                    metrics=self.metrics,
-                    declare=amqp_destination_queues(rs, queues),
-                )
+            amqp = functools.partial(
+                AmqpSource,
+                s.amqp,
+                queues,
+                self.pipeline,
+                limits=s.limits,
+                metrics=self.metrics,
+                declare=amqp_destination_queues(rs, queues),
+            )
+            self.amqp = await keep_trying(
+                self.readiness, "amqp", "not connected", lambda: self._enter(amqp())
             )
 
-    @staticmethod
-    async def _orkes_idempotency(client: ConductorClient) -> bool:
-        try:
-            caps = await asyncio.wait_for(client.capabilities(), CAPABILITY_PROBE_SECONDS)
-        except Exception as exc:
-            log.warning("could not probe Conductor's capabilities (%s); assuming OSS", exc)
-            return False
-        log.info("Conductor flavor: %s", caps.flavor)
-        return bool(caps.idempotency)
+    async def _enter(self, resource: contextlib.AbstractAsyncContextManager[T]) -> T:
+        return await self._stack.enter_async_context(resource)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -157,10 +205,16 @@ class Gateway:
     def sources(self) -> list[KafkaSource | AmqpSource]:
         return [src for src in (self.kafka, self.amqp) if src is not None]
 
+    def reasons(self) -> list[str]:
+        """Why the gateway is not ready (empty: ready), each `<component>: <cause>`."""
+        if not self.started and not self.readiness.reasons():
+            return ["gateway: starting"]
+        self._check_readiness()
+        return self.readiness.reasons()
+
     @property
     def ready(self) -> bool:
-        client_ready = self.client is not None and self.client.ready
-        return client_ready and all(src.connected for src in self.sources)
+        return not self.reasons()
 
     async def serve(self) -> None:
         """Consume until `request_stop()`, then drain within the grace period."""

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, signals
 from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway")
@@ -50,8 +50,12 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # a real process: SIGTERM during the imports must not kill `gateway run`
+        signals.hold()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command != "run":
+        signals.release()
     try:
         result = args.func(args)
     except GatewayError as exc:

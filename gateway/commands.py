@@ -9,6 +9,8 @@ import os
 import signal
 from typing import Any
 
+from gateway import signals
+
 log = logging.getLogger("gateway")
 
 
@@ -52,22 +54,41 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.settings import load_settings
 
     settings = load_settings(args.config)
-    logs.configure(settings.logging.level, settings.logging.format)
+    logs.configure(settings.logging.level, settings.logging.format, settings.logging.levels)
     return asyncio.run(run_daemon(settings))
 
 
 async def run_daemon(settings: Any) -> int:
-    """Run until SIGTERM/SIGINT; a second signal exits at once."""
+    """Run until SIGTERM/SIGINT, which may come at any moment; a second signal exits at once.
+
+    The rules are loaded first (a configuration that cannot work exits 2 before anything
+    opens). Then the signal handlers are installed, before anything starts: a signal during
+    start-up cancels it, which closes what was opened (the Kafka consumer leaves its group),
+    and exits 0; a signal once started drains within `shutdown_grace_seconds`, and exits 0.
+    """
     from gateway.app import Gateway
 
-    async with Gateway(settings) as gateway:
-        _install_signals(gateway)
-        log.info("gateway running (rules: %s)", settings.rules_file)
-        await gateway.serve()
+    gateway = Gateway(settings)
+    received = _install_signals(gateway, asyncio.current_task())
+    if received:
+        log.info("received %s before start-up: exiting", signal.Signals(received[0]).name)
+        return 0
+    try:
+        async with gateway:
+            log.info("gateway running (rules: %s)", settings.rules_file)
+            await gateway.serve()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not received or task is None:
+            raise
+        task.uncancel()
+        log.info("stopped during start-up: closed what was opened")
     return 0
 
 
-def _install_signals(gateway: Any) -> None:
+def _install_signals(gateway: Any, main: asyncio.Task[Any] | None) -> list[int]:
+    """Loop handlers for SIGTERM/SIGINT; returns the list of signals received (so far: any
+    held by `gateway.signals` while the process was importing)."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -77,11 +98,18 @@ def _install_signals(gateway: Any) -> None:
             log.error("second signal: exiting now without draining")
             # the shell's convention, 128 + signal number: 130 for SIGINT, 143 for SIGTERM
             os._exit(128 + signum)
-        log.info("received %s: draining", signal.Signals(signum).name)
-        gateway.request_stop()
+        name = signal.Signals(signum).name
+        if gateway.started:
+            log.info("received %s: draining", name)
+            gateway.request_stop()  # serve() drains and returns
+        elif main is not None:
+            log.info("received %s during start-up: closing what was opened", name)
+            main.cancel()  # start-up is cancelled where it stands
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in signals.HANDLED:
         loop.add_signal_handler(signum, on_signal, signum)
+    received.extend(signals.held())
+    return received
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
@@ -34,8 +35,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-def configure(level: str = "INFO", fmt: str = "auto") -> None:
-    """Install one stderr handler on the root logger; quiet chatty libraries."""
+def configure(
+    level: str = "INFO", fmt: str = "auto", levels: Mapping[str, str] | None = None
+) -> None:
+    """Install one stderr handler on the root logger; cap other libraries' loggers.
+
+    `level` applies to the gateway's own loggers. Every other logger is held at INFO or above
+    (httpx, httpcore, aiokafka, aio-pika at WARNING), because at DEBUG some print what
+    passes through them: aiosqlite every SQL statement with its parameters (event keys, ids),
+    httpcore response headers. `levels` sets a logger by name, e.g. {"aiokafka": "DEBUG"},
+    for the rare debugging session that needs it.
+    """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     if use_json:
@@ -46,7 +56,10 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("gateway").setLevel(level)
     # httpx logs full URLs at INFO and httpcore logs response headers at DEBUG.
     for noisy in ("httpx", "httpcore", "aiokafka", "aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name, named_level in (levels or {}).items():
+        logging.getLogger(name).setLevel(named_level)

@@ -60,7 +60,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from gateway.settings import load_settings
 
     settings = load_settings(args.config)
-    logs.configure(settings.logging.level, settings.logging.format)
+    logs.configure(settings.logging.level, settings.logging.format, settings.logging.levels)
     report = asyncio.run(
         replay(
             settings,

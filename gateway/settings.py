@@ -203,6 +203,11 @@ class LoggingSettings(_Section):
         description="Log the body (first 4 KiB) of each dead-lettered message (off: bodies may "
         "hold personal data).",
     )
+    levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = Field(
+        default_factory=dict,
+        description="Level per logger name, e.g. {aiokafka: DEBUG}. Other libraries' loggers "
+        "stay at INFO or above whatever `level` says (at DEBUG they print SQL parameters).",
+    )
 
 
 class Settings(BaseSettings):

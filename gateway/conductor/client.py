@@ -46,7 +46,7 @@ from gateway.conductor.query import Query
 from gateway.conductor.session import Session
 from gateway.conductor.validation import validate_workflow_def
 from gateway.conductor.wire import make_wire
-from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound
+from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound, ServerError
 from gateway.settings import ConductorSettings
 
 DefT = TypeVar("DefT", bound=BaseModel)
@@ -132,6 +132,11 @@ class ConductorClient:
     def ready(self) -> bool:
         """False until Conductor has answered, and while it cannot be reached."""
         return self._session.ready
+
+    @property
+    def last_error(self) -> str | None:
+        """Why Conductor was last found unreachable (None: it never was)."""
+        return self._session.last_error
 
     async def wait_ready(self) -> None:
         """Return once Conductor answers; probes in the background meanwhile."""
@@ -277,6 +282,31 @@ class ConductorClient:
             idempotent=True,
         )
         return read_models(response, Workflow)
+
+    async def get_by_correlation_ids(
+        self, name: str, correlation_ids: Sequence[str], include_closed: bool = False
+    ) -> dict[str, list[str]]:
+        """The ids of the workflows of `name` per correlation id, in one request
+        (`POST /workflow/{name}/correlated`); an id with no workflow maps to []."""
+        response = await self._session.request(
+            "POST",
+            f"/workflow/{_seg(name)}/correlated",
+            params={"includeClosed": include_closed, "includeTasks": False},
+            json=list(correlation_ids),
+            idempotent=True,
+        )
+        data = json_body(response) or {}
+        if not isinstance(data, dict):
+            raise ServerError(
+                f"POST /workflow/{name}/correlated: expected a map of correlation id to "
+                f"workflows, got {type(data).__name__}; is conductor.url a Conductor server?",
+                status=response.status_code,
+            )
+        return {
+            str(cid): [str(wf["workflowId"]) for wf in runs if isinstance(wf, dict)]
+            for cid, runs in data.items()
+            if isinstance(runs, list)
+        }
 
     async def search(
         self,

@@ -66,6 +66,7 @@ class Session:
         self._up = asyncio.Event()
         self._probe: asyncio.Task[None] | None = None
         self._timeouts = 0  # consecutive requests that got no answer in time
+        self.last_error: str | None = None  # why Conductor was last found unreachable
 
     # -- readiness ----------------------------------------------------------------------------
 
@@ -86,6 +87,7 @@ class Session:
             self._up.set()
 
     def _mark_down(self, reason: str) -> None:
+        self.last_error = reason
         if self._up.is_set():
             log.warning("Conductor at %s is unreachable: %s", self.base_url, reason)
             self._up.clear()
@@ -99,8 +101,10 @@ class Session:
     async def _run_probe(self) -> None:
         attempt = 0
         while not self._up.is_set():
-            with contextlib.suppress(ConductorError):
+            try:
                 await self._send_once("GET", PROBE_PATH, None, None, JSON, {}, self.timeout)
+            except ConductorError as exc:
+                self.last_error = str(exc)
             if self._up.is_set():
                 return
             await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))

@@ -186,11 +186,16 @@ class AmqpSource:
                 reconnect_interval=self._settings.reconnect_interval,
             )
         except (*CONNECTION_EXCEPTIONS, OSError) as exc:
-            host = urlsplit(self._settings.url.get_secret_value()).hostname
-            raise SourceUnavailable(
-                f"cannot reach RabbitMQ at {host} ({type(exc).__name__}); check amqp.url "
-                "and that the broker is up"
-            ) from None
+            raise SourceUnavailable(unavailable_cause(exc, self._settings)) from None
+        try:
+            await self._open_channels()
+        except BaseException:  # cancelled (SIGTERM during start-up) or refused: close
+            await self._connection.close()
+            raise
+        return self
+
+    async def _open_channels(self) -> None:
+        assert self._connection is not None
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self._settings.prefetch)
         self._retry_channel = await self._connection.channel(
@@ -200,7 +205,6 @@ class AmqpSource:
             self._keep.append(await self.channel.declare_queue(name, durable=True))
         for spec in self._specs:
             await self._declare_source(spec)
-        return self
 
     async def __aexit__(
         self,
@@ -486,3 +490,17 @@ def _int(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def unavailable_cause(exc: BaseException, settings: AmqpSettings) -> str:
+    """The one-line reason RabbitMQ could not be used at start, naming the setting to check.
+
+    The single place that words the AMQP client's start-up failures (/readyz, the log); the URL
+    is shown without its credentials."""
+    parts = urlsplit(settings.url.get_secret_value())
+    where = f"{parts.hostname}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
+    detail = (str(exc).splitlines() or [""])[0]
+    if parts.password:
+        detail = detail.replace(parts.password, "****")
+    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"cannot connect to {where} ({what}); check amqp.url and that the broker is up"

@@ -122,13 +122,12 @@ class KafkaSource:
             self._consumer.subscribe(self._topics, listener=_Listener(self))
         try:
             await self._consumer.start()
-        except KafkaError as exc:
+        except (KafkaError, OSError) as exc:
             await self._stop_consumer()
-            servers = ",".join(self._settings.bootstrap_servers)
-            raise SourceUnavailable(
-                f"cannot reach Kafka at {servers} ({type(exc).__name__}); check "
-                "kafka.bootstrap_servers and that the brokers are up"
-            ) from None
+            raise SourceUnavailable(unavailable_cause(exc, self._settings)) from None
+        except BaseException:  # cancelled (SIGTERM during start-up): leave the group
+            await self._stop_consumer()
+            raise
         self.connected = True
         return self
 
@@ -263,6 +262,11 @@ class KafkaSource:
     def _fetched_since(self, tp: TopicPartition, since: float) -> bool:
         stamp = self.consumer.last_poll_timestamp(tp)  # ms, wall clock, per answered fetch
         return stamp is not None and stamp / 1000 >= since
+
+    @property
+    def awaiting_assignment(self) -> bool:
+        """Subscribed, and no rebalance completed yet (or one is under way)."""
+        return self._unassigned_since is not None
 
     @property
     def unassigned(self) -> bool:
@@ -428,6 +432,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._source.on_assigned(list(assigned))
+
+
+def unavailable_cause(exc: BaseException, settings: KafkaSettings) -> str:
+    """The one-line reason Kafka could not be used at start, naming the setting to check.
+
+    The single place that words the Kafka client's start-up failures (/readyz, the log)."""
+    servers = ",".join(settings.bootstrap_servers)
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    if detail.startswith(type(exc).__name__):
+        detail = detail[len(type(exc).__name__) :].lstrip(": ")
+    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return (
+        f"cannot connect to {servers} ({what}); check kafka.bootstrap_servers and that the "
+        "brokers are up"
+    )
 
 
 def bare_event(record: Any) -> Event:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+from gateway.errors import GatewayError
 from gateway.settings import Settings
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+
+# What opening a store raises when its file or server cannot be used (PostgresStore.open
+# turns asyncpg's connection errors into OSError).
+OPEN_ERRORS = (OSError, sqlite3.Error)
+
+
+class StoreUnavailable(GatewayError):
+    """The store could not be opened at start-up (the message names the setting and why)."""
 
 
 def build_store(settings: Settings) -> SqliteStore | PostgresStore:
@@ -18,3 +29,14 @@ def build_store(settings: Settings) -> SqliteStore | PostgresStore:
             settings.store.postgres_dsn.get_secret_value(), first_poll_delay=first_poll
         )
     return SqliteStore(settings.store.sqlite_path, first_poll_delay=first_poll)
+
+
+def unavailable_cause(exc: BaseException, settings: Settings) -> str:
+    """The one-line reason the store could not be opened, naming the setting to check.
+
+    The single place that words the stores' start-up failures (/readyz, the log)."""
+    detail = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    if settings.store.postgres_dsn is not None:
+        return detail  # PostgresStore.open already names store.postgres_dsn, without secrets
+    path = settings.store.sqlite_path
+    return f"cannot open SQLite file {path} ({detail}); check store.sqlite_path"

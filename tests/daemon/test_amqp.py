@@ -268,7 +268,7 @@ async def test_admin_endpoint_reports_health_readiness_metrics_and_rules(
             metrics = (await http.get("/metrics")).text
             rules = (await http.get("/rules")).json()
     assert health.status_code == 200
-    assert ready.status_code == 200 and ready.json()["conductor"] is True
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "reasons": []}
     assert f'gateway_events_received_total{{source="amqp:{queue}"}} 1' in metrics
     assert 'gateway_events_settled_total{outcome="done"} 1' in metrics
     for tracker_counter in ("tracker_polls", "completions_expired", "completions_abandoned"):
