@@ -1,6 +1,6 @@
 """A throwaway certificate authority for the TLS tests, made with the `cryptography` package.
 
-`TestCA.create(directory)` writes PEM files there and returns their paths: the CA, a server
+`Authority.create(directory)` writes PEM files there and returns their paths: the CA, a server
 certificate for loopback (SAN 127.0.0.1 and localhost), one for another host name (for the
 hostname-mismatch case), an expired server certificate, a client certificate for mutual TLS,
 and a second, unrelated CA (the "unknown CA" case). Keys are unencrypted PKCS#8, the form Kafka's
@@ -41,7 +41,7 @@ class Pair:
 
 
 @dataclass(frozen=True, slots=True)
-class TestCA:
+class Authority:
     ca: Path  # the CA certificate clients and servers trust
     server: Pair  # 127.0.0.1 and localhost
     other_host: Pair  # signed by the CA, but for wrong.example only
@@ -51,7 +51,7 @@ class TestCA:
     wrong_client: Pair  # a client certificate signed by the wrong CA
 
     @classmethod
-    def create(cls, directory: Path) -> TestCA:
+    def create(cls, directory: Path) -> Authority:
         directory.mkdir(parents=True, exist_ok=True)
         now = datetime.datetime.now(datetime.UTC)
         ca_key, ca_cert = _authority("gateway test CA", now)

@@ -62,8 +62,10 @@ class KafkaStored:
         self._stopped: set[TopicPartition] = set()
 
     async def start(self) -> None:
-        await self._consumer.topics()  # metadata for every topic, so partitions are known
-        partitions = self._consumer.partitions_for_topic(self._topic)
+        # The fetched metadata itself: topics() leaves the consumer's own view as it was, and on
+        # Apache Kafka that view lacks the topic, so partitions_for_topic() answered None.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(self._topic)
         if not partitions:
             raise ValueError(f"Kafka topic '{self._topic}' does not exist")
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
