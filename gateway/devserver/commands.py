@@ -39,6 +39,14 @@ def register(sub: Any) -> None:
         metavar="VAR",
         help="name of the environment variable holding the key secret (never the secret)",
     )
+    conductor.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep executions, definitions and queues in this SQLite file across restarts "
+        "(default: in memory, lost on exit)",
+    )
     conductor.add_argument("--log-level", default="INFO")
     conductor.add_argument("--tls-cert", type=Path, help="serve https: PEM certificate (chain)")
     conductor.add_argument("--tls-key", type=Path, help="serve https: PEM private key")
@@ -178,6 +186,7 @@ async def _serve(
         key_id=args.key_id,
         key_secret=secret,
         ssl_context=ssl_context,
+        data=args.data,
     ) as server:
         # The line tests and users wait for; flush so a pipe sees it at once.
         print(f"Conductor dev server ({server.flavor}) ready at {server.url}", flush=True)

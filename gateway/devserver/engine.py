@@ -28,6 +28,11 @@ class Engine:
         self._idempotency: dict[tuple[str, str], str] = {}
 
     @property
+    def idempotency(self) -> dict[tuple[str, str], str]:
+        """Orkes idempotency keys: (workflow name, key) -> workflow id."""
+        return self._idempotency
+
+    @property
     def orkes(self) -> bool:
         return self.flavor == "orkes"
 

@@ -35,6 +35,15 @@ class Metadata:
     def task_defs(self) -> list[TaskDef]:
         return list(self._task_defs.values())
 
+    def workflow_defs(self) -> list[WorkflowDef]:
+        return [d for versions in self._workflow_defs.values() for d in versions.values()]
+
+    def restore(self, task_defs: list[TaskDef], workflow_defs: list[WorkflowDef]) -> None:
+        """Definitions read back from a `--data` file, as they were stored."""
+        self._task_defs.update((d.name, d) for d in task_defs)
+        for d in workflow_defs:
+            self._workflow_defs.setdefault(d.name, {})[d.version] = d
+
     def register_workflow(self, definition: WorkflowDef, overwrite: bool, now_ms: int) -> None:
         check_definition(definition, "registerWorkflowDef")
         versions = self._workflow_defs.setdefault(definition.name, {})

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -30,6 +31,7 @@ from gateway.devserver.http import (
     json_response,
     read_object,
 )
+from gateway.devserver.persistence import Persistence
 from gateway.devserver.routes_metadata import MetadataRoutes
 from gateway.devserver.routes_tasks import TaskRoutes
 from gateway.devserver.routes_workflow import WorkflowRoutes
@@ -54,6 +56,7 @@ class DevServer:
         sweep_interval: float = 0.1,
         event_publisher: Callable[[str, bytes], Awaitable[None]] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        data: Path | None = None,
     ) -> None:
         if flavor not in ("oss", "orkes"):
             raise ConfigError(f"flavor: {flavor!r} is not valid; use 'oss' or 'orkes'")
@@ -76,6 +79,8 @@ class DevServer:
         self._sweep_interval = sweep_interval
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        # `data`: keep executions, definitions and queues in this SQLite file across restarts.
+        self.persistence = Persistence(data) if data is not None else None
         self.port = 0
 
     @property
@@ -84,7 +89,10 @@ class DevServer:
         return f"{scheme}://{self.host}:{self.port}/api"
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware, auth_middleware])
+        middlewares = [errors_middleware, auth_middleware]
+        if self.persistence is not None:
+            middlewares.insert(0, self._persist_middleware)
+        app = web.Application(middlewares=middlewares)
         app[AUTH_KEY] = self.auth
         if self.auth is not None:
             app.router.add_post("/api/token", self._token)
@@ -94,6 +102,17 @@ class DevServer:
         WorkflowRoutes(self.engine, self.tasks.sweep).register(app.router)
         TaskRoutes(self.engine, self.tasks).register(app.router)
         return app
+
+    @web.middleware
+    async def _persist_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The response goes out once the changes it reports are in the data file."""
+        try:
+            return await handler(request)
+        finally:
+            assert self.persistence is not None
+            await self.persistence.flush(self.engine)
 
     async def _token(self, request: web.Request) -> web.Response:
         assert self.auth is not None
@@ -109,6 +128,8 @@ class DevServer:
         raise NotFound("No static resource api/token.", status=404)
 
     async def start(self) -> None:
+        if self.persistence is not None:
+            self.persistence.open(self.engine)
         self._runner = web.AppRunner(self.build_app(), access_log=None)
         await self._runner.setup()
         # A short shutdown grace: a pending execute or batch poll must not hold up the exit.
@@ -132,6 +153,8 @@ class DevServer:
             await asyncio.sleep(self._sweep_interval)
             try:
                 self.tasks.sweep()
+                if self.persistence is not None:
+                    await self.persistence.flush(self.engine)
             except Exception:
                 log.exception("dev server sweeper failed")
 
@@ -144,6 +167,8 @@ class DevServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.persistence is not None:
+            await self.persistence.close(self.engine)
 
     async def __aenter__(self) -> DevServer:
         await self.start()

@@ -151,7 +151,9 @@ async def _conductor_url(
         return str(real.url)
     from gateway.devserver.server import DevServer
 
-    server = DevServer(port=port_or_free(8080), event_publisher=publish)
+    # A file under var/dev: a restarted demo keeps its definitions and workflows.
+    data = DEV_DIR / "conductor.sqlite"
+    server = DevServer(port=port_or_free(8080), event_publisher=publish, data=data)
     await stack.enter_async_context(server)
     return server.url
 

@@ -1,0 +1,325 @@
+"""The dev server's state in one SQLite file (`gateway dev conductor --data FILE`).
+
+Write-through: after every request and every sweep, the records that changed since the last
+write (workflows with their tasks, definitions, the queues) are captured on the event loop and
+written in one transaction by one worker thread, so the loop never waits on the disk and
+commits keep their order. A response is sent only after the write that holds its changes has
+committed, so what a client was told survives a `kill -9` (WAL, synchronous=NORMAL: durable
+against the process dying, not against the machine losing power).
+
+Records are JSON, never pickles: a task's place in the definition tree (`TaskRecord.node`) is
+stored as its path and rebuilt from the stored definition. The file is held with SQLite's
+exclusive locking mode, so a second server on the same file is refused, not let in to
+overwrite it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+from gateway.devserver.state import TaskRecord, WorkflowRecord
+from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.devserver.engine import Engine
+    from gateway.devserver.tasks.tree import Node, Tree
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task_defs (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS workflow_defs (
+    name TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS workflows (workflow_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS engine (key TEXT PRIMARY KEY, body BLOB NOT NULL);
+"""
+_UPSERT_TASK_DEF = (
+    "INSERT INTO task_defs VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET body = excluded.body"
+)
+_UPSERT_WORKFLOW_DEF = (
+    "INSERT INTO workflow_defs VALUES (?, ?, ?) "
+    "ON CONFLICT (name, version) DO UPDATE SET body = excluded.body"
+)
+_UPSERT_WORKFLOW = (
+    "INSERT INTO workflows VALUES (?, ?) "
+    "ON CONFLICT (workflow_id) DO UPDATE SET body = excluded.body"
+)
+_UPSERT_ENGINE = (
+    "INSERT INTO engine VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body"
+)
+_TASK_OBJECTS = frozenset({"node", "workflow_task", "task_def"})
+_WORKFLOW_OBJECTS = frozenset({"definition", "tasks", "tree"})
+_TASK_FIELDS = [f.name for f in fields(TaskRecord) if f.name not in _TASK_OBJECTS]
+_WORKFLOW_FIELDS = [f.name for f in fields(WorkflowRecord) if f.name not in _WORKFLOW_OBJECTS]
+
+
+@dataclass
+class Batch:
+    """The rows one write replaces or deletes."""
+
+    task_defs: list[tuple[str, bytes]] = field(default_factory=list)
+    workflow_defs: list[tuple[str, int, bytes]] = field(default_factory=list)
+    workflows: list[tuple[str, bytes]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    engine: bytes | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.task_defs
+            or self.workflow_defs
+            or self.workflows
+            or self.removed
+            or self.engine is not None
+        )
+
+
+class Persistence:
+    """One dev server's SQLite file: `open` (lock, schema, load), `flush`, `close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="devserver-persistence")
+        self._last_write: asyncio.Future[None] | None = None
+        # What the file holds, to find what changed: definitions by identity (the metadata
+        # replaces a definition, never edits it), workflows by their stored bytes (running)
+        # or a cheap fingerprint (ended ones change only through retry/rerun/restart).
+        self._defs: dict[tuple[Any, ...], TaskDef | WorkflowDef] = {}
+        self._workflows: dict[str, tuple[Any, bytes | None]] = {}
+        self._engine: bytes | None = None
+
+    # --- open and load -------------------------------------------------------------------
+
+    def open(self, engine: Engine) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot open it ({exc})", "check the path") from None
+        try:
+            self._lock(db)
+            self._check_schema(db)
+            self._db = db
+            self._load(engine)
+        except BaseException:
+            db.close()
+            self._db = None
+            raise
+
+    def _lock(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("BEGIN EXCLUSIVE")  # held until the connection closes
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise self._error(
+                    "it is in use by another dev server",
+                    "stop that server, or give this one another file",
+                ) from None
+            raise self._error(f"cannot use it ({exc})", "give another file") from None
+        except sqlite3.DatabaseError as exc:
+            problem = f"it is not a dev server data file ({exc})"
+            raise self._error(problem, "give another file") from None
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        with db:
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise self._error(
+                f"it was written by a newer gateway (schema version {version}; this one reads "
+                f"up to {SCHEMA_VERSION})",
+                "upgrade gateway, or give this one another file",
+            )
+
+    def _error(self, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"--data {self.path}: {problem}; {fix}")
+
+    def _load(self, engine: Engine) -> None:
+        assert self._db is not None
+        db, store = self._db, engine.store
+        task_defs = [TaskDef.model_validate(orjson.loads(b)) for (b,) in db.execute(
+            "SELECT body FROM task_defs ORDER BY rowid")]  # fmt: skip
+        workflow_defs = [WorkflowDef.model_validate(orjson.loads(b)) for (b,) in db.execute(
+            "SELECT body FROM workflow_defs ORDER BY rowid")]  # fmt: skip
+        engine.metadata.restore(task_defs, workflow_defs)
+        self._defs = dict(_definitions(engine))
+        for workflow_id, body in db.execute(
+            "SELECT workflow_id, body FROM workflows ORDER BY rowid"
+        ):
+            wf = load_workflow(orjson.loads(body))
+            store.workflows[workflow_id] = wf
+            store.tasks.update((t.task_id, t) for t in wf.tasks)
+            self._workflows[workflow_id] = (_fingerprint(wf), body)
+        row = db.execute("SELECT body FROM engine WHERE key = 'queues'").fetchone()
+        if row is not None:
+            self._engine = row[0]
+            _restore_queues(engine, orjson.loads(row[0]))
+
+    # --- write-through -------------------------------------------------------------------
+
+    def capture(self, engine: Engine) -> Batch:
+        """What changed since the last capture (on the event loop: a consistent state)."""
+        batch = Batch()
+        defs = dict(_definitions(engine))
+        for key, definition in defs.items():
+            if self._defs.get(key) is not definition:
+                body = orjson.dumps(definition.wire())
+                if key[0] == "task":
+                    batch.task_defs.append((key[1], body))
+                else:
+                    batch.workflow_defs.append((key[1], key[2], body))
+        self._defs = defs
+        for workflow_id, wf in engine.store.workflows.items():
+            mark = _fingerprint(wf)
+            known = self._workflows.get(workflow_id)
+            if known is not None and known[0] == mark and wf.terminal:
+                continue
+            body = orjson.dumps(dump_workflow(wf))
+            if known is None or known[1] != body:
+                batch.workflows.append((workflow_id, body))
+            self._workflows[workflow_id] = (mark, body)
+        batch.removed = [i for i in self._workflows if i not in engine.store.workflows]
+        for workflow_id in batch.removed:
+            del self._workflows[workflow_id]
+        queues = orjson.dumps(_dump_queues(engine))
+        if queues != self._engine:
+            batch.engine = self._engine = queues
+        return batch
+
+    async def flush(self, engine: Engine) -> None:
+        """Write what changed; return once it, and every earlier write, is committed."""
+        batch = self.capture(engine)
+        if batch:
+            loop = asyncio.get_running_loop()
+            self._last_write = loop.run_in_executor(self._writer, self._write, batch)
+        if self._last_write is not None:
+            await asyncio.shield(self._last_write)
+
+    def _write(self, batch: Batch) -> None:
+        assert self._db is not None
+        with self._db as db:  # one transaction; upserts keep each row's place (rowid)
+            db.executemany(_UPSERT_TASK_DEF, batch.task_defs)
+            db.executemany(_UPSERT_WORKFLOW_DEF, batch.workflow_defs)
+            db.executemany(_UPSERT_WORKFLOW, batch.workflows)
+            removed = [(workflow_id,) for workflow_id in batch.removed]
+            db.executemany("DELETE FROM workflows WHERE workflow_id = ?", removed)
+            if batch.engine is not None:
+                db.execute(_UPSERT_ENGINE, ("queues", batch.engine))
+
+    async def close(self, engine: Engine) -> None:
+        try:
+            if self._db is not None:
+                await self.flush(engine)
+        finally:
+            self._writer.shutdown(wait=True)
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+# --- records as JSON ---------------------------------------------------------------------
+
+
+def _definitions(engine: Engine) -> Iterator[tuple[tuple[Any, ...], TaskDef | WorkflowDef]]:
+    for task_def in engine.metadata.task_defs():
+        yield ("task", task_def.name), task_def
+    for definition in engine.metadata.workflow_defs():
+        yield ("workflow", definition.name, definition.version), definition
+
+
+def _fingerprint(wf: WorkflowRecord) -> tuple[Any, ...]:
+    return (wf.status, wf.update_time, wf.end_time, len(wf.tasks), len(wf.variables))
+
+
+def dump_workflow(wf: WorkflowRecord) -> dict[str, Any]:
+    data = {name: getattr(wf, name) for name in _WORKFLOW_FIELDS}
+    data["definition"] = wf.definition.wire()
+    data["tasks"] = [dump_task(t) for t in wf.tasks]
+    return data
+
+
+def dump_task(task: TaskRecord) -> dict[str, Any]:
+    data = {name: getattr(task, name) for name in _TASK_FIELDS}
+    data["node"] = task.node.path
+    data["workflow_task"] = task.workflow_task.wire()
+    data["task_def"] = task.task_def.wire()
+    return data
+
+
+def load_workflow(data: dict[str, Any]) -> WorkflowRecord:
+    from gateway.devserver.tasks import HANDLERS
+    from gateway.devserver.tasks.tree import Tree
+
+    known = {k: v for k, v in data.items() if k in _WORKFLOW_FIELDS}
+    definition = WorkflowDef.model_validate(data["definition"])
+    wf = WorkflowRecord(definition=definition, **known)
+    wf.tree = Tree(definition, HANDLERS)
+    nodes = {node.path: node for node in wf.tree.nodes.values()}
+    wf.tasks = [_load_task(t, wf.tree, nodes) for t in data["tasks"]]
+    return wf
+
+
+def _load_task(data: dict[str, Any], tree: Tree, nodes: dict[str, Node]) -> TaskRecord:
+    workflow_task = WorkflowTask.model_validate(data["workflow_task"])
+    node = _node(data["node"], workflow_task, tree, nodes)
+    if node.task.wire() == data["workflow_task"]:
+        workflow_task = node.task  # the definition's own object, as when it was scheduled
+    known = {k: v for k, v in data.items() if k in _TASK_FIELDS}
+    task_def = TaskDef.model_validate(data["task_def"])
+    return TaskRecord(node=node, workflow_task=workflow_task, task_def=task_def, **known)
+
+
+def _node(path: str, wt: WorkflowTask, tree: Tree, nodes: dict[str, Node]) -> Node:
+    """The task's place in the rebuilt tree; a dynamic fork's task gets a new run-time node
+    under its fork, as when it was scheduled."""
+    if path in nodes:
+        return nodes[path]
+    parent = nodes.get(path.removesuffix(".dynamic"))
+    if path.endswith(".dynamic") and parent is not None:
+        return tree.branch_node(parent, wt)
+    found = tree.nodes.get(wt.task_reference_name)
+    if found is None:
+        raise ConfigError(
+            f"stored task {wt.task_reference_name!r} at {path} is not in its workflow's "
+            "definition; the data file is damaged: give another --data file"
+        )
+    return found
+
+
+def _dump_queues(engine: Engine) -> dict[str, Any]:
+    store = engine.store
+    return {
+        "queues": {name: list(queue) for name, queue in store.queues.items() if queue},
+        "running": list(store.running),
+        "timed": sorted(store.timed),
+        "unsettled": sorted(store.unsettled),
+        "idempotency": [[n, k, i] for (n, k), i in engine.idempotency.items()],
+    }
+
+
+def _restore_queues(engine: Engine, data: dict[str, Any]) -> None:
+    store = engine.store
+    for name, ids in data.get("queues", {}).items():
+        store.queues[name] = {i: store.tasks[i] for i in ids if i in store.tasks}
+    store.running.update((i, store.tasks[i]) for i in data.get("running", []) if i in store.tasks)
+    store.timed.update(data.get("timed", []))
+    store.unsettled.update(data.get("unsettled", []))
+    for name, key, workflow_id in data.get("idempotency", []):
+        engine.idempotency[(name, key)] = workflow_id

@@ -1,0 +1,164 @@
+"""`gateway dev conductor --data FILE`: a dev server restarted on its file keeps definitions,
+executions, queues and timers; a second server on the same file and a file from a newer
+gateway are refused with a message naming the file."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.devserver.server import DevServer
+from tests.devserver.test_cli import _start, _url
+
+TASK_DEF = {"name": "pack", "retryCount": 0, "responseTimeoutSeconds": 300,
+            "timeoutSeconds": 0, "ownerEmail": "t@example.com"}  # fmt: skip
+WORKFLOW_DEF = {
+    "name": "orders",
+    "version": 1,
+    "schemaVersion": 2,
+    "ownerEmail": "t@example.com",
+    "tasks": [{"name": "pack", "taskReferenceName": "pack", "type": "SIMPLE",
+               "inputParameters": {"sku": "${workflow.input.sku}"}}],
+}  # fmt: skip
+
+
+class Served:
+    """One `gateway dev conductor --data FILE` process and a client on it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, http: httpx.AsyncClient) -> None:
+        self.proc = proc
+        self.http = http
+
+    async def end(self, signum: int) -> int:
+        await self.http.aclose()
+        self.proc.send_signal(signum)
+        return await asyncio.wait_for(self.proc.wait(), timeout=10)
+
+
+async def _serve(data: Path) -> Served:
+    proc = await _start("--data", str(data))
+    try:
+        url = await _url(proc)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return Served(proc, httpx.AsyncClient(base_url=url, timeout=10))
+
+
+@pytest.fixture
+async def data(tmp_path: Path) -> AsyncIterator[Path]:
+    yield tmp_path / "conductor.sqlite"
+
+
+async def _ok(r: httpx.Response) -> Any:
+    assert r.status_code == 200, r.text
+    return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+async def test_running_workflow_survives_a_restart_and_completes(data: Path, signum: int) -> None:
+    first = await _serve(data)
+    try:
+        await _ok(await first.http.post("/metadata/taskdefs", json=[TASK_DEF]))
+        await _ok(await first.http.post("/metadata/workflow", json=WORKFLOW_DEF))
+        body = {"name": "orders", "input": {"sku": "A-1"}, "correlationId": "order-1"}
+        workflow_id = await _ok(await first.http.post("/workflow", json=body))
+        before = await _ok(await first.http.get(f"/workflow/{workflow_id}"))
+    finally:
+        code = await first.end(signum)
+    assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
+
+    second = await _serve(data)
+    try:
+        after = await _ok(await second.http.get(f"/workflow/{workflow_id}"))
+        assert after["status"] == "RUNNING"
+        assert after["input"] == {"sku": "A-1"} and after["correlationId"] == "order-1"
+        assert after["tasks"] == before["tasks"]
+        # Definitions survive, and so does the search index.
+        assert (await _ok(await second.http.get("/metadata/taskdefs/pack")))["retryCount"] == 0
+        got = await _ok(await second.http.get("/metadata/workflow/orders"))
+        assert got["tasks"][0]["taskReferenceName"] == "pack"
+        found = await _ok(
+            await second.http.get("/workflow/search", params={"query": "correlationId = order-1"})
+        )
+        assert [s["workflowId"] for s in found["results"]] == [workflow_id]
+        # The queued task is still in its queue: a worker polls it and completes it.
+        task = await _ok(await second.http.get("/tasks/poll/pack", params={"workerid": "w"}))
+        assert task["taskId"] == before["tasks"][0]["taskId"]
+        assert task["inputData"] == {"sku": "A-1"}
+        result = {"taskId": task["taskId"], "workflowInstanceId": workflow_id,
+                  "status": "COMPLETED", "outputData": {"packed": True}}  # fmt: skip
+        await _ok(await second.http.post("/tasks", json=result))
+        done = await _ok(await second.http.get(f"/workflow/{workflow_id}"))
+        assert done["status"] == "COMPLETED"
+        assert [(t["referenceTaskName"], t["status"]) for t in done["tasks"]] == [
+            ("pack", "COMPLETED")
+        ]
+    finally:
+        assert await second.end(signal.SIGTERM) == 0
+
+
+async def test_a_second_server_on_the_same_file_is_refused(data: Path) -> None:
+    first = await _serve(data)
+    try:
+        await _ok(await first.http.post("/metadata/taskdefs", json=[TASK_DEF]))
+        other = await _start("--data", str(data))
+        _, err = await asyncio.wait_for(other.communicate(), timeout=10)
+        assert other.returncode == 2
+        assert f"--data {data}: it is in use by another dev server" in err.decode()
+        # The first one still serves, its file intact.
+        assert (await _ok(await first.http.get("/metadata/taskdefs/pack")))["name"] == "pack"
+    finally:
+        assert await first.end(signal.SIGTERM) == 0
+    with sqlite3.connect(data) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_file_from_a_newer_gateway_is_refused(data: Path) -> None:
+    with sqlite3.connect(data) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    proc = await _start("--data", str(data))
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
+    assert proc.returncode == 2
+    assert f"--data {data}: it was written by a newer gateway (schema version 99" in err.decode()
+
+
+# --- timers, in process (a restart is `async with DevServer(data=...)` again) -----------
+
+
+async def test_timers_resume_after_a_restart(data: Path) -> None:
+    """A WAIT duration and a retry delay set before the restart fire after it."""
+    retried = {**TASK_DEF, "retryCount": 1, "retryDelaySeconds": 2}
+    waiting = {**WORKFLOW_DEF, "name": "later", "tasks": [
+        {"name": "w", "taskReferenceName": "w", "type": "WAIT",
+         "inputParameters": {"duration": "1s"}}]}  # fmt: skip
+    async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
+        await _ok(await c.post("/metadata/taskdefs", json=[retried]))
+        await _ok(await c.post("/metadata/workflow", json=waiting))
+        await _ok(await c.post("/metadata/workflow", json=WORKFLOW_DEF))
+        wait_id = await _ok(await c.post("/workflow", json={"name": "later", "input": {}}))
+        retry_id = await _ok(await c.post("/workflow", json={"name": "orders", "input": {}}))
+        task = await _ok(await c.get("/tasks/poll/pack"))
+        failed = {"taskId": task["taskId"], "workflowInstanceId": retry_id, "status": "FAILED"}
+        await _ok(await c.post("/tasks", json=failed))
+    async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
+        # The retry waits out its delay: not handed out at once after the restart ...
+        assert (await c.get("/tasks/poll/pack")).status_code == 204
+        # ... and both timers fire.
+        for _ in range(100):
+            waited = await _ok(await c.get(f"/workflow/{wait_id}"))
+            polled = await c.get("/tasks/poll/pack")
+            if waited["status"] == "COMPLETED" and polled.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert waited["status"] == "COMPLETED"
+        assert polled.status_code == 200 and polled.json()["retryCount"] == 1
