@@ -30,6 +30,7 @@ import yarl
 
 from gateway.conductor.http import ConnectFailed
 from gateway.errors import ConductorError, ConductorTimeout, ConductorUnavailable
+from gateway.sinks.tls import tls_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +194,18 @@ def translate_aiohttp_errors(method: str, url: str) -> Iterator[None]:
 
 def _cannot_connect(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
+    if "WRONG_VERSION_NUMBER" in reason:  # an https URL, a plain http port
+        reason = "it answered without TLS; use http:// in conductor.url, or its https port"
     return ConnectFailed(f"{_where(method, url)}: cannot connect to Conductor: {reason}")
 
 
 def _untrusted(method: str, url: str, exc: BaseException) -> ConductorError:
     # Not transient: retrying cannot make an untrusted certificate trusted.
+    parts = yarl.URL(url, encoded=True)
+    problem = tls_problem(str(exc), "conductor", None, f"{parts.host}:{parts.port}", "ca_file")
     return ConductorError(
-        f"{_where(method, url)}: Conductor's TLS certificate is not trusted ({exc}); give the "
-        "CA bundle that signed it as conductor.ca_file (verification stays on)"
+        f"{_where(method, url)}: Conductor's TLS certificate is not trusted: "
+        + (problem or f"{exc}; give the CA bundle that signed it as conductor.ca_file")
     )
 
 
@@ -213,4 +218,6 @@ def _no_answer(method: str, url: str) -> ConductorError:
 
 def _broken(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
+    if url.startswith("http://") and "disconnected" in reason:
+        reason += " (if it serves https, use https:// in conductor.url)"
     return ConductorUnavailable(f"{_where(method, url)}: connection failed: {reason}")

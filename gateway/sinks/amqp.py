@@ -55,10 +55,10 @@ class AmqpSink:
                 self.timeout,
             )
         except (*_FAILURES, TimeoutError) as exc:
-            raise PublishError(
-                f"amqp.url '{_safe_url(self.settings)}': cannot connect "
-                f"({type(exc).__name__}: {exc}); check the broker and credentials"
-            ) from exc
+            # Imported here: the source imports the sinks (its dead letters go through them).
+            from gateway.sources.amqp import unavailable_cause
+
+            raise PublishError(f"amqp: {unavailable_cause(exc, self.settings)}") from exc
 
     async def stop(self) -> None:
         connection, self._connection = self._connection, None

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from gateway.errors import PublishError
 from gateway.settings import KafkaSettings
 from gateway.sinks.tls import client_context
+from gateway.sources.kafka_config import security_problem
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ class KafkaSink:
         except (KafkaError, OSError, TimeoutError) as exc:
             await close_producer(producer, grace=0.0, timeout=self.timeout)
             servers = ",".join(self.settings.bootstrap_servers)
+            problem = await security_problem(self.settings)
             raise PublishError(
-                f"kafka.bootstrap_servers '{servers}': cannot start the producer "
+                f"kafka: {problem}"
+                if problem
+                else f"kafka.bootstrap_servers '{servers}': cannot start the producer "
                 f"({type(exc).__name__}: {exc}); check the brokers are reachable"
             ) from exc
         self._producer = producer

@@ -19,3 +19,44 @@ def client_context(
     if certfile is not None:
         context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
     return context
+
+
+def tls_problem(
+    detail: str, prefix: str, cafile: Path | None, host: str, ca_key: str = "ssl_cafile"
+) -> str | None:
+    """What a TLS failure means and which `<prefix>.*` setting fixes it; None if `detail` (an
+    error's text, as the clients pass it on) is not a TLS failure. One line; no secrets."""
+    text = detail.lower()
+    if "certificate has expired" in text:
+        return (
+            f"certificate verify failed: the server's certificate at {host} has expired; renew "
+            "it on the server (verification stays on)"
+        )
+    if "mismatch" in text and "certificate" in text:
+        return (
+            f"certificate verify failed: the server's certificate is not valid for {host}; "
+            "connect by a name it lists, or reissue it with that name in subjectAltName"
+        )
+    if any(s in text for s in ("local issuer", "self-signed", "self signed", "unknown ca)")):
+        if "alert unknown ca" in text:
+            return (
+                f"{host} refused our client certificate ({prefix}.ssl_certfile): it is not "
+                "signed by a CA the server trusts"
+            )
+        trusted = (
+            f"{prefix}.{ca_key}={cafile}"
+            if cafile
+            else f"not in {prefix}.{ca_key} or the system store"
+        )
+        return (
+            f"certificate verify failed: unknown CA ({trusted}); set {prefix}.{ca_key} to the "
+            "CA that signed the server's certificate"
+        )
+    if "certificate required" in text or "certificate_required" in text:
+        return (
+            f"{host} requires a client certificate; set {prefix}.ssl_certfile and "
+            f"{prefix}.ssl_keyfile"
+        )
+    if "wrong_version_number" in text or "wrong version number" in text:
+        return f"{host} answered without TLS: it is a plaintext port"
+    return None

@@ -59,6 +59,7 @@ from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
 from gateway.pipeline import Abandoned, Job, Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
+from gateway.sinks.tls import tls_problem
 from gateway.sources.base import Ordered, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -502,5 +503,27 @@ def unavailable_cause(exc: BaseException, settings: AmqpSettings) -> str:
     detail = (str(exc).splitlines() or [""])[0]
     if parts.password:
         detail = detail.replace(parts.password, "****")
+    problem = _secured_problem(detail, settings, where)
+    if problem is not None:
+        return problem
     what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return f"cannot connect to {where} ({what}); check amqp.url and that the broker is up"
+
+
+def _secured_problem(detail: str, settings: AmqpSettings, where: str) -> str | None:
+    """TLS and login failures, worded with the setting that fixes them."""
+    parts = urlsplit(settings.url.get_secret_value())
+    if "ACCESS_REFUSED" in detail:
+        return (
+            f"{where} refused the login of user '{parts.username}'; check the user and password "
+            "in amqp.url"
+        )
+    problem = tls_problem(detail, "amqp", settings.ssl_cafile, where)
+    if problem is not None and "plaintext port" in problem:
+        return f"{problem}; use amqp:// in amqp.url, or the broker's TLS port"
+    if problem is None and parts.scheme == "amqp" and "reset" in detail.lower():
+        return (
+            f"{where} reset the connection; if it is a TLS port, use amqps:// in amqp.url "
+            "(with amqp.ssl_cafile)"
+        )
+    return problem

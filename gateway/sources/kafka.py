@@ -43,7 +43,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Job, Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
 from gateway.sources.base import SourceUnavailable
-from gateway.sources.kafka_config import consumer_options
+from gateway.sources.kafka_config import consumer_options, security_problem
 from gateway.sources.offsets import PartitionWindow
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ class KafkaSource:
             await self._consumer.start()
         except (KafkaError, OSError) as exc:
             await self._stop_consumer()
-            raise SourceUnavailable(unavailable_cause(exc, self._settings)) from None
+            cause = await security_problem(self._settings) or unavailable_cause(exc, self._settings)
+            raise SourceUnavailable(cause) from None
         except BaseException:  # cancelled (SIGTERM during start-up): leave the group
             await self._stop_consumer()
             raise

@@ -3,11 +3,17 @@ and SASL. Shared by the source, the dead-letter reader and the dev stack."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
 from gateway.settings import KafkaSettings
+from gateway.sinks.tls import tls_problem
+
+PROBE_SECONDS = 5.0
 
 
 def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -48,3 +54,48 @@ def security_options(settings: KafkaSettings) -> dict[str, Any]:
         if settings.sasl_password is not None:
             options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return options
+
+
+async def security_problem(settings: KafkaSettings) -> str | None:
+    """Why the first bootstrap server refuses us, when TLS or SASL is the reason; else None.
+
+    The Kafka client logs the TLS or SASL error and raises only "Unable to bootstrap", so this
+    repeats the handshake on one connection (aiokafka's own `create_conn`, same options) to
+    find the cause and the setting that fixes it."""
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
+    options = security_options(settings)
+    try:
+        async with asyncio.timeout(PROBE_SECONDS):
+            connection = await create_conn(host, int(port), request_timeout_ms=4_000, **options)
+    except SaslAuthenticationFailed:
+        return (
+            f"{host}:{port} refused the login of user '{settings.sasl_username}' "
+            f"({settings.sasl_mechanism or 'PLAIN'}); check kafka.sasl_username and "
+            "kafka.sasl_password"
+        )
+    except (KafkaConnectionError, OSError, TimeoutError) as exc:
+        return _connection_problem(f"{type(exc).__name__}: {exc}", settings, f"{host}:{port}")
+    connection.close()
+    return None
+
+
+def _connection_problem(detail: str, settings: KafkaSettings, where: str) -> str | None:
+    protocol = settings.security_protocol
+    problem = tls_problem(detail, "kafka", settings.ssl_cafile, where)
+    if problem is not None and "plaintext port" in problem:
+        return f"{problem}; set kafka.security_protocol (now {protocol}) to PLAINTEXT or " + (
+            "SASL_PLAINTEXT, or use the broker's TLS listener"
+        )
+    if problem is not None:
+        return problem
+    if protocol in ("SSL", "SASL_SSL") and ("eof" in detail.lower() or detail.endswith(": ")):
+        return (
+            f"{where} closed the connection during the TLS handshake: it may be a plaintext "
+            f"port; check kafka.security_protocol (now {protocol}) against the listener"
+        )
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and "closed" in detail:
+        return (
+            f"{where} closed the connection at the first request; if it is a TLS listener, set "
+            f"kafka.security_protocol (now {protocol}) to SSL or SASL_SSL and kafka.ssl_cafile"
+        )
+    return None
