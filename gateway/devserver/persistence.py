@@ -7,6 +7,14 @@ commits keep their order. A response is sent only after the write that holds its
 committed, so what a client was told survives a `kill -9` (WAL, synchronous=NORMAL: durable
 against the process dying, not against the machine losing power).
 
+Finding what changed must not cost a serialisation of every workflow per request: each
+workflow has cheap marks (statuses, counts and update times of it and its tasks); it is
+serialised and compared byte for byte only when its marks moved, when it was updated in the
+millisecond of the last capture or since (a change in the same millisecond need not move a
+mark), or, for unfinished workflows, on a full pass every FULL_PASS_SECONDS that bounds what a
+change that moves no mark could miss. Definitions are replaced, never edited, by the metadata:
+they are compared by identity, and their JSON is cached.
+
 Records are JSON, never pickles: a task's place in the definition tree (`TaskRecord.node`) is
 stored as its path and rebuilt from the stored definition. The file is held with SQLite's
 exclusive locking mode, so a second server on the same file is refused, not let in to
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -34,6 +43,7 @@ if TYPE_CHECKING:
     from gateway.devserver.tasks.tree import Node, Tree
 
 SCHEMA_VERSION = 1
+FULL_PASS_SECONDS = 5.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS task_defs (name TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -96,6 +106,9 @@ class Persistence:
         self._defs: dict[tuple[Any, ...], TaskDef | WorkflowDef] = {}
         self._workflows: dict[str, tuple[Any, bytes | None]] = {}
         self._engine: bytes | None = None
+        self._captured_at = 0  # engine time (ms) of the last capture
+        self._next_full_pass = 0.0
+        self._wires = WireCache()
 
     # --- open and load -------------------------------------------------------------------
 
@@ -166,7 +179,7 @@ class Persistence:
             wf = load_workflow(orjson.loads(body))
             store.workflows[workflow_id] = wf
             store.tasks.update((t.task_id, t) for t in wf.tasks)
-            self._workflows[workflow_id] = (_fingerprint(wf), body)
+            self._workflows[workflow_id] = (marks(wf)[0], body)
         row = db.execute("SELECT body FROM engine WHERE key = 'queues'").fetchone()
         if row is not None:
             self._engine = row[0]
@@ -186,12 +199,21 @@ class Persistence:
                 else:
                     batch.workflow_defs.append((key[1], key[2], body))
         self._defs = defs
+        full = time.monotonic() >= self._next_full_pass
+        if full:
+            self._next_full_pass = time.monotonic() + FULL_PASS_SECONDS
+        since, self._captured_at = self._captured_at - 1, engine.now()
         for workflow_id, wf in engine.store.workflows.items():
-            mark = _fingerprint(wf)
+            mark, latest = marks(wf)
             known = self._workflows.get(workflow_id)
-            if known is not None and known[0] == mark and wf.terminal:
+            if (
+                known is not None
+                and known[0] == mark
+                and latest < since
+                and not (full and not wf.terminal)
+            ):
                 continue
-            body = orjson.dumps(dump_workflow(wf))
+            body = orjson.dumps(dump_workflow(wf, self._wires))
             if known is None or known[1] != body:
                 batch.workflows.append((workflow_id, body))
             self._workflows[workflow_id] = (mark, body)
@@ -244,22 +266,48 @@ def _definitions(engine: Engine) -> Iterator[tuple[tuple[Any, ...], TaskDef | Wo
         yield ("workflow", definition.name, definition.version), definition
 
 
-def _fingerprint(wf: WorkflowRecord) -> tuple[Any, ...]:
-    return (wf.status, wf.update_time, wf.end_time, len(wf.tasks), len(wf.variables))
+class WireCache:
+    """Definitions' JSON by identity: they are replaced, never edited, once in use."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[object, orjson.Fragment]] = {}
+
+    def wire(self, model: TaskDef | WorkflowDef | WorkflowTask) -> orjson.Fragment:
+        found = self._cache.get(id(model))
+        if found is not None and found[0] is model:
+            return found[1]
+        if len(self._cache) >= self.LIMIT:
+            self._cache.clear()
+        fragment = orjson.Fragment(orjson.dumps(model.wire()))
+        self._cache[id(model)] = (model, fragment)  # the model kept alive: its id stays its own
+        return fragment
 
 
-def dump_workflow(wf: WorkflowRecord) -> dict[str, Any]:
+def marks(wf: WorkflowRecord) -> tuple[tuple[Any, ...], int]:
+    """What most changes move, and the latest update time of the workflow and its tasks."""
+    tasks = tuple(
+        (t.status, t.update_time, t.poll_count, t.retry_count, len(t.output_data), t.available_at)
+        for t in wf.tasks
+    )
+    latest = max([wf.update_time, *(t.update_time for t in wf.tasks)])
+    mark = (wf.status, wf.update_time, wf.end_time, len(wf.variables), len(wf.output), tasks)
+    return mark, latest
+
+
+def dump_workflow(wf: WorkflowRecord, wires: WireCache) -> dict[str, Any]:
     data = {name: getattr(wf, name) for name in _WORKFLOW_FIELDS}
-    data["definition"] = wf.definition.wire()
-    data["tasks"] = [dump_task(t) for t in wf.tasks]
+    data["definition"] = wires.wire(wf.definition)
+    data["tasks"] = [dump_task(t, wires) for t in wf.tasks]
     return data
 
 
-def dump_task(task: TaskRecord) -> dict[str, Any]:
+def dump_task(task: TaskRecord, wires: WireCache) -> dict[str, Any]:
     data = {name: getattr(task, name) for name in _TASK_FIELDS}
     data["node"] = task.node.path
-    data["workflow_task"] = task.workflow_task.wire()
-    data["task_def"] = task.task_def.wire()
+    data["workflow_task"] = wires.wire(task.workflow_task)
+    data["task_def"] = wires.wire(task.task_def)
     return data
 
 
