@@ -143,9 +143,21 @@ class Decider:
             }
         return ctx
 
-    def task_input(self, wf: WorkflowRecord, wt: WorkflowTask) -> dict[str, Any]:
-        result = resolve(wt.input_parameters, self.context(wf))
-        return result if isinstance(result, dict) else {}
+    def task_input(
+        self, wf: WorkflowRecord, wt: WorkflowTask, task_id: str | None = None
+    ) -> dict[str, Any]:
+        """`wt.inputParameters` mapped against the workflow now (PU.getTaskInputV2): the task
+        definition's inputTemplate fills missing keys and keys that map to null, and
+        `${CPEWF_TASK_ID}` is `task_id`, for the task types whose mapper passes them."""
+        handler = HANDLERS[wt.type]
+        template = self.task_def_for(wt).input_template if handler.input_template else {}
+        params = {**copy.deepcopy(template), **wt.input_parameters}
+        result = resolve(params, self.context(wf), task_id if handler.own_task_id else None)
+        assert isinstance(result, dict)
+        for key, value in result.items():
+            if value is None and key in template:
+                result[key] = copy.deepcopy(template[key])
+        return result
 
     def task_def_for(self, wt: WorkflowTask) -> TaskDef:
         if wt.task_definition is not None:
@@ -154,13 +166,18 @@ class Decider:
         return registered or HANDLERS[wt.type].default_task_def(wt)
 
     def new_task(
-        self, wf: WorkflowRecord, node: Node, iteration: int, input_data: dict[str, Any]
+        self,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any],
+        task_id: str | None = None,
     ) -> TaskRecord:
         wt = node.task
         handler = HANDLERS[wt.type]
         now = self.store.now()
         return TaskRecord(
-            task_id=new_id(),
+            task_id=task_id or new_id(),
             workflow_id=wf.workflow_id,
             workflow_type=wf.name,
             node=node,
@@ -234,6 +251,8 @@ class Decider:
         dynamic: bool = False,
     ) -> WorkflowRecord:
         """Create an execution and decide it (queued when inside another decide)."""
+        if input_data:  # PU.getWorkflowInput: only a non-empty input gets the template
+            input_data = {**copy.deepcopy(definition.input_template), **input_data}
         wf = WorkflowRecord(
             workflow_id=workflow_id or new_id(),
             definition=definition,
@@ -401,7 +420,7 @@ class Decider:
         """The next attempt exists at once; only its queue delay waits (DS.retry)."""
         delay = retry_delay_seconds(failed.task_def, failed.retry_count)
         failed.retried = True
-        task = self.copy_task(wf, failed, dict(failed.input_data))
+        task = self.copy_task(wf, failed)
         task.reason_for_incompletion = failed.reason_for_incompletion
         task.callback_after_seconds = delay
         task.available_at = task.scheduled_time + delay * 1000
@@ -409,11 +428,12 @@ class Decider:
         self.handler(task).start(self, wf, task)
         return task
 
-    def copy_task(
-        self, wf: WorkflowRecord, old: TaskRecord, input_data: dict[str, Any]
-    ) -> TaskRecord:
-        """A new attempt of `old`: new id, same place and reference name."""
-        task = self.new_task(wf, old.node, old.iteration, input_data)
+    def copy_task(self, wf: WorkflowRecord, old: TaskRecord) -> TaskRecord:
+        """A new attempt of `old`: new id, same place and reference name, its input mapped
+        again over the old one (DS.retry, WEO.retry)."""
+        task_id = new_id()
+        fresh = self.task_input(wf, old.workflow_task, task_id)
+        task = self.new_task(wf, old.node, old.iteration, {**old.input_data, **fresh}, task_id)
         task.workflow_task, task.task_def = old.workflow_task, old.task_def
         task.type_name, task.def_name = old.type_name, old.def_name
         task.retry_count = old.retry_count + 1

@@ -185,8 +185,7 @@ class Engine:
                 failed.retry_count += 1
                 failed.executed = False
                 continue
-            fresh = self.decider.task_input(wf, failed.workflow_task)
-            task = self.decider.copy_task(wf, failed, {**failed.input_data, **fresh})
+            task = self.decider.copy_task(wf, failed)
             failed.retried = failed.executed = True
             self.decider.add(wf, task)
             handler.start(self.decider, wf, task)

@@ -4,7 +4,10 @@
 `${workflow.input}` (whole object). A string that is exactly one `${...}` yields the typed value;
 embedded ones are interpolated as Java prints them (`{a=1}`, `[x, y]`); `$${x}` is the literal
 `${x}`. A missing path gives null, as in Conductor.
-Only path lookups exist here: nothing is evaluated.
+`${CPEWF_TASK_ID}` is the task's own id where the task type's mapper passes one, else it stays
+as written (ParametersUtils, EnvUtils). Other names Conductor would read from its JVM's system
+properties and environment (`${HOME}`) resolve to null here: a dev server does not hand its
+environment to workflows. Only path lookups exist here: nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -17,29 +20,41 @@ _ESCAPED_OR_EXPR = re.compile(r"(\$?)\$\{([^}]*)\}")
 _INDEX = re.compile(r"^([^\[]*)((?:\[\d+\])*)$")
 
 
-def resolve(template: Any, context: dict[str, Any]) -> Any:
+TASK_ID = "CPEWF_TASK_ID"
+
+
+def resolve(template: Any, context: dict[str, Any], task_id: str | None = None) -> Any:
     """Replace every `${path}` inside `template` (maps and lists walked recursively)."""
     if isinstance(template, dict):
-        return {k: resolve(v, context) for k, v in template.items()}
+        return {k: resolve(v, context, task_id) for k, v in template.items()}
     if isinstance(template, list):
-        return [resolve(v, context) for v in template]
+        return [resolve(v, context, task_id) for v in template]
     if isinstance(template, str):
-        return _resolve_string(template, context)
+        return _resolve_string(template, context, task_id)
     return template
 
 
-def _resolve_string(text: str, context: dict[str, Any]) -> Any:
+def _resolve_string(text: str, context: dict[str, Any], task_id: str | None) -> Any:
     whole = _EXPR.fullmatch(text)
     if whole:
-        return lookup(context, whole.group(1).strip())
-    return _ESCAPED_OR_EXPR.sub(lambda m: _replacement(m, context), text)
+        return _value(whole, context, task_id)
+    return _ESCAPED_OR_EXPR.sub(lambda m: _replacement(m, context, task_id), text)
 
 
-def _replacement(match: re.Match[str], context: dict[str, Any]) -> str:
+def _value(match: re.Match[str], context: dict[str, Any], task_id: str | None) -> Any:
+    path = match.group(match.lastindex or 1).strip()
+    if path == TASK_ID:
+        return match.group(0) if task_id is None else task_id
+    return lookup(context, path)
+
+
+def _replacement(match: re.Match[str], context: dict[str, Any], task_id: str | None) -> str:
     if match.group(1):  # `$${x}` is the literal text `${x}` (ParametersUtils)
         return "${" + match.group(2) + "}"
+    if match.group(2).strip() == TASK_ID and task_id is None:
+        return match.group(0)
     # As Java's toString prints them: {a=1}, [x, y], null (ParametersUtils.replaceVariables).
-    return java_text(lookup(context, match.group(2).strip()))
+    return java_text(_value(match, context, task_id))
 
 
 def lookup(context: dict[str, Any], path: str) -> Any:

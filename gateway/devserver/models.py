@@ -96,6 +96,7 @@ class WorkflowDef(Wire):
     timeout_policy: Literal["TIME_OUT_WF", "ALERT_ONLY"] = "ALERT_ONLY"
     timeout_seconds: int = 0
     variables: dict[str, Any] = Field(default_factory=dict)
+    input_template: dict[str, Any] = Field(default_factory=dict)
     owner_email: str | None = None
     create_time: int | None = None
     failure_workflow: str | None = None

@@ -431,9 +431,13 @@ async def test_slow_switch_and_loop_scripts_go_on_after_the_decide(api: Api) -> 
     wf = await run(api, [switch, loop], {})
     assert wf["status"] == "COMPLETED"
     assert task(wf, "sw")["outputData"]["selectedCase"] == "b"
-    assert [(t["referenceTaskName"], t["status"], t["outputData"].get("result"))
-            for t in wf["tasks"] if t["taskType"] == "INLINE"] == [
-        ("b", "COMPLETED", "B"), ("body__1", "COMPLETED", 1), ("body__2", "COMPLETED", 2)]  # fmt: skip
+    ran = [(t["referenceTaskName"], t["status"], t["outputData"].get("result"))
+           for t in wf["tasks"] if t["taskType"] == "INLINE"]  # fmt: skip
+    assert ran == [
+        ("b", "COMPLETED", "B"),
+        ("body__1", "COMPLETED", 1),
+        ("body__2", "COMPLETED", 2),
+    ]
     assert task(wf, "lp")["outputData"]["iteration"] == 2
 
 

@@ -303,3 +303,46 @@ async def input_mapping_grammar(d: Driver) -> list[Any]:
     r = await d.http.post("/workflow", json=body)
     wf = await d.ended(r.text)
     return [snapshot(wf, d)]
+
+
+@shape
+async def task_id_and_input_templates(d: Driver) -> list[Any]:
+    """`${CPEWF_TASK_ID}` is the task's own id for the task types whose mapper passes it
+    (SIMPLE, INLINE, WAIT, a retried attempt its new id) and stays as written for the others
+    (SWITCH, SET_VARIABLE); a task definition's inputTemplate fills keys missing from the
+    inputParameters and keys that map to null; a workflow definition's inputTemplate fills
+    missing keys of a non-empty start input only."""
+    taskdef = {"name": d.name("tmpl"), "retryCount": 1, "retryDelaySeconds": 0,
+               "responseTimeoutSeconds": 300, "ownerEmail": "t@example.com",
+               "inputTemplate": {"region": "eu", "tier": "gold", "mine": "${CPEWF_TASK_ID}",
+                                 "nested": {"k": [1, "two"]}}}  # fmt: skip
+    r = await d.http.post("/metadata/taskdefs", json=[taskdef])
+    assert r.status_code == 200, r.text
+    me = {"me": "${CPEWF_TASK_ID}", "tag": "id-${CPEWF_TASK_ID}"}
+    await d.workflow_def("tid", [
+        {"name": d.name("tmpl"), "taskReferenceName": "w", "type": "SIMPLE",
+         "inputParameters": {**me, "region": "${workflow.input.nowhere}", "tier": "silver"}},
+        inline("calc", "$.me", **me),
+        {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH",
+         "evaluatorType": "value-param", "expression": "me", "inputParameters": me,
+         "decisionCases": {"x": [inline("x", "1")]}, "defaultCase": []},
+        {"name": "sv", "taskReferenceName": "sv", "type": "SET_VARIABLE",
+         "inputParameters": {"seen": "${CPEWF_TASK_ID}"}},
+        {"name": "wt", "taskReferenceName": "wt", "type": "WAIT",
+         "inputParameters": {**me, "duration": "1s"}},
+    ], inputTemplate={"a": 1, "b": 2, "deep": {"x": True}})  # fmt: skip
+    workflow_id = await d.start("tid", {"b": 3})
+    await d.work("tmpl", status="FAILED", reason="once")
+    await d.work("tmpl")
+    given = await d.ended(workflow_id)
+    empty = await d.get(await d.start("tid", {}))
+    own = {}
+    for t in given["tasks"]:
+        data = t.get("inputData", {})
+        own[t["referenceTaskName"] + ("" if t.get("retryCount", 0) == 0 else "#retry")] = {
+            "me": "own id" if data.get("me") == t["taskId"] else data.get("me"),
+            "tag": data.get("tag", "").replace(t["taskId"], "<own>"),
+            "rest": {k: v for k, v in data.items() if k not in ("me", "tag", "mine")},
+            "mine": "own id" if data.get("mine") == t["taskId"] else data.get("mine"),
+        }
+    return [snapshot(given, d), given["input"], anonymous(own, d), empty["input"]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+from gateway.devserver.state import new_id
 from gateway.devserver.tasks.script import check
 
 if TYPE_CHECKING:
@@ -61,10 +62,17 @@ class Runtime(Protocol):
 
     def context(self, wf: WorkflowRecord) -> dict[str, Any]: ...
 
-    def task_input(self, wf: WorkflowRecord, wt: WorkflowTask) -> dict[str, Any]: ...
+    def task_input(
+        self, wf: WorkflowRecord, wt: WorkflowTask, task_id: str | None = None
+    ) -> dict[str, Any]: ...
 
     def new_task(
-        self, wf: WorkflowRecord, node: Node, iteration: int, input_data: dict[str, Any]
+        self,
+        wf: WorkflowRecord,
+        node: Node,
+        iteration: int,
+        input_data: dict[str, Any],
+        task_id: str | None = None,
     ) -> TaskRecord: ...
 
     def add(self, wf: WorkflowRecord, task: TaskRecord) -> None: ...
@@ -105,11 +113,15 @@ class Runtime(Protocol):
 
 
 def mapped_input(
-    rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, given: dict[str, Any] | None
+    rt: Runtime,
+    wf: WorkflowRecord,
+    wt: WorkflowTask,
+    given: dict[str, Any] | None,
+    task_id: str | None = None,
 ) -> dict[str, Any]:
     """The input a task is scheduled with: `given` (a retry or rerun passes the old task's),
-    else `wt.inputParameters` mapped against the workflow now."""
-    return given if given is not None else rt.task_input(wf, wt)
+    else `wt.inputParameters` mapped against the workflow now for the task `task_id`."""
+    return given if given is not None else rt.task_input(wf, wt, task_id)
 
 
 class TaskHandler:
@@ -125,6 +137,10 @@ class TaskHandler:
     is_async: ClassVar[bool] = False
     # Rerun from this task schedules it anew from its place instead of resetting it.
     rebuilt_on_rerun: ClassVar[bool] = False
+    # Its mapper passes the task's id for `${CPEWF_TASK_ID}`, and its task definition for the
+    # inputTemplate (each XTaskMapper's getTaskInput call); the others leave both out.
+    own_task_id: ClassVar[bool] = False
+    input_template: ClassVar[bool] = False
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
         return []
@@ -152,11 +168,20 @@ class TaskHandler:
         input_data: dict[str, Any] | None = None,
     ) -> None:
         """Create the task (input mapped unless given) and start it."""
-        data = mapped_input(rt, wf, node.task, input_data)
-        task = rt.new_task(wf, node, iteration, data)
+        task_id = new_id()
+        data = input_data
+        if data is None:
+            data = self.input_for(rt, wf, node.task, task_id)
+        task = rt.new_task(wf, node, iteration, data, task_id)
         rt.add(wf, task)
         if not task.terminal:
             self.start(rt, wf, task)
+
+    def input_for(
+        self, rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, task_id: str
+    ) -> dict[str, Any]:
+        """The input of a new task `task_id` at `wt`: its inputParameters mapped now."""
+        return rt.task_input(wf, wt, task_id)
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         """Run a task just added (first attempt or a retry's copy)."""

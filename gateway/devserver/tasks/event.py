@@ -26,7 +26,6 @@ from gateway.devserver.tasks.later import end_task
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
-    from gateway.devserver.tasks.tree import Node
 
 _PUBLISHING: set[asyncio.Task[None]] = set()  # strong references while in flight
 NO_PUBLISHER = (
@@ -57,24 +56,19 @@ def destination(sink: str) -> str | None:
 
 class Event(TaskHandler):
     type = "EVENT"
+    own_task_id = True
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
         return [] if _extra(wt, "sink") else [required(wt, path, "sink")]
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        if input_data is None:
-            wt = node.task
-            input_data = rt.task_input(wf, wt)
-            input_data["sink"] = resolve(_extra(wt, "sink"), rt.context(wf))
-            input_data["asyncComplete"] = bool(_extra(wt, "asyncComplete"))
-        super().schedule(rt, wf, node, iteration, input_data)
+    def input_for(
+        self, rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, task_id: str
+    ) -> dict[str, Any]:
+        # EventTaskMapper puts `sink` and `asyncComplete` among the inputParameters.
+        data = rt.task_input(wf, wt, task_id)
+        data["sink"] = resolve(_extra(wt, "sink"), rt.context(wf), task_id)
+        data["asyncComplete"] = bool(_extra(wt, "asyncComplete"))
+        return data
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         sink = str(task.input_data.get("sink") or "")

@@ -36,6 +36,8 @@ class HttpError(Exception):
 
 class Http(TaskHandler):
     type = "HTTP"
+    own_task_id = True
+    input_template = True
     is_async = True
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:

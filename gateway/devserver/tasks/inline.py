@@ -27,6 +27,8 @@ EVALUATORS = ("value-param", *JAVASCRIPT)
 class Inline(TaskHandler):
     # No check at registration: Conductor compiles an INLINE script only when it runs.
     type = "INLINE"
+    own_task_id = True
+    input_template = True
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         data = task.input_data

@@ -27,6 +27,8 @@ JQ_WAIT_SECONDS = 0.5
 
 class JsonJqTransform(TaskHandler):
     type = "JSON_JQ_TRANSFORM"
+    own_task_id = True
+    input_template = True
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
         # WorkflowTaskTypeConstraint.isJSONJQTransformTaskValid (or the TaskDef's template).

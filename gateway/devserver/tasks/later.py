@@ -6,6 +6,7 @@ expression, a loop condition) that outlast a short wait end through `script_valu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -78,7 +79,11 @@ def script_value(
         if found is not None and not found.terminal:
             rt.decide(found)
 
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(wake))
+    def done(_: Future[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the server stopped while the script ran
+            loop.call_soon_threadsafe(wake)
+
+    future.add_done_callback(done)
     # QuickJS counts its limit in CPU time; on a busy machine the wall clock decides.
     loop.call_later(limit, wake)
     return WAITING

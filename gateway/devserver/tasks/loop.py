@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.state import SUCCESSFUL_TASK
+from gateway.devserver.state import SUCCESSFUL_TASK, new_id
 from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
@@ -44,6 +44,8 @@ def _nested_loops(tasks: list[WorkflowTask]) -> list[str]:
 
 class DoWhile(TaskHandler):
     type = "DO_WHILE"
+    own_task_id = True
+    input_template = True
     built_in = True
     rebuilt_on_rerun = True
     retry_in_place = True
@@ -77,8 +79,9 @@ class DoWhile(TaskHandler):
         iteration: int,
         input_data: dict[str, Any] | None = None,
     ) -> None:
-        data = mapped_input(rt, wf, node.task, input_data)
-        task = rt.new_task(wf, node, iteration, data)
+        task_id = new_id()
+        data = mapped_input(rt, wf, node.task, input_data, task_id)
+        task = rt.new_task(wf, node, iteration, data, task_id)
         task.status = "IN_PROGRESS"
         task.start_time = rt.store.now()
         rt.add(wf, task)

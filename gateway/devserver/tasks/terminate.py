@@ -17,6 +17,7 @@ STATUSES = ("COMPLETED", "FAILED", "TERMINATED")
 
 class Terminate(TaskHandler):
     type = "TERMINATE"
+    own_task_id = True
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         status = str(task.input_data.get("terminationStatus", "")).upper()

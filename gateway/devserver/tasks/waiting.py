@@ -27,6 +27,7 @@ def parse_duration_ms(text: Any) -> int | None:
 
 class Wait(TaskHandler):
     type = "WAIT"
+    own_task_id = True
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
         """WorkflowTaskTypeConstraint.isWaitTaskValid: literal (not ${...}) inputs are read
@@ -66,6 +67,7 @@ class Wait(TaskHandler):
 
 class Human(TaskHandler):
     type = "HUMAN"
+    own_task_id = True
 
     def start(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         task.status = "IN_PROGRESS"

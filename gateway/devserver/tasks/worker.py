@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import TaskDef, WorkflowTask
+from gateway.devserver.state import new_id
 from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
 
 if TYPE_CHECKING:
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 
 class Simple(TaskHandler):
     type = "SIMPLE"
+    own_task_id = True
+    input_template = True
 
     def type_name(self, wt: WorkflowTask) -> str:
         return wt.name
@@ -31,6 +34,8 @@ class Dynamic(TaskHandler):
     `dynamicTaskNameParam` names, and runs as a worker task of that name."""
 
     type = "DYNAMIC"
+    own_task_id = True
+    input_template = True
     rebuilt_on_rerun = True
 
     def validate(self, wt: WorkflowTask, path: str) -> list[Problem]:
@@ -47,7 +52,8 @@ class Dynamic(TaskHandler):
         input_data: dict[str, Any] | None = None,
     ) -> None:
         wt = node.task
-        data = mapped_input(rt, wf, wt, input_data)
+        task_id = new_id()
+        data = mapped_input(rt, wf, wt, input_data, task_id)
         name = data.get(wt.dynamic_task_name_param or "")
         if not isinstance(name, str) or not name:
             rt.fail(
@@ -56,7 +62,7 @@ class Dynamic(TaskHandler):
                 f"{wt.dynamic_task_name_param}, input= {data}",
             )
             return
-        task = rt.new_task(wf, node, iteration, data)
+        task = rt.new_task(wf, node, iteration, data, task_id)
         # From here on it is a worker task of that name (queue, retries, timeouts).
         task.workflow_task = wt.model_copy(update={"name": name, "type": "SIMPLE"})
         task.type_name = task.def_name = name
