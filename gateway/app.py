@@ -140,10 +140,13 @@ class Gateway:
     def _check_readiness(self) -> None:
         r, client = self.readiness, self.client
         if client is not None and "conductor" not in r.opening:
+            cause = conductor_cause(client.last_error, self.settings.conductor)
             if client.ready:
                 r.clear("conductor")
+            elif client.last_error is None:
+                r.note("conductor", cause)  # its first answer is on the way: nothing failed
             else:
-                r.fail("conductor", conductor_cause(client.last_error, self.settings.conductor))
+                r.fail("conductor", cause)
         if self.kafka is not None:
             if self.kafka.awaiting_assignment:
                 r.note("kafka", "waiting for partition assignment")
@@ -176,7 +179,11 @@ class Gateway:
                 pattern=pattern,
             )
             self.kafka = await keep_trying(
-                self.readiness, "kafka", "not connected", lambda: self._enter(kafka())
+                # aiokafka's start() returns once the group has assigned the partitions
+                self.readiness,
+                "kafka",
+                "waiting for partition assignment",
+                lambda: self._enter(kafka()),
             )
         queues = amqp_queues(rs)
         if queues:
