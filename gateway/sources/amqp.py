@@ -521,9 +521,15 @@ def _secured_problem(detail: str, settings: AmqpSettings, where: str) -> str | N
     problem = tls_problem(detail, "amqp", settings.ssl_cafile, where)
     if problem is not None and "plaintext port" in problem:
         return f"{problem}; use amqp:// in amqp.url, or the broker's TLS port"
-    if problem is None and parts.scheme == "amqp" and "reset" in detail.lower():
-        return (
-            f"{where} reset the connection; if it is a TLS port, use amqps:// in amqp.url "
-            "(with amqp.ssl_cafile)"
-        )
+    if problem is None and "reset" in detail.lower():
+        if parts.scheme == "amqp":
+            return (
+                f"{where} reset the connection; if it is a TLS port, use amqps:// in amqp.url "
+                "(with amqp.ssl_cafile)"
+            )
+        if settings.ssl_certfile is None:  # TLS 1.3: a missing client cert may show as a reset
+            return (
+                f"{where} reset the connection after the TLS handshake; if it requires client "
+                "certificates, set amqp.ssl_certfile and amqp.ssl_keyfile"
+            )
     return problem

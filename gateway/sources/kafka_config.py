@@ -93,6 +93,17 @@ def _connection_problem(detail: str, settings: KafkaSettings, where: str) -> str
             f"{where} closed the connection during the TLS handshake: it may be a plaintext "
             f"port; check kafka.security_protocol (now {protocol}) against the listener"
         )
+    if protocol in ("SSL", "SASL_SSL") and "closed" in detail:
+        # TLS 1.3: a refused client certificate shows only after the handshake, as a close.
+        if settings.ssl_certfile is None:
+            return (
+                f"{where} closed the connection after the TLS handshake; if the listener "
+                "requires client certificates, set kafka.ssl_certfile and kafka.ssl_keyfile"
+            )
+        return (
+            f"{where} closed the connection after the TLS handshake; check that it trusts the "
+            f"CA of kafka.ssl_certfile={settings.ssl_certfile}"
+        )
     if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and "closed" in detail:
         return (
             f"{where} closed the connection at the first request; if it is a TLS listener, set "

@@ -7,8 +7,11 @@ The passwords are random per run, so a test can look for them in every log line.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +21,7 @@ from gateway.devserver.brokers import RabbitMQ, RabbitTls
 from gateway.devserver.realservers import ApacheKafka, KafkaTls
 from gateway.devserver.server import DevServer
 from tests.conftest import _serve
+from tests.proxy import TcpProxy
 from tests.tlsca import Authority
 
 KAFKA_USER = "gateway"
@@ -94,3 +98,47 @@ def amqp_tls(ca: Authority) -> dict[str, Any]:
 def no_secret_in(text: str) -> None:
     for secret in (KAFKA_PASSWORD, AMQP_PASSWORD):
         assert secret not in text, "a password was logged"
+
+
+async def run_gateway(*argv: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+    """`python -m gateway ARGV...` to its end: (exit status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *argv, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+class TlsProxy(TcpProxy):
+    """A TLS front (with the certificate of `context`) for a plaintext port of a real server."""
+
+    def __init__(self, target_port: int, context: ssl.SSLContext) -> None:
+        super().__init__("127.0.0.1", target_port)
+        self.context = context
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, ssl=self.context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+async def bad_certificates(
+    tls_ca: Authority, secured_kafka: ApacheKafka, secured_rabbit: RabbitMQ
+) -> AsyncIterator[dict[str, TlsProxy]]:
+    """The brokers behind an expired certificate and one for another host name:
+    `kafka-expired`, `kafka-other-host`, `amqp-expired`, `amqp-other-host`."""
+    async with contextlib.AsyncExitStack() as stack:
+        proxies = {}
+        for broker, port in (("kafka", secured_kafka.port), ("amqp", secured_rabbit.port)):
+            for kind, pair in (("expired", tls_ca.expired), ("other-host", tls_ca.other_host)):
+                proxy = TlsProxy(port, server_context(pair))
+                proxies[f"{broker}-{kind}"] = await stack.enter_async_context(proxy)
+        yield proxies

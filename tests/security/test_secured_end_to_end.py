@@ -29,6 +29,7 @@ from tests.security.conftest import (
     kafka_mtls,
     kafka_sasl,
     no_secret_in,
+    run_gateway,
 )
 from tests.tlsca import Authority
 
@@ -72,16 +73,6 @@ rules:
     start_workflow: {{name: {names["flow"]}, input: {{id: "${{body.id}}"}}, correlation_id: "${{body.id}}"}}
     completion: {{destination: "amqp:{names["status_queue"]}"}}
 """  # noqa: E501
-
-
-async def gateway(*argv: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", *argv, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
@@ -135,7 +126,7 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
             await publish_amqp(plain_amqp, names["queue"], AMQP_EVENTS)
             # The CLI publishes through the secured listeners too.
             for destination in (f"kafka:{names['topic']}", f"amqp:{names['queue']}"):
-                code, out, err = await gateway(
+                code, out, err = await run_gateway(
                     "dev", "send", "--config", str(config), destination,
                     json.dumps({"id": f"cli-{destination[:5]}"}), env=env,
                 )  # fmt: skip
@@ -143,7 +134,7 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
             # The late events' workflow is not defined yet: dead-lettered, then replayed.
             await consume_kafka(plain_kafka, names["dlq"], LATE_EVENTS)
             await client.register_workflow_def(quick_workflow(names["late_flow"]))
-            code, out, err = await gateway(
+            code, out, err = await run_gateway(
                 "dlq", "replay", "--from", f"kafka:{names['dlq']}", "--rule", "late",
                 "--config", str(config), env=env,
             )  # fmt: skip
