@@ -4,6 +4,7 @@ and DO_WHILE), run on both servers like the others in shapes.py."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -53,9 +54,16 @@ class Loopback:
     def __init__(self) -> None:
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.calls: Counter[str] = Counter()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
+        self.calls[request.path] += 1
+        if request.path in ("/flaky", "/busy"):  # fail their first call only
+            if self.calls[request.path] == 1:
+                status = 500 if request.path == "/flaky" else 503
+                return web.Response(status=status, text="warming up")
+            return web.json_response({"ok": True})
         answers: dict[str, web.StreamResponse] = {
             "/json": web.json_response({"n": 7, "x": 1.5, "items": [1, "a"], "none": None},
                                        headers={"X-Trace": "t-1"}),
@@ -346,3 +354,31 @@ async def task_id_and_input_templates(d: Driver) -> list[Any]:
             "mine": "own id" if data.get("mine") == t["taskId"] else data.get("mine"),
         }
     return [snapshot(given, d), given["input"], anonymous(own, d), empty["input"]]
+
+
+@shape
+async def rerun_calls_a_failed_http_task_again(d: Driver) -> list[Any]:
+    """A workflow FAILED by an HTTP task (a 500, no retries), rerun from that task: the call
+    is made again, succeeds, and the workflow completes; rerun from the whole workflow calls
+    it a third time. A 503 is asked again once by the HTTP client itself (the real server's
+    Apache HttpClient does), so that task completes at its first attempt."""
+    async with Loopback() as server:
+        await d.workflow_def("rerun_http", [
+            http_task("busy", uri=f"{server.url}/busy", method="GET"),
+            http_task("call", uri=f"{server.url}/flaky", method="GET"),
+            inline("after", "$.ok", ok="${call.output.response.body.ok}"),
+        ])  # fmt: skip
+        workflow_id = await d.start("rerun_http", {})
+        failed = await d.ended(workflow_id)
+        call = next(t for t in failed["tasks"] if t["referenceTaskName"] == "call")
+        r = await d.http.post(
+            f"/workflow/{workflow_id}/rerun", json={"reRunFromTaskId": call["taskId"]}
+        )
+        assert r.status_code == 200, r.text
+        done = await d.ended(workflow_id)
+        after_task = server.calls["/flaky"]
+        r = await d.http.post(f"/workflow/{workflow_id}/rerun", json={})
+        assert r.status_code == 200, r.text
+        again = await d.ended(workflow_id)
+        return [snapshot(failed, d) | {"output": None}, snapshot(done, d), after_task,
+                snapshot(again, d), dict(server.calls)]  # fmt: skip

@@ -4,8 +4,9 @@ As in Conductor the call runs off the decide (an async system task): the task st
 until the answer comes, a retry waits for its delay first, and a PAUSED workflow's calls still
 go out. A 2xx answer completes the task with `output.response` = {body, headers, statusCode,
 reasonPhrase}: headers as name -> list of values, a JSON body parsed (numbers as floats, as
-Jackson's Double), any other body as text. A 4xx/5xx answer or a connection error fails it
-(so the task's retry policy applies) with Conductor's reason, and `output.response` is then the
+Jackson's Double), any other body as text. A 429 or 503 is asked again once (as the real
+server's HTTP client does); a 4xx/5xx answer or a connection error fails the task (so its
+retry policy applies) with Conductor's reason, and `output.response` is then the
 exception text, as RestTemplate's exception makes it on the real server.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 _NO_URI = "Missing HTTP URI.  See documentation for HttpTask for required input parameters"
 # Calls in flight by task id, so that cancelling the task (the workflow ended) cancels them.
 _IN_FLIGHT: dict[str, asyncio.Task[None]] = {}
+_ASKED_AGAIN = frozenset({429, 503})
 
 
 class HttpError(Exception):
@@ -93,9 +97,29 @@ class Http(TaskHandler):
 
 async def call(spec: dict[str, Any]) -> dict[str, Any]:
     """One request as HttpTask.httpCall makes it; HttpError for a non-2xx answer or an I/O
-    error, with RestTemplate's message."""
-    method = str(spec["method"])
-    uri = str(spec["uri"])
+    error, with RestTemplate's message. A 429 or 503 is asked again once, after its
+    Retry-After or 1 s: the real server's Apache HttpClient 5 does that by default
+    (DefaultHttpRequestRetryStrategy), before the task sees an answer."""
+    method, uri = str(spec["method"]), str(spec["uri"])
+    status, text, headers = await _exchange(spec, method, uri)
+    if status in _ASKED_AGAIN:
+        await asyncio.sleep(_retry_after(headers))
+        status, text, headers = await _exchange(spec, method, uri)
+    phrase = _phrase(status)
+    if status >= 400:
+        shown = f'"{text}"' if text else "[no body]"  # Spring's HttpStatusCodeException
+        raise HttpError(f'{status} {phrase} on {method} request for "{uri}": {shown}')
+    return {
+        "body": _parsed(text) if 200 <= status < 300 and text else None,
+        "headers": headers,
+        "statusCode": status,
+        "reasonPhrase": phrase,
+    }
+
+
+async def _exchange(
+    spec: dict[str, Any], method: str, uri: str
+) -> tuple[int, str, dict[str, list[str]]]:
     timeout = aiohttp.ClientTimeout(
         sock_connect=_millis(spec.get("connectionTimeOut")),
         sock_read=_millis(spec.get("readTimeOut")),
@@ -108,23 +132,28 @@ async def call(spec: dict[str, Any]) -> dict[str, Any]:
             ) as answer,
         ):
             text = await answer.text()
-            status = answer.status
             headers: dict[str, list[str]] = {}
             for name, value in answer.headers.items():
                 headers.setdefault(str(name), []).append(str(value))  # istr -> str
+            return answer.status, text, headers
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         reason = str(exc) or type(exc).__name__
         raise HttpError(f'I/O error on {method} request for "{uri}": {reason}') from None
-    phrase = _phrase(status)
-    if status >= 400:
-        shown = f'"{text}"' if text else "[no body]"  # Spring's HttpStatusCodeException
-        raise HttpError(f'{status} {phrase} on {method} request for "{uri}": {shown}')
-    return {
-        "body": _parsed(text) if 200 <= status < 300 and text else None,
-        "headers": headers,
-        "statusCode": status,
-        "reasonPhrase": phrase,
-    }
+
+
+def _retry_after(headers: dict[str, list[str]]) -> float:
+    """Seconds to wait before asking again: Retry-After in seconds or as an HTTP date, else
+    HttpClient's default of 1 s."""
+    value = next((v[0] for k, v in headers.items() if k.lower() == "retry-after" and v), "")
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _millis(value: Any) -> float:
