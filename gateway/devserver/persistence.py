@@ -100,6 +100,7 @@ class Persistence:
         self._db: sqlite3.Connection | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="devserver-persistence")
         self._last_write: asyncio.Future[None] | None = None
+        self._joined: asyncio.Future[None] | None = None  # the capture the next flush joins
         # What the file holds, to find what changed: definitions by identity (the metadata
         # replaces a definition, never edits it), workflows by their stored bytes (running)
         # or a cheap fingerprint (ended ones change only through retry/rerun/restart).
@@ -190,6 +191,14 @@ class Persistence:
     def capture(self, engine: Engine) -> Batch:
         """What changed since the last capture (on the event loop: a consistent state)."""
         batch = Batch()
+        self._capture_definitions(engine, batch)
+        self._capture_workflows(engine, batch)
+        queues = orjson.dumps(_dump_queues(engine))
+        if queues != self._engine:
+            batch.engine = self._engine = queues
+        return batch
+
+    def _capture_definitions(self, engine: Engine, batch: Batch) -> None:
         defs = dict(_definitions(engine))
         for key, definition in defs.items():
             if self._defs.get(key) is not definition:
@@ -199,40 +208,63 @@ class Persistence:
                 else:
                     batch.workflow_defs.append((key[1], key[2], body))
         self._defs = defs
+
+    def _capture_workflows(self, engine: Engine, batch: Batch) -> None:
         full = time.monotonic() >= self._next_full_pass
         if full:
             self._next_full_pass = time.monotonic() + FULL_PASS_SECONDS
         since, self._captured_at = self._captured_at - 1, engine.now()
-        for workflow_id, wf in engine.store.workflows.items():
-            mark, latest = marks(wf)
+        workflows = engine.store.workflows
+        for workflow_id, wf in workflows.items():
             known = self._workflows.get(workflow_id)
-            if (
-                known is not None
-                and known[0] == mark
-                and latest < since
-                and not (full and not wf.terminal)
-            ):
+            if known is not None and wf.terminal and known[0][:3] == ended_marks(wf):
+                continue  # an ended workflow changes only by retry, rerun, restart: all touch it
+            mark, latest = marks(wf)
+            if known is not None and known[0] == mark and latest < since and not full:
                 continue
             body = orjson.dumps(dump_workflow(wf, self._wires))
             if known is None or known[1] != body:
                 batch.workflows.append((workflow_id, body))
             self._workflows[workflow_id] = (mark, body)
-        batch.removed = [i for i in self._workflows if i not in engine.store.workflows]
+        batch.removed = [i for i in self._workflows if i not in workflows]
         for workflow_id in batch.removed:
             del self._workflows[workflow_id]
-        queues = orjson.dumps(_dump_queues(engine))
-        if queues != self._engine:
-            batch.engine = self._engine = queues
-        return batch
 
     async def flush(self, engine: Engine) -> None:
-        """Write what changed; return once it, and every earlier write, is committed."""
-        batch = self.capture(engine)
+        """Write what changed; return once it, and every earlier write, is committed.
+        Requests that end in the same turn of the event loop share one capture and one
+        transaction (a group commit)."""
+        if self._joined is None:
+            loop = asyncio.get_running_loop()
+            self._joined = loop.create_future()
+            loop.call_soon(self._capture_and_write, engine, self._joined)
+        await asyncio.shield(self._joined)
+
+    def _capture_and_write(self, engine: Engine, done: asyncio.Future[None]) -> None:
+        self._joined = None
+        try:
+            batch = self.capture(engine)
+        except Exception as exc:
+            done.set_exception(exc)
+            return
         if batch:
             loop = asyncio.get_running_loop()
             self._last_write = loop.run_in_executor(self._writer, self._write, batch)
-        if self._last_write is not None:
-            await asyncio.shield(self._last_write)
+        if self._last_write is None:
+            done.set_result(None)
+            return
+        self._last_write.add_done_callback(lambda write: self._written(write, done))
+
+    def _written(self, write: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+        failure = write.exception()
+        if failure is not None:
+            # What the file holds is unknown now: the next capture writes everything again.
+            self._defs, self._workflows, self._engine = {}, {}, None
+        if not done.done():
+            if failure is not None:
+                done.set_exception(failure)
+            else:
+                done.set_result(None)
 
     def _write(self, batch: Batch) -> None:
         assert self._db is not None
@@ -292,8 +324,12 @@ def marks(wf: WorkflowRecord) -> tuple[tuple[Any, ...], int]:
         for t in wf.tasks
     )
     latest = max([wf.update_time, *(t.update_time for t in wf.tasks)])
-    mark = (wf.status, wf.update_time, wf.end_time, len(wf.variables), len(wf.output), tasks)
+    mark = (*ended_marks(wf), wf.end_time, len(wf.variables), len(wf.output), tasks)
     return mark, latest
+
+
+def ended_marks(wf: WorkflowRecord) -> tuple[str, int, int]:
+    return wf.status, wf.update_time, len(wf.tasks)
 
 
 def dump_workflow(wf: WorkflowRecord, wires: WireCache) -> dict[str, Any]:
