@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import yarl
 
 from gateway.devserver.brokers import RabbitMQ, RabbitTls
 from gateway.devserver.realservers import ApacheKafka, KafkaTls
@@ -142,3 +143,18 @@ async def bad_certificates(
                 proxy = TlsProxy(port, server_context(pair))
                 proxies[f"{broker}-{kind}"] = await stack.enter_async_context(proxy)
         yield proxies
+
+
+@pytest.fixture
+async def https_conductor(request: pytest.FixtureRequest, tls_ca: Authority) -> AsyncIterator[str]:
+    """An https Conductor's API URL: `dev` (parameter), the dev server serving TLS itself, or
+    `real`, the run's Conductor OSS behind a TLS front the test starts (as an ingress would
+    terminate TLS for it)."""
+    if request.param == "dev":
+        async with DevServer(port=0, ssl_context=server_context(tls_ca.server)) as server:
+            yield server.url
+        return
+    port = yarl.URL(request.getfixturevalue("conductor_oss_url")).port
+    assert port is not None
+    async with TlsProxy(port, server_context(tls_ca.server)) as proxy:
+        yield f"https://127.0.0.1:{proxy.port}/api"

@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaProducer
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import RabbitMQ, free_port
 from gateway.devserver.realservers import ApacheKafka
-from gateway.devserver.server import DevServer
 from tests.daemon.conftest import eventually, unique, workflows_of
 from tests.messaging import consume_kafka, declare_queue, get_amqp, new_topic
 from tests.security.conftest import (
@@ -75,15 +74,20 @@ rules:
 """  # noqa: E501
 
 
-@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+@pytest.mark.parametrize(
+    ("listener", "https_conductor"),
+    [("sasl_ssl", "dev"), ("mtls", "dev"), ("sasl_ssl", "real")],
+    indirect=["https_conductor"],
+)
 async def test_events_through_secured_brokers_start_workflows_on_https_conductor_and_complete(
     listener: str,
+    https_conductor: str,
     secured_kafka: ApacheKafka,
     secured_rabbit: RabbitMQ,
-    tls_devserver: DevServer,
     tls_ca: Authority,
     tmp_path: Path,
 ) -> None:
+    conductor_url = https_conductor
     names = {key: unique(key) for key in ("topic", "late_topic", "dlq", "status", "flow")}
     names |= {key: unique(key) for key in ("late_flow", "queue", "status_queue")}
     plain_kafka, plain_amqp = secured_kafka.bootstrap, secured_rabbit.url  # the tests' own side
@@ -99,7 +103,7 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
             {
                 "kafka": kafka(secured_kafka, tls_ca, group_id=unique("gw")),
                 "amqp": amqp_tls(tls_ca),
-                "conductor": {"url": tls_devserver.url, "flavor": "oss", "ca_file": str(tls_ca.ca)},
+                "conductor": {"url": conductor_url, "flavor": "oss", "ca_file": str(tls_ca.ca)},
                 "store": {"sqlite_path": str(tmp_path / "gw.db")},
                 "admin": {"port": admin_port},
                 "tracker": {"min_interval": 0.1, "max_interval": 0.5},
@@ -113,7 +117,7 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
         "GATEWAY_KAFKA__SASL_PASSWORD": KAFKA_PASSWORD,
         "GATEWAY_AMQP__URL": secured_rabbit.tls_url,
     }
-    async with ConductorClient(tls_devserver.url, flavor="oss", ca_file=str(tls_ca.ca)) as client:
+    async with ConductorClient(conductor_url, flavor="oss", ca_file=str(tls_ca.ca)) as client:
         await client.register_workflow_def(quick_workflow(names["flow"]))
         run = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "run", "--config", str(config), env=env,
@@ -144,8 +148,16 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
                 plain_kafka, names["status"], KAFKA_EVENTS + 1 + LATE_EVENTS, timeout=60, linger=1
             )
             amqp_status = await get_amqp(plain_amqp, names["status_queue"], AMQP_EVENTS + 1, 60)
+            expected = KAFKA_EVENTS + 1 + AMQP_EVENTS + 1 + LATE_EVENTS
+
+            async def all_found() -> bool:  # Conductor OSS indexes for search asynchronously
+                found = await workflows_of(client, names["flow"])
+                return len(found) + len(await workflows_of(client, names["late_flow"])) >= expected
+
+            await eventually(all_found, timeout=30)
             started = await workflows_of(client, names["flow"])
             late = await workflows_of(client, names["late_flow"])
+            statuses = [(await client.get_status(w.workflow_id)).status for w in [*started, *late]]
         finally:
             run.terminate()
             logs, _ = await asyncio.wait_for(run.communicate(), 40)
@@ -153,7 +165,7 @@ async def test_events_through_secured_brokers_start_workflows_on_https_conductor
     assert run.returncode == 0, text[-3000:]
     # One workflow per event, each COMPLETED, one completion event per workflow.
     assert len(started) == KAFKA_EVENTS + 1 + AMQP_EVENTS + 1 and len(late) == LATE_EVENTS
-    assert {w.status for w in [*started, *late]} == {"COMPLETED"}
+    assert set(statuses) == {"COMPLETED"}
     subjects = [json.loads(r.value)["subject"] for r in kafka_status]
     subjects += [json.loads(m.body)["subject"] for m in amqp_status]
     assert sorted(subjects) == sorted(w.workflow_id for w in [*started, *late])
