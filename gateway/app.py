@@ -24,6 +24,7 @@ from gateway.admin import Admin
 from gateway.conductor.client import ConductorClient
 from gateway.conductor.startup import probe_capabilities
 from gateway.conductor.startup import unavailable_cause as conductor_cause
+from gateway.deadletters import KeptBodies
 from gateway.executor import Executor
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Policy
@@ -115,7 +116,7 @@ class Gateway:
             metrics=self.metrics,
             policy=Policy(
                 dead_letter=self.ruleset.default_dead_letter,
-                max_message_bytes=s.limits.max_message_bytes,
+                kept_bodies=KeptBodies.beside(s.store),
                 log_payloads=s.logging.log_payloads,
             ),
         )

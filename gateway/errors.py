@@ -24,6 +24,7 @@ GatewayError
 │                               from Conductor itself (never sent), reset, 502, 504, a bare
 │                               proxy 503 (ambiguous: idempotent calls only)
 ├── PublishError                a completion event or dead letter was not confirmed by a broker
+│   └── MessageTooLarge         the broker (or the client's own limit) refused the size
 └── Outcome                     control flow of one delivery, raised by dispatch, caught by
     ├── RetryLater              settlement: try the delivery again after a backoff
     └── DeadLetter              settlement: send to the dead-letter target, then ack
@@ -142,6 +143,10 @@ class ConductorUnavailable(TransientError):
 
 class PublishError(GatewayError):
     """A broker did not confirm a publish (nack, unroutable, timeout)."""
+
+
+class MessageTooLarge(PublishError):
+    """The message is bigger than the broker accepts; sending it again cannot succeed."""
 
 
 class Outcome(GatewayError):

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.conductor.auth import TOKEN_ERRORS
-from gateway.deadletters import PREFIX, Failure, error_headers
+from gateway.deadletters import Failure, KeptBodies, error_headers, without_body
 from gateway.errors import (
     ConductorError,
     DeadLetter,
     EventError,
+    MessageTooLarge,
     Outcome,
     PublishError,
     RetryLater,
@@ -54,8 +55,6 @@ from gateway.sources.base import Delivery
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
-# Room left in limits.max_message_bytes for the record's framing and the headers a sink adds.
-HEADER_ALLOWANCE = 16 * 1024
 # Failed dead-letter publishes of one delivery after which it counts as blocked.
 BLOCKED_AFTER = 10
 
@@ -92,7 +91,7 @@ class Policy:
 
     dead_letter: Destination | None = None  # default target; None: `<topic or queue>.dlq`
     order_by_message_key: bool = True
-    max_message_bytes: int = 1_048_576  # settings.limits.max_message_bytes: dead-letter budget
+    kept_bodies: KeptBodies | None = None  # where a body too large for the broker is kept
     log_payloads: bool = False  # settings.logging.log_payloads: bodies may hold personal data
     dead_letter_retry: RetryPolicy = DEFAULT_RETRY  # backoff of failed dead-letter publishes
 
@@ -312,9 +311,7 @@ class Pipeline:
         headers = error_headers(
             event, failure, attempts=attempts, first_seen=job.delivery.first_seen
         )
-        budget = dead_letter_budget(self._policy.max_message_bytes)
-        body, headers = fit_dead_letter(event.raw, headers, budget)
-        await self._publish_dead_letter(destination, event, body, headers)
+        await self._publish_dead_letter(destination, event, event.raw, headers)
         self._metrics.inc("gateway_dead_letters_total", destination=str(destination))
         log.warning("dead-lettered %s to %s: %s", event.source_id, destination, failure.reason)
         if self._policy.log_payloads:
@@ -328,9 +325,10 @@ class Pipeline:
 
         A dead letter is the delivery's only durable copy once acked, so it is never dropped;
         and skipping it (settling later messages of its partition or key first) would break
-        their order and, on Kafka, cannot commit past it anyway. Oversized dead letters are
-        shrunk beforehand (`fit_dead_letter`), which removes the one failure known to be
-        permanent; for any other lasting refusal (authorization, a missing topic or exchange)
+        their order and, on Kafka, cannot commit past it anyway. A dead letter the broker
+        refuses for size goes again without its body, which is kept beside the store
+        (`deadletters.without_body`): the one failure known to be permanent; for any other
+        lasting refusal (authorization, a missing topic or exchange)
         the delivery counts in the `gateway_dead_letter_blocked` gauge after BLOCKED_AFTER
         failures, for alerts and health checks, until it is published or the gateway stops.
         """
@@ -346,6 +344,14 @@ class Pipeline:
                         correlation_id=event.correlation_id,
                     )
                     return
+                except MessageTooLarge as exc:
+                    kept = self._policy.kept_bodies
+                    smaller = await without_body(body, headers, kept, str(exc))
+                    if smaller is not None:
+                        body, headers = smaller
+                        continue
+                    failures += 1
+                    self._dead_letter_failed(event, destination, exc, failures)
                 except PublishError as exc:
                     failures += 1
                     self._dead_letter_failed(event, destination, exc, failures)
@@ -406,36 +412,6 @@ class Pipeline:
 def refuses_credentials(exc: Unauthorized) -> bool:
     """401, or a 403 naming a bad token: the gateway's credentials, not one rule's permission."""
     return exc.status != 403 or exc.body.get("error") in TOKEN_ERRORS
-
-
-def dead_letter_budget(max_message_bytes: int) -> int:
-    """Bytes a dead letter's body and headers may take (at least half the message limit)."""
-    return max(max_message_bytes - HEADER_ALLOWANCE, max_message_bytes // 2)
-
-
-def fit_dead_letter(
-    body: bytes, headers: dict[str, str], budget: int
-) -> tuple[bytes, dict[str, str]]:
-    """The dead letter as is, or, when over `budget`, without its body (a broker would refuse
-    it forever): the headers say how big it was and why it was removed. If the headers alone
-    are still too big, only the gateway's own context headers are kept."""
-    size = len(body) + _headers_size(headers)
-    if size <= budget:
-        return body, headers
-    fitted = dict(headers)
-    fitted[PREFIX + "original-bytes"] = str(len(body))
-    fitted[PREFIX + "truncated"] = (
-        f"body removed: the dead letter was {size} bytes, over the budget of {budget} bytes "
-        f"(limits.max_message_bytes minus {HEADER_ALLOWANCE} for framing)"
-    )
-    if _headers_size(fitted) > budget:
-        fitted = {k: v for k, v in fitted.items() if k.startswith(PREFIX)}
-        fitted[PREFIX + "truncated"] += "; original headers removed too"
-    return b"", fitted
-
-
-def _headers_size(headers: dict[str, str]) -> int:
-    return sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
 
 
 def fallback_dead_letter(event: Event) -> Destination:

@@ -9,6 +9,10 @@ are sources of the loaded rules (`rules_file`), so a forged or stale header cann
 messages anywhere else. Other dead letters are refused, reported one by one and left in the
 dead letters. `--to DESTINATION` replays everything to that destination instead.
 
+A dead letter whose body the broker refused for size carries `x-gateway-error-body-ref`: the
+body is read from the file kept beside the store (`store.sqlite_path`'s directory), checked
+against its SHA-256, and replayed as the original bytes; one that cannot be found is refused.
+
 Replay reads only the dead letters stored when it started (see gateway/sources/stored.py), so
 a replayed message that fails again is not replayed again in the same run. `--rule` replays
 only dead letters of that rule; `--limit` stops after N; `--dry-run` prints what would be
@@ -25,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.deadletters import PREFIX, strip_error_headers
+from gateway.deadletters import BODY_REF, PREFIX, KeptBodies, KeptBodyMissing, strip_error_headers
 from gateway.errors import ConfigError
 from gateway.plan import Destination
 from gateway.rules.ruleset import RuleSet, Source
@@ -52,6 +56,7 @@ class Request:
     dry_run: bool
     ruleset: RuleSet | None  # the origins allowed without --to
     rules_file: str
+    kept: KeptBodies  # bodies the dead-letter broker refused for size
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -126,7 +131,14 @@ def _request(
 
         ruleset = load_rules(settings.rules_file)
     return Request(
-        Destination.parse(source), rule, limit, target, dry_run, ruleset, str(settings.rules_file)
+        Destination.parse(source),
+        rule,
+        limit,
+        target,
+        dry_run,
+        ruleset,
+        str(settings.rules_file),
+        KeptBodies.beside(settings.store),
     )
 
 
@@ -142,6 +154,12 @@ async def _replay_all(
             report.skipped += 1
             continue
         target, refusal = _target(request, message)
+        body = message.body
+        if target is not None and BODY_REF in message.headers:
+            try:
+                body = await request.kept.read(message.headers[BODY_REF])
+            except KeptBodyMissing as exc:
+                target, refusal = None, str(exc)
         if target is None:
             report.refused += 1
             say(f"refused {message.where}: {refusal}; left in the dead letters")
@@ -150,7 +168,7 @@ async def _replay_all(
         if publisher is None:
             say(f"would replay {message.where}{_rule_of(message)} to {target}")
         else:
-            await _publish(publisher, target, message)
+            await _publish(publisher, target, message, body)
             await reader.done(message)
         report.replayed += 1
         if request.limit is not None and report.replayed >= request.limit:
@@ -190,10 +208,12 @@ def _consumes(source: Source, target: Destination) -> bool:
     return False
 
 
-async def _publish(publisher: Any, target: Destination, message: StoredMessage) -> None:
+async def _publish(
+    publisher: Any, target: Destination, message: StoredMessage, body: bytes
+) -> None:
     await publisher.publish(
         target,
-        message.body,
+        body,
         key=message.key,
         headers=strip_error_headers(message.headers),
         correlation_id=message.correlation_id,

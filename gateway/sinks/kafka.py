@@ -20,14 +20,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from gateway.errors import PublishError
+from gateway.errors import MessageTooLarge, PublishError
 from gateway.settings import KafkaSettings
 from gateway.sinks.tls import client_context
 from gateway.sources.kafka_config import security_problem
 
 log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the client's own cap; brokers default to 1 MiB
 
 
 class KafkaSink:
@@ -98,6 +100,10 @@ class KafkaSink:
             raise PublishError(
                 f"kafka:{topic}: no acknowledgement within {self.timeout:g}s"
             ) from exc
+        except MessageSizeTooLargeError as exc:
+            raise MessageTooLarge(
+                f"kafka:{topic}: {len(value)} bytes refused as too large ({exc})"
+            ) from exc
         except KafkaError as exc:
             raise PublishError(f"kafka:{topic}: {type(exc).__name__}: {exc}") from exc
 
@@ -109,6 +115,9 @@ def producer_options(settings: KafkaSettings, timeout: float) -> dict[str, Any]:
         "client_id": settings.client_id,
         "acks": "all",
         "enable_idempotence": settings.enable_idempotence,
+        # The broker decides what is too large (a dead letter keeps a body its source took),
+        # not aiokafka's own 1 MiB default.
+        "max_request_size": MAX_REQUEST_BYTES,
         "request_timeout_ms": int(timeout * 1000),
         "security_protocol": settings.security_protocol,
     }
