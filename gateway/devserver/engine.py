@@ -26,6 +26,9 @@ class Engine:
         self.store = Store(clock=clock, metadata=self.metadata)
         self.decider = Decider(self.store)
         self._idempotency: dict[tuple[str, str], str] = {}
+        # Removed with archiveWorkflow=true: gone from the execution store, still in the
+        # search index (ExecutionDAOFacade.removeWorkflowIndex).
+        self.archived: dict[str, WorkflowRecord] = {}
 
     @property
     def idempotency(self) -> dict[tuple[str, str], str]:

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS task_defs (name TEXT PRIMARY KEY, body BLOB NOT NULL)
 CREATE TABLE IF NOT EXISTS workflow_defs (
     name TEXT NOT NULL, version INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS workflows (workflow_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS archived (workflow_id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS engine (key TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
 _UPSERT_TASK_DEF = (
@@ -61,6 +62,10 @@ _UPSERT_WORKFLOW_DEF = (
 )
 _UPSERT_WORKFLOW = (
     "INSERT INTO workflows VALUES (?, ?) "
+    "ON CONFLICT (workflow_id) DO UPDATE SET body = excluded.body"
+)
+_UPSERT_ARCHIVED = (
+    "INSERT INTO archived VALUES (?, ?) "
     "ON CONFLICT (workflow_id) DO UPDATE SET body = excluded.body"
 )
 _UPSERT_ENGINE = (
@@ -80,6 +85,7 @@ class Batch:
     workflow_defs: list[tuple[str, int, bytes]] = field(default_factory=list)
     workflows: list[tuple[str, bytes]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    archived: list[tuple[str, bytes]] = field(default_factory=list)
     engine: bytes | None = None
 
     def __bool__(self) -> bool:
@@ -88,6 +94,7 @@ class Batch:
             or self.workflow_defs
             or self.workflows
             or self.removed
+            or self.archived
             or self.engine is not None
         )
 
@@ -107,6 +114,7 @@ class Persistence:
         self._defs: dict[tuple[Any, ...], TaskDef | WorkflowDef] = {}
         self._workflows: dict[str, tuple[Any, bytes | None]] = {}
         self._engine: bytes | None = None
+        self._archived: set[str] = set()
         self._captured_at = 0  # engine time (ms) of the last capture
         self._next_full_pass = 0.0
         self._wires = WireCache()
@@ -181,6 +189,11 @@ class Persistence:
             store.workflows[workflow_id] = wf
             store.tasks.update((t.task_id, t) for t in wf.tasks)
             self._workflows[workflow_id] = (marks(wf)[0], body)
+        for workflow_id, body in db.execute(
+            "SELECT workflow_id, body FROM archived ORDER BY rowid"
+        ):
+            engine.archived[workflow_id] = load_workflow(orjson.loads(body))
+            self._archived.add(workflow_id)
         row = db.execute("SELECT body FROM engine WHERE key = 'queues'").fetchone()
         if row is not None:
             self._engine = row[0]
@@ -229,6 +242,10 @@ class Persistence:
         batch.removed = [i for i in self._workflows if i not in workflows]
         for workflow_id in batch.removed:
             del self._workflows[workflow_id]
+        for workflow_id, wf in engine.archived.items():  # kept as they were archived
+            if workflow_id not in self._archived:
+                batch.archived.append((workflow_id, orjson.dumps(dump_workflow(wf, self._wires))))
+                self._archived.add(workflow_id)
 
     async def flush(self, engine: Engine) -> None:
         """Write what changed; return once it, and every earlier write, is committed.
@@ -259,7 +276,7 @@ class Persistence:
         failure = write.exception()
         if failure is not None:
             # What the file holds is unknown now: the next capture writes everything again.
-            self._defs, self._workflows, self._engine = {}, {}, None
+            self._defs, self._workflows, self._engine, self._archived = {}, {}, None, set()
         if not done.done():
             if failure is not None:
                 done.set_exception(failure)
@@ -274,6 +291,7 @@ class Persistence:
             db.executemany(_UPSERT_WORKFLOW, batch.workflows)
             removed = [(workflow_id,) for workflow_id in batch.removed]
             db.executemany("DELETE FROM workflows WHERE workflow_id = ?", removed)
+            db.executemany(_UPSERT_ARCHIVED, batch.archived)
             if batch.engine is not None:
                 db.execute(_UPSERT_ENGINE, ("queues", batch.engine))
 

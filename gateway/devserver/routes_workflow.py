@@ -54,9 +54,6 @@ class WorkflowRoutes:
     def __init__(self, engine: Engine, sweep: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self._sweep = sweep
-        # Removed with archiveWorkflow=true: gone from the execution store, still in the
-        # search index (ExecutionDAOFacade.removeWorkflowIndex).
-        self._archived: dict[str, WorkflowRecord] = {}
 
     def register(self, router: web.UrlDispatcher) -> None:
         p = "/api/workflow"
@@ -169,7 +166,7 @@ class WorkflowRoutes:
 
     def _search(self, request: web.Request) -> tuple[int, list[WorkflowRecord]]:
         return search(
-            [*self.engine.store.workflows.values(), *self._archived.values()],
+            [*self.engine.store.workflows.values(), *self.engine.archived.values()],
             search_query(request),
             request.query.get("freeText", "*"),
             query_int(request, "start", 0) or 0,
@@ -185,7 +182,7 @@ class WorkflowRoutes:
         """Whole workflows without tasks; archived ones cannot be read back, so they leave the
         page and the total (ExecutionService.searchV2)."""
         total, hits = self._search(request)
-        live = [wf for wf in hits if wf.workflow_id not in self._archived]
+        live = [wf for wf in hits if wf.workflow_id not in self.engine.archived]
         results = [wf.to_json(include_tasks=False) for wf in live]
         return json_response({"totalHits": total - (len(hits) - len(live)), "results": results})
 
@@ -227,7 +224,7 @@ class WorkflowRoutes:
             )
         self.engine.remove(workflow_id)
         if archive:
-            self._archived[workflow_id] = wf
+            self.engine.archived[workflow_id] = wf
         return empty()
 
     async def pause(self, request: web.Request) -> web.Response:

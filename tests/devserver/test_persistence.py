@@ -162,3 +162,27 @@ async def test_timers_resume_after_a_restart(data: Path) -> None:
             await asyncio.sleep(0.1)
         assert waited["status"] == "COMPLETED"
         assert polled.status_code == 200 and polled.json()["retryCount"] == 1
+
+
+async def test_removed_and_archived_workflows_stay_so_after_a_restart(data: Path) -> None:
+    """Removed with archiveWorkflow (the default): gone from GET, still found by search;
+    removed without: gone from both, as before the restart."""
+    waiting = {**WORKFLOW_DEF, "name": "held", "tasks": [
+        {"name": "w", "taskReferenceName": "w", "type": "WAIT"}]}  # fmt: skip
+    async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
+        await _ok(await c.post("/metadata/workflow", json=waiting))
+        ids = [
+            await _ok(await c.post("/workflow", json={"name": "held", "input": {}})) for _ in "ab"
+        ]
+        for workflow_id, archive in zip(ids, ("true", "false"), strict=True):
+            await _ok(await c.delete(f"/workflow/{workflow_id}"))
+            r = await c.delete(
+                f"/workflow/{workflow_id}/remove", params={"archiveWorkflow": archive}
+            )
+            assert r.status_code == 200, r.text
+    async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
+        assert [(await c.get(f"/workflow/{i}")).status_code for i in ids] == [404, 404]
+        found = await _ok(await c.get("/workflow/search", params={"query": "workflowType = held"}))
+        assert [(s["workflowId"], s["status"]) for s in found["results"]] == [
+            (ids[0], "TERMINATED")
+        ]
