@@ -9,6 +9,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +18,7 @@ from gateway.devserver.server import DevServer
 from tests.daemon.conftest import create_topic, eventually, producer, unique, wait_workflow
 from tests.daemon.process import GatewayProcess, gateway_run
 from tests.proxy import TcpProxy, proxied_tansu
+from tests.store.conftest import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.brokers
 
@@ -89,6 +91,53 @@ async def test_dependencies_down_at_start_are_reported_then_recovered(
     # Logged once when it appeared (then at most every 30 s), not once per attempt.
     assert log.count("WARNING gateway.readiness: not ready: conductor: not reachable") == 1, log
     assert log.count("WARNING gateway.readiness: not ready: kafka: cannot connect") == 1, log
+
+
+def through(url: str, port: int) -> str:
+    """`url` with its host and port replaced by a loopback proxy's."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    return parts._replace(netloc=f"{credentials}@127.0.0.1:{port}").geturl()
+
+
+@pytest.mark.slow
+async def test_store_and_rabbitmq_down_at_start_are_reported_then_recovered(
+    devserver: DevServer,
+    amqp_url: str,
+    postgres_dsn: str,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    queue = unique("payments")
+    password = urlsplit(amqp_url).password or "guest"
+    async with (
+        TcpProxy("127.0.0.1", urlsplit(postgres_dsn).port or 5432) as store_proxy,
+        TcpProxy("127.0.0.1", urlsplit(amqp_url).port or 5672) as amqp_proxy,
+    ):
+        await store_proxy.cut()
+        await amqp_proxy.cut()
+        config = {
+            "amqp": {"url": through(amqp_url, amqp_proxy.port)},
+            "store": {"postgres_dsn": through(postgres_dsn, store_proxy.port)},
+            "conductor": {"url": devserver.url, "flavor": "oss"},
+        }
+        rules = f"""
+version: 1
+rules:
+  - name: pay
+    source: {{queue: {queue}}}
+    start_workflow: {{name: flow}}
+"""
+        async with gateway_run(tmp_path, rules, config) as gateway:
+            await gateway.wait_reason("store: store.postgres_dsn: cannot connect", 20)
+            assert (await gateway.get("/healthz")).status_code == 200  # type: ignore[union-attr]
+            await store_proxy.restore()
+            reasons = await gateway.wait_reason("amqp: cannot connect to 127.0.0.1:", 30)
+            assert not any(r.startswith("store") for r in reasons), reasons
+            assert "check amqp.url" in reasons[0] and password not in reasons[0]
+            await amqp_proxy.restore()
+            await gateway.wait_ready(45)
+            code = await gateway.stop(signal.SIGTERM)
+    assert code == 0, gateway.tail()
 
 
 @pytest.mark.parametrize("after", [0.2, 1.0])
