@@ -186,3 +186,71 @@ async def test_removed_and_archived_workflows_stay_so_after_a_restart(data: Path
         assert [(s["workflowId"], s["status"]) for s in found["results"]] == [
             (ids[0], "TERMINATED")
         ]
+
+
+def _control_flow_defs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def simple(ref: str) -> dict[str, Any]:
+        return {"name": ref, "taskReferenceName": ref, "type": "SIMPLE"}
+
+    child = {**WORKFLOW_DEF, "name": "child", "tasks": [simple("pc")]}
+    parent = {**WORKFLOW_DEF, "name": "parent", "tasks": [
+        {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH", "evaluatorType": "value-param",
+         "expression": "v", "inputParameters": {"v": "${workflow.input.k}"},
+         "decisionCases": {"a": [simple("pa")]}, "defaultCase": []},
+        {"name": "fk", "taskReferenceName": "fk", "type": "FORK_JOIN", "forkTasks": [
+            [simple("pa2")],
+            [{"name": "sub", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+              "subWorkflowParam": {"name": "child", "version": 1}}]]},
+        {"name": "jn", "taskReferenceName": "jn", "type": "JOIN", "joinOn": ["pa2", "sub"]},
+        {"name": "lp", "taskReferenceName": "lp", "type": "DO_WHILE",
+         "loopCondition": "if ( $.lp['iteration'] < 2 ) { true; } else { false; }",
+         "loopOver": [simple("pb")]},
+    ]}  # fmt: skip
+    task_defs = [{**TASK_DEF, "name": n} for n in ("pa", "pa2", "pb", "pc")]
+    return task_defs, [child, parent]
+
+
+async def _run_control_flow(data: Path | None) -> list[tuple[str, str]]:
+    # (workflow status, then each task's reference name and status)
+    """Run `parent` to its end, working one task at a time; with `data`, every step is
+    taken by a new server on the file."""
+    task_defs, workflow_defs = _control_flow_defs()
+    server = DevServer(port=0, data=data)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            await _ok(await c.post("/metadata/taskdefs", json=task_defs))
+            for body in workflow_defs:
+                await _ok(await c.post("/metadata/workflow", json=body))
+            workflow_id = await _ok(
+                await c.post("/workflow", json={"name": "parent", "input": {"k": "a"}})
+            )
+        for _ in range(20):
+            if data is not None:
+                await server.stop()
+                server = DevServer(port=0, data=data)
+                await server.start()
+            async with httpx.AsyncClient(base_url=server.url) as c:
+                wf = await _ok(await c.get(f"/workflow/{workflow_id}"))
+                if wf["status"] != "RUNNING":
+                    tasks = [(t["referenceTaskName"], t["status"]) for t in wf["tasks"]]
+                    return [("workflow", wf["status"]), *tasks]
+                for name in ("pa", "pa2", "pb", "pc"):
+                    polled = await c.get(f"/tasks/poll/{name}")
+                    if polled.status_code == 200:
+                        task = polled.json()
+                        result = {"taskId": task["taskId"], "status": "COMPLETED",
+                                  "workflowInstanceId": task["workflowInstanceId"]}  # fmt: skip
+                        await _ok(await c.post("/tasks", json=result))
+                        break
+        raise AssertionError(f"not ended: {wf}")
+    finally:
+        await server.stop()
+
+
+async def test_control_flow_runs_the_same_with_a_restart_before_every_step(data: Path) -> None:
+    """SWITCH, FORK/JOIN with a SUB_WORKFLOW, DO_WHILE: each worker step on a new server."""
+    restarted = await _run_control_flow(data)
+    assert restarted == await _run_control_flow(None)
+    assert restarted[0] == ("workflow", "COMPLETED")
+    assert {("sub", "COMPLETED"), ("lp", "COMPLETED"), ("pb__2", "COMPLETED")} <= set(restarted)
