@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, set[str] | int]] = [
     ("status IN (RUNNING,FAILED)", "hello", {"a1"}),
     ("workflowType = {A}", "x_y", {"a2"}),
     ("workflowType = {A}", "1.5", set()),
+    ("workflowType = {A}", '"version":2,', {"a2"}),  # the summary JSON: a version filter
     ("nonsense", "*", 400),
     ("status  =  FAILED", "*", 400),  # one optional space each side, no more
     # ... but the clause is searched for anywhere: "RUNN" IN "G", an unknown field, dropped.
