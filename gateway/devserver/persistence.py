@@ -131,7 +131,13 @@ class Persistence:
             self._lock(db)
             self._check_schema(db)
             self._db = db
-            self._load(engine)
+            try:
+                self._load(engine)
+            except (KeyError, TypeError, ValueError) as exc:  # JSON and pydantic errors too
+                raise self._error(
+                    f"cannot read its records ({type(exc).__name__}: {exc})",
+                    "it is damaged or from an incompatible gateway: give another file",
+                ) from exc
         except BaseException:
             db.close()
             self._db = None
@@ -147,8 +153,8 @@ class Persistence:
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
                 raise self._error(
-                    "it is in use by another dev server",
-                    "stop that server, or give this one another file",
+                    "it is in use by another program (another dev server?)",
+                    "stop it, or give this server another file",
                 ) from None
             raise self._error(f"cannot use it ({exc})", "give another file") from None
         except sqlite3.DatabaseError as exc:
@@ -398,10 +404,7 @@ def _node(path: str, wt: WorkflowTask, tree: Tree, nodes: dict[str, Node]) -> No
         return tree.branch_node(parent, wt)
     found = tree.nodes.get(wt.task_reference_name)
     if found is None:
-        raise ConfigError(
-            f"stored task {wt.task_reference_name!r} at {path} is not in its workflow's "
-            "definition; the data file is damaged: give another --data file"
-        )
+        raise ValueError(f"task {wt.task_reference_name!r} at {path} is not in its definition")
     return found
 
 

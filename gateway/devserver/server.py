@@ -133,6 +133,13 @@ class DevServer:
     async def start(self) -> None:
         if self.persistence is not None:
             self.persistence.open(self.engine)
+        try:
+            await self._listen()
+        except BaseException:
+            await self.stop()  # the data file's lock too
+            raise
+
+    async def _listen(self) -> None:
         self._runner = web.AppRunner(self.build_app(), access_log=None)
         await self._runner.setup()
         # A short shutdown grace: a pending execute or batch poll must not hold up the exit.

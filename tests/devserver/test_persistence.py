@@ -5,6 +5,7 @@ gateway are refused with a message naming the file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from gateway.devserver.server import DevServer
+from gateway.errors import ConfigError
 from tests.devserver.test_cli import _start, _url
 
 TASK_DEF = {"name": "pack", "retryCount": 0, "responseTimeoutSeconds": 300,
@@ -113,17 +115,17 @@ async def test_a_second_server_on_the_same_file_is_refused(data: Path) -> None:
         other = await _start("--data", str(data))
         _, err = await asyncio.wait_for(other.communicate(), timeout=10)
         assert other.returncode == 2
-        assert f"--data {data}: it is in use by another dev server" in err.decode()
+        assert f"--data {data}: it is in use by another program" in err.decode()
         # The first one still serves, its file intact.
         assert (await _ok(await first.http.get("/metadata/taskdefs/pack")))["name"] == "pack"
     finally:
         assert await first.end(signal.SIGTERM) == 0
-    with sqlite3.connect(data) as db:
+    with contextlib.closing(sqlite3.connect(data)) as db, db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 async def test_a_file_from_a_newer_gateway_is_refused(data: Path) -> None:
-    with sqlite3.connect(data) as db:
+    with contextlib.closing(sqlite3.connect(data)) as db, db:
         db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
     proc = await _start("--data", str(data))
@@ -254,3 +256,16 @@ async def test_control_flow_runs_the_same_with_a_restart_before_every_step(data:
     assert restarted == await _run_control_flow(None)
     assert restarted[0] == ("workflow", "COMPLETED")
     assert {("sub", "COMPLETED"), ("lp", "COMPLETED"), ("pb__2", "COMPLETED")} <= set(restarted)
+
+
+async def test_a_damaged_record_is_a_clear_error_naming_the_file(data: Path) -> None:
+    async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
+        await _ok(await c.post("/metadata/workflow", json=WORKFLOW_DEF))
+        await _ok(await c.post("/workflow", json={"name": "orders", "input": {}}))
+    with contextlib.closing(sqlite3.connect(data)) as db, db:
+        db.execute("UPDATE workflows SET body = '{\"tasks\": 1}'")
+    with pytest.raises(ConfigError, match=f"--data {data}: cannot read its records"):
+        await DevServer(port=0, data=data).start()
+    # The failed start let go of the file: a server on it now starts (and sees the damage).
+    with pytest.raises(ConfigError, match="cannot read its records"):
+        await DevServer(port=0, data=data).start()
