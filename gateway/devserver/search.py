@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -78,10 +79,10 @@ def camel_to_snake(name: str) -> str:
 def sqlite_time(ms: int) -> str:
     """The index's timestamp text: UTC `yyyy-MM-dd HH:mm:ss.SSS`, compared as text."""
     try:
-        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    except OverflowError as exc:
+        moment = time.gmtime(ms // 1000)
+    except (OverflowError, OSError, ValueError) as exc:
         raise ServerError(f"Invalid value for YearOfEra: {ms}", status=500) from exc
-    return f"{moment.year:04d}" + moment.strftime("-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
+    return f"{moment.tm_year:04d}" + time.strftime("-%m-%d %H:%M:%S.", moment) + f"{ms % 1000:03d}"
 
 
 def _millis_to_utc(text: str) -> str:
@@ -197,7 +198,11 @@ def search(
     order = " ORDER BY " + ", ".join(terms) if terms else ""
     params = [p for c in conditions for p in c.parameters()]
     by_id = {wf.workflow_id: wf for wf in workflows}
-    with contextlib.closing(_index(by_id.values())) as db:
+    # The summary JSON costs most of a row: made only when the query or the sort reads it.
+    with_json = any(c.column == "json_data" for c in conditions) or any(
+        t.startswith("json_data ") for t in terms
+    )
+    with contextlib.closing(_index(by_id.values(), with_json)) as db:
         try:
             found = db.execute(
                 f"SELECT workflow_id FROM workflow_index{where}{order} LIMIT ? OFFSET ?",
@@ -209,26 +214,25 @@ def search(
     return int(total), [by_id[row[0]] for row in found]
 
 
-def _index(workflows: Iterable[WorkflowRecord]) -> sqlite3.Connection:
+def _index(workflows: Iterable[WorkflowRecord], with_json: bool) -> sqlite3.Connection:
     """A throwaway in-memory workflow_index holding `workflows`."""
     db = sqlite3.connect(":memory:")
     db.execute(_SCHEMA)
-    db.executemany(_INSERT, [_row(wf) for wf in workflows])
+    db.executemany(_INSERT, [_row(wf, with_json) for wf in workflows])
     return db
 
 
-def _row(wf: WorkflowRecord) -> Sequence[Any]:
-    data = summary(wf)
+def _row(wf: WorkflowRecord, with_json: bool) -> Sequence[Any]:
     return (
         wf.workflow_id,
         wf.correlation_id,
         wf.name,
         sqlite_time(wf.create_time),
         wf.status,
-        orjson.dumps(data).decode(),
+        orjson.dumps(summary(wf)).decode() if with_json else "",
         sqlite_time(wf.update_time or wf.create_time),
         wf.parent_workflow_id or "",
-        data["classifier"],
+        classifier(wf),
         sqlite_time(wf.end_time) if wf.end_time else _EPOCH,
     )
 
@@ -257,7 +261,7 @@ def java_str(value: Any) -> str:
 def classifier(wf: WorkflowRecord) -> str:
     """WorkflowClassifier.classifierOf the definition's metadata: "agent" for agent SDK
     definitions, an explicit `classifier`, otherwise "workflow"."""
-    metadata = wf.definition.wire().get("metadata") or {}
+    metadata = (wf.definition.model_extra or {}).get("metadata") or {}
     explicit = metadata.get("classifier") if isinstance(metadata, dict) else None
     if isinstance(explicit, str) and explicit.strip():
         return explicit
