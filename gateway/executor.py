@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.coalesce import Coalescer
 from gateway.conductor.models import WorkflowRun
 from gateway.errors import ConductorError, DeadLetter, NotFound, RetryLater, TransientError
 from gateway.events import Event
@@ -120,6 +121,10 @@ class Conductor(Protocol):
         self, name: str, correlation_id: str, include_closed: bool = ..., include_tasks: bool = ...
     ) -> Sequence[Any]: ...
 
+    async def get_by_correlation_ids(
+        self, name: str, correlation_ids: Sequence[str], include_closed: bool = ...
+    ) -> dict[str, list[str]]: ...
+
     async def search(
         self,
         query: str | None = ...,
@@ -165,6 +170,8 @@ class Executor:
         self._orkes_idempotency = orkes_idempotency
         self._limits = RateLimits()
         self._starting = KeyLocks()
+        # (workflow name, correlation id) -> the first workflow id, asked together
+        self._correlated: Coalescer[tuple[str, str], str] = Coalescer(self._find_correlated)
 
     async def execute(self, plan: Plan, ctx: Context) -> str:
         """Run one plan; return a word for metrics: started, reused, done, skipped, noop."""
@@ -248,11 +255,21 @@ class Executor:
         given = plan.params.get("correlation_id")
         if not ctx.suspect or (given and given != plan.idempotency_key):
             return None
-        cid = given or key
-        found = await self._client.get_by_correlation_id(
-            plan.params["name"], cid, include_closed=True, include_tasks=False
-        )
-        return str(found[0].workflow_id) if found else None
+        return await self._correlated.get((str(plan.params["name"]), given or key))
+
+    async def _find_correlated(
+        self, wanted: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """One `POST /workflow/{name}/correlated` per workflow name for the look-ups that
+        deliveries asked for together (a backlog after a restart asks for every event)."""
+        by_name: dict[str, list[str]] = {}
+        for name, cid in wanted:
+            by_name.setdefault(name, []).append(cid)
+        found: dict[tuple[str, str], str] = {}
+        for name, cids in by_name.items():
+            runs = await self._client.get_by_correlation_ids(name, cids, include_closed=True)
+            found.update({(name, cid): ids[0] for cid, ids in runs.items() if ids})
+        return found
 
     # -- targets -----------------------------------------------------------------------------
 

@@ -10,28 +10,42 @@ transaction committed. Concurrent dispatch therefore gets thousands of durable w
 (see bench/store.py) while a lone write still sees its own commit.
 
 Reads use a second connection: WAL lets them run beside the writer and see committed data only.
+
+Per-event costs are paid per batch instead (issue 18): dedupe look-ups asked while another
+look-up runs wait for it and go out together as one `SELECT ... IN (...)` (gateway.coalesce),
+and the starts of one group commit are recorded with one SELECT of the keys already present and
+one `executemany` per table, not one statement (and thread hop) per start. A commit's latency is
+bounded by the transaction before it: the writer never waits to fill a batch.
+
+Retention: with `retention_seconds` set, dedupe records older than that are deleted in the
+background every `purge_interval` seconds, a few thousand rows per transaction so writes are
+never held up for long; the table, and the cost of a look-up, stay bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-import aiosqlite
-
+from gateway.coalesce import Coalescer
 from gateway.store.base import PendingCompletion, TrackRequest
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
+from gateway.store.thread import SqliteThread
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Op = Callable[[sqlite3.Connection], Any]  # one write, run inside the group's transaction
+CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound parameters
+PURGE_CHUNK = 5000  # dedupe records deleted per transaction by the background purge
 
 SCHEMA_VERSION = 2  # 2: outbox.publish_failures
 
@@ -70,6 +84,20 @@ _OUTBOX_INSERT = (
 _MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",)
 
 
+@dataclass(frozen=True, slots=True)
+class StartRecord:
+    """One `record_start` waiting for the group commit."""
+
+    key: str
+    workflow_id: str
+    rule: str
+    track: TrackRequest | None
+    created_at: float
+
+
+Write = Op | StartRecord
+
+
 class SqliteStore:
     """`Store` on SQLite. `async with SqliteStore(path) as store:` opens and closes it."""
 
@@ -80,15 +108,21 @@ class SqliteStore:
         synchronous: Literal["NORMAL", "FULL"] = "FULL",
         first_poll_delay: float = 0.5,
         max_batch: int = 1000,
+        retention_seconds: float = 0.0,
+        purge_interval: float = 3600.0,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.first_poll_delay = first_poll_delay
         self.max_batch = max_batch
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self.retention_seconds = retention_seconds  # 0: keep dedupe records forever
+        self.purge_interval = purge_interval
+        self._writer: SqliteThread | None = None
+        self._reader: SqliteThread | None = None
+        self._queue: asyncio.Queue[tuple[Write, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+        self._lookups: Coalescer[str, str] = Coalescer(self.find_starts, max_batch=CHUNK)
 
     async def __aenter__(self) -> SqliteStore:
         await self.open()
@@ -106,31 +140,32 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
         try:
-            await self._writer.execute("PRAGMA journal_mode=WAL")
-            await self._migrate(self._writer)
-            self._reader = await self._connect()
+            self._writer = await self._connect("sqlite-store-writer")
+            await self._writer.run(self._migrate)
+            self._reader = await self._connect("sqlite-store-reader")
         except BaseException:
             await self.close()  # no connection (and its thread) left behind by a failed open
             raise
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-store-writer")
+        if self.retention_seconds > 0:
+            self._purger = asyncio.create_task(self._purge_loop(), name="sqlite-store-purge")
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, name: str) -> SqliteThread:
+        db = SqliteThread(self.path, synchronous=self.synchronous, name=name)
         try:
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise OSError(f"store.sqlite_path '{self.path}': cannot open: {exc}") from exc
-        await db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await db.execute("PRAGMA busy_timeout=5000")
+            await db.open()
+        except BaseException:
+            await db.close()
+            raise
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        await db.executescript(_SCHEMA)
-        async with db.execute("SELECT version FROM schema_version") as cur:
-            row = await cur.fetchone()
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT version FROM schema_version").fetchone()
         if row is None:
-            await db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             return
         version = int(row[0])
         if version > SCHEMA_VERSION:
@@ -139,17 +174,22 @@ class SqliteStore:
                 f"gateway's {SCHEMA_VERSION}; upgrade the gateway or point it at another file"
             )
         if version < SCHEMA_VERSION:
-            await db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
                 for step in _MIGRATIONS[version - 1 :]:
-                    await db.execute(step)
-                await db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-                await db.execute("COMMIT")
+                    db.execute(step)
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
 
     async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
         if self._task is not None:
             self._queue.put_nowait(None)  # the writer finishes what is queued, then stops
             await self._task
@@ -161,7 +201,7 @@ class SqliteStore:
 
     # -- group commit ----------------------------------------------------------------------
 
-    async def _write(self, op: Op) -> Any:
+    async def _write(self, op: Write) -> Any:
         if self._task is None or self._task.done():
             raise RuntimeError("the store is not open; use `async with SqliteStore(path)`")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -172,7 +212,7 @@ class SqliteStore:
         stopping = False
         while not stopping:
             item = await self._queue.get()
-            batch: list[tuple[Op, asyncio.Future[Any]]] = []
+            batch: list[tuple[Write, asyncio.Future[Any]]] = []
             while item is not None:
                 batch.append(item)
                 if len(batch) >= self.max_batch or self._queue.empty():
@@ -182,7 +222,7 @@ class SqliteStore:
             if batch:
                 await self._commit_batch(batch)
 
-    async def _commit_batch(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+    async def _commit_batch(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
         try:
             results = await self._transaction([op for op, _ in batch])
         except Exception as exc:  # sqlite3.Error mostly; never let the writer task die
@@ -195,18 +235,49 @@ class SqliteStore:
             return
         _settle(batch, results, None)
 
-    async def _transaction(self, ops: list[Op]) -> list[Any]:
-        db = self._db(self._writer)
-        await db.execute("BEGIN IMMEDIATE")
+    async def _transaction(self, ops: list[Write]) -> list[Any]:
+        """Run `ops` in one transaction, in one hop to the writer's thread."""
+        return await self._conn(self._writer).run(lambda db: self._run_ops(db, ops))
+
+    def _run_ops(self, db: sqlite3.Connection, ops: list[Write]) -> list[Any]:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            results = [await op(db) for op in ops]
-            await db.execute("COMMIT")
+            # The starts first, together; the other writes (outbox updates, purges) touch no
+            # row a start of the same batch writes, so their order does not matter.
+            kept = iter(self._record_starts(db, [op for op in ops if isinstance(op, StartRecord)]))
+            results = [next(kept) if isinstance(op, StartRecord) else op(db) for op in ops]
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
         return results
 
-    def _db(self, db: aiosqlite.Connection | None) -> aiosqlite.Connection:
+    def _record_starts(self, db: sqlite3.Connection, starts: list[StartRecord]) -> list[str]:
+        """Record the starts of one transaction; return the workflow id each key keeps (the
+        one recorded before, or the first of this batch: a key twice in a batch keeps one)."""
+        if not starts:
+            return []
+        kept = _existing(db, list({s.key: None for s in starts}))
+        new_starts: list[tuple[Any, ...]] = []
+        new_outbox: list[tuple[Any, ...]] = []
+        for start in starts:
+            if start.key in kept:
+                continue
+            kept[start.key] = start.workflow_id
+            new_starts.append((start.key, start.workflow_id, start.rule, start.created_at))
+            if start.track is not None:
+                row = self._outbox_row(start.workflow_id, start.track, start.created_at)
+                new_outbox.append(row)
+        db.executemany(
+            "INSERT OR IGNORE INTO starts (key, workflow_id, rule, created_at) VALUES (?, ?, ?, ?)",
+            new_starts,
+        )
+        if new_outbox:
+            db.executemany(_OUTBOX_INSERT, new_outbox)
+        return [kept[s.key] for s in starts]
+
+    @staticmethod
+    def _conn(db: SqliteThread | None) -> SqliteThread:
         if db is None:
             raise RuntimeError("the store is not open; use `async with SqliteStore(path)`")
         return db
@@ -214,40 +285,26 @@ class SqliteStore:
     # -- Store protocol --------------------------------------------------------------------
 
     async def find_start(self, key: str) -> str | None:
-        db = self._db(self._reader)
-        async with db.execute("SELECT workflow_id FROM starts WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else str(row[0])
+        """Look-ups asked together are answered by one query (see the module's docstring)."""
+        if self._task is None:
+            raise RuntimeError("the store is not open; use `async with SqliteStore(path)`")
+        return await self._lookups.get(key)
+
+    async def find_starts(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded workflow id of each key that has one."""
+        return await self._conn(self._reader).run(lambda db: _existing(db, keys))
 
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
     ) -> str:
-        now = time.time()
-
-        async def op(db: aiosqlite.Connection) -> str:
-            cur = await db.execute(
-                "INSERT OR IGNORE INTO starts (key, workflow_id, rule, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (key, workflow_id, rule, now),
-            )
-            if cur.rowcount == 0:  # the key was there already: keep its workflow
-                async with db.execute(
-                    "SELECT workflow_id FROM starts WHERE key = ?", (key,)
-                ) as sel:
-                    row = await sel.fetchone()
-                return str(row[0]) if row else workflow_id
-            if track is not None:
-                await db.execute(_OUTBOX_INSERT, self._outbox_row(workflow_id, track, now))
-            return workflow_id
-
-        result: str = await self._write(op)
+        result: str = await self._write(StartRecord(key, workflow_id, rule, track, time.time()))
         return result
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         row = self._outbox_row(workflow_id, track, time.time())
 
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(_OUTBOX_INSERT, row)
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(_OUTBOX_INSERT, row)
 
         await self._write(op)
 
@@ -255,21 +312,17 @@ class SqliteStore:
         return outbox_row(workflow_id, track, now, self.first_poll_delay)
 
     async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
-        db = self._db(self._reader)
-        async with db.execute(
+        rows = await self._read(
             f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE next_poll_at <= ?"
             " ORDER BY next_poll_at LIMIT ?",
             (now, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [pending(row) for row in rows]
 
     async def next_due_at(self) -> float | None:
         """When the earliest outbox row is due (None when the outbox is empty)."""
-        db = self._db(self._reader)
-        async with db.execute("SELECT MIN(next_poll_at) FROM outbox") as cur:
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        rows = await self._read("SELECT MIN(next_poll_at) FROM outbox")
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def reschedule(
         self,
@@ -278,8 +331,8 @@ class SqliteStore:
         last_status: str | None,
         publish_failures: int = 0,
     ) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE outbox SET next_poll_at = ?, last_status = ?, attempts = attempts + 1,"
                 " publish_failures = ? WHERE workflow_id = ?",
                 (next_poll_at, last_status, publish_failures, workflow_id),
@@ -288,16 +341,17 @@ class SqliteStore:
         await self._write(op)
 
     async def mark_published(self, workflow_id: str) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute("DELETE FROM outbox WHERE workflow_id = ?", (workflow_id,))
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM outbox WHERE workflow_id = ?", (workflow_id,))
 
         await self._write(op)
 
     async def pending_count(self) -> int:
-        db = self._db(self._reader)
-        async with db.execute("SELECT COUNT(*) FROM outbox") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._read("SELECT COUNT(*) FROM outbox")
+        return int(rows[0][0]) if rows else 0
+
+    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return await self._conn(self._reader).run(lambda db: db.execute(sql, params).fetchall())
 
     async def purge_starts(self, older_than: float) -> int:
         """Forget dedupe records created before `older_than` (epoch s); return how many.
@@ -305,16 +359,51 @@ class SqliteStore:
         Keep them longer than any redelivery can arrive (Kafka retention, AMQP requeue).
         """
 
-        async def op(db: aiosqlite.Connection) -> int:
-            cur = await db.execute("DELETE FROM starts WHERE created_at < ?", (older_than,))
-            return int(cur.rowcount)
+        total = 0
+        while True:  # in chunks: one long DELETE would hold every start's commit back
 
-        count: int = await self._write(op)
-        return count
+            def op(db: sqlite3.Connection) -> int:
+                cur = db.execute(
+                    "DELETE FROM starts WHERE rowid IN (SELECT rowid FROM starts"
+                    " WHERE created_at < ? LIMIT ?)",
+                    (older_than, PURGE_CHUNK),
+                )
+                return int(cur.rowcount)
+
+            count: int = await self._write(op)
+            total += count
+            if count < PURGE_CHUNK:
+                return total
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                purged = await self.purge_starts(time.time() - self.retention_seconds)
+            except Exception as exc:  # a failed purge is retried at the next interval
+                log.warning(
+                    "purge of dedupe records older than %gs failed: %s", self.retention_seconds, exc
+                )
+            else:
+                if purged:
+                    log.info(
+                        "purged %d dedupe records older than %gs", purged, self.retention_seconds
+                    )
+            await asyncio.sleep(self.purge_interval)
+
+
+def _existing(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
+    """key -> workflow id of the keys recorded already, in queries of CHUNK keys."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(f"SELECT key, workflow_id FROM starts WHERE key IN ({marks})", chunk)
+        found.update((str(k), str(w)) for k, w in rows)
+    return found
 
 
 def _settle(
-    batch: list[tuple[Op, asyncio.Future[Any]]],
+    batch: list[tuple[Write, asyncio.Future[Any]]],
     results: list[Any] | None,
     error: BaseException | None,
 ) -> None:

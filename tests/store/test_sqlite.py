@@ -159,7 +159,7 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 async def test_a_failing_write_does_not_fail_its_batch_neighbours(tmp_path: Path) -> None:
     async with SqliteStore(tmp_path / "g.db") as store:
 
-        async def broken(db: object) -> None:
+        def broken(db: object) -> None:
             raise sqlite3.OperationalError("boom")
 
         results = await asyncio.gather(
