@@ -35,6 +35,7 @@ async def test_cli_and_client_work_over_https_with_the_ca(
         "GATEWAY_CONDUCTOR__URL": https_conductor,
         "GATEWAY_CONDUCTOR__CA_FILE": str(tls_ca.ca),
         "GATEWAY_CONDUCTOR__TRANSPORT": transport,
+        "GATEWAY_CONDUCTOR__FLAVOR": "oss",
     }
     async with ConductorClient(
         https_conductor, flavor="oss", transport=transport, ca_file=str(tls_ca.ca)
