@@ -12,8 +12,14 @@ environment to workflows. Only path lookups exist here: nothing is evaluated.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
+
+import orjson
+from jsonpath_ng import JSONPath
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 _EXPR = re.compile(r"\$\{([^}]*)\}")
 _ESCAPED_OR_EXPR = re.compile(r"(\$?)\$\{([^}]*)\}")
@@ -43,6 +49,8 @@ def _resolve_string(text: str, context: dict[str, Any], task_id: str | None) -> 
 
 def _value(match: re.Match[str], context: dict[str, Any], task_id: str | None) -> Any:
     path = match.group(match.lastindex or 1).strip()
+    if not path:
+        return ""  # `${}` and `${ }` (ParametersUtils.replaceVariables)
     if path == TASK_ID:
         return match.group(0) if task_id is None else task_id
     return lookup(context, path)
@@ -51,14 +59,80 @@ def _value(match: re.Match[str], context: dict[str, Any], task_id: str | None) -
 def _replacement(match: re.Match[str], context: dict[str, Any], task_id: str | None) -> str:
     if match.group(1):  # `$${x}` is the literal text `${x}` (ParametersUtils)
         return "${" + match.group(2) + "}"
-    if match.group(2).strip() == TASK_ID and task_id is None:
+    path = match.group(2).strip()
+    if path == TASK_ID and task_id is None:
         return match.group(0)
+    value = _value(match, context, task_id)
+    if _indefinite(path) and isinstance(value, list):
+        # Jayway gives a JSONArray there, whose toString is JSON: ["a","b"].
+        return orjson.dumps(value).decode()
     # As Java's toString prints them: {a=1}, [x, y], null (ParametersUtils.replaceVariables).
-    return java_text(_value(match, context, task_id))
+    return java_text(value)
 
 
 def lookup(context: dict[str, Any], path: str) -> Any:
-    """Follow a dotted path with optional `[n]` indexes; None when any step is missing."""
+    """The value at a Jayway JsonPath `path` (without its `$.`) in `context`, as Conductor
+    reads it with SUPPRESS_EXCEPTIONS: a definite path gives its value or None, an indefinite
+    one (`[*]`, `..`, a filter, a slice, a union) the list of what it matched; a trailing
+    `length()`, `keys()`, `sum()`, `min()`, `max()` or `avg()` applies to a definite value."""
+    if _SIMPLE.match(path):
+        return _follow(context, path)
+    function = _FUNCTION.search(path)
+    if function is not None:
+        path = path[: function.start()]
+        if _indefinite(path):
+            return None  # Jayway 2.4's functions fail on a list of matches (checked)
+    expression = _compiled(path.removeprefix("$").removeprefix("."))
+    if expression is None:
+        return None
+    found = [match.value for match in expression.find(context)]
+    if _indefinite(path):
+        return found
+    value = found[0] if found else None
+    return _apply(function.group(1), value) if function is not None else value
+
+
+_SIMPLE = re.compile(r"^[\w-]+(\[\d+\])*(\.[\w-]+(\[\d+\])*)*$")
+_FUNCTION = re.compile(r"\.(length|size|keys|sum|min|max|avg)\(\)$")
+_INDEFINITE = re.compile(r"\.\.|\*|\[\s*\?|\[[^\]'\"]*[:,][^\]'\"]*\]")
+
+
+def _indefinite(path: str) -> bool:
+    return bool(_INDEFINITE.search(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(path: str) -> JSONPath | None:
+    try:
+        expression: JSONPath = parse_jsonpath("$." + path if path else "$")
+    except Exception:  # the parser raises several types; a malformed path reads as null
+        return None
+    return expression
+
+
+def _apply(function: str, value: Any) -> Any:
+    if function in ("length", "size"):
+        return len(value) if isinstance(value, list | dict | str) else None
+    if function == "keys":
+        return list(value) if isinstance(value, dict) else None
+    numbers = [v for v in value if _number(v)] if isinstance(value, list) else []
+    if not numbers:
+        return None
+    totals: dict[str, Callable[[list[Any]], Any]] = {
+        "sum": sum,
+        "min": min,
+        "max": max,
+        "avg": lambda n: sum(n) / len(n),
+    }
+    return float(totals[function](numbers))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _follow(context: dict[str, Any], path: str) -> Any:
+    """A dotted path with optional `[n]` indexes, without a JsonPath parser (the common case)."""
     current: Any = context
     for part in path.split("."):
         match = _INDEX.match(part)

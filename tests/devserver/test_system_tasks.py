@@ -199,6 +199,7 @@ class Loopback:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures_left = 0
+        self.failure_status = 500
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -210,7 +211,7 @@ class Loopback:
             await asyncio.sleep(2)
         if request.path == "/flaky" and self.failures_left > 0:
             self.failures_left -= 1
-            return web.Response(status=503, text="try later")
+            return web.Response(status=self.failure_status, text="try later")
         if request.path == "/missing":
             return web.Response(status=404, text="no such order")
         if request.path == "/text":
@@ -261,7 +262,7 @@ async def test_http_response_as_conductor_gives_it(api: Api) -> None:
 
 
 async def test_http_error_status_fails_and_follows_the_retry_policy(api: Api) -> None:
-    """503 twice, then 200: with retryCount 2 the third attempt completes the workflow; a 404
+    """500 twice, then 200: with retryCount 2 the third attempt completes the workflow; a 404
     without retries fails it with Conductor's reason, the response being the error text."""
     await api.task_defs({"name": api.name("flaky"), "retryCount": 2, "retryDelaySeconds": 0,
                          "responseTimeoutSeconds": 10})  # fmt: skip
@@ -275,13 +276,27 @@ async def test_http_error_status_fails_and_follows_the_retry_policy(api: Api) ->
     assert ok["status"] == "COMPLETED"
     assert [t["status"] for t in ok["tasks"]] == ["FAILED", "FAILED", "COMPLETED"]
     assert ok["tasks"][0]["reasonForIncompletion"] == (
-        "Failed to invoke HTTP task due to: java.lang.Exception: 503 Service Unavailable on GET "
-        f'request for "{server.url}/flaky": "try later"')  # fmt: skip
+        "Failed to invoke HTTP task due to: java.lang.Exception: 500 Internal Server Error on "
+        f'GET request for "{server.url}/flaky": "try later"')  # fmt: skip
     failed = task(missing, "missing")
     assert (missing["status"], failed["status"]) == ("FAILED", "FAILED")
     assert failed["outputData"]["response"] == (
         f'java.lang.Exception: 404 Not Found on GET request for "{server.url}/missing": '
         '"no such order"')  # fmt: skip
+
+
+async def test_http_503_is_asked_again_once_by_the_client(api: Api) -> None:
+    """As the real server's HTTP client: a 503 is asked again once (after 1 s without a
+    Retry-After) before the task sees an answer; a second 503 fails the attempt."""
+    async with Loopback() as server:
+        server.failures_left, server.failure_status = 1, 503
+        once = await run(api, [http_task("once", uri=f"{server.url}/flaky", method="GET")], {})
+        server.failures_left = 2
+        twice = await run(api, [http_task("twice", uri=f"{server.url}/flaky", method="GET")], {})
+    assert [t["status"] for t in once["tasks"]] == ["COMPLETED"]
+    assert [t["status"] for t in twice["tasks"]] == ["FAILED"]
+    assert "503 Service Unavailable" in task(twice, "twice")["reasonForIncompletion"]
+    assert [r["path"] for r in server.requests].count("/flaky") == 4
 
 
 async def test_http_read_timeout_and_refused_connection(api: Api) -> None:

@@ -382,3 +382,30 @@ async def rerun_calls_a_failed_http_task_again(d: Driver) -> list[Any]:
         again = await d.ended(workflow_id)
         return [snapshot(failed, d) | {"output": None}, snapshot(done, d), after_task,
                 snapshot(again, d), dict(server.calls)]  # fmt: skip
+
+
+@shape
+async def jsonpath_beyond_dots(d: Driver) -> list[Any]:
+    """Conductor reads `${...}` with Jayway JsonPath: wildcards, filters, deep scan, slices and
+    unions give lists (rendered as JSON inside text), bracket keys with spaces, negative
+    indexes, a leading `$.`, and functions on a definite value; misses give null or []."""
+    order = {"items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}, {"sku": "c", "qty": 5}],
+             "customer": {"name": "ada", "first name": "A"}, "nums": [1, 2, 5]}  # fmt: skip
+    paths = {
+        "star": "items[*].sku", "filter": "items[?(@.qty > 1)].sku",
+        "bracket": "['customer']['name']", "spaced": "customer['first name']",
+        "deep": "..sku", "last": "items[-1].sku", "slice": "items[0:2]",
+        "union": "items[0,2].sku", "beyond": "items[7]", "mapindex": "customer[0]",
+        "length": "items.length()", "keys": "customer.keys()", "sum": "nums.sum()",
+        "max": "nums.max()", "avg": "nums.avg()", "starsum": "items[*].qty.sum()",
+        "malformed": "items[?(@.qty >",
+    }  # fmt: skip
+    mapped = {k: "${workflow.input.order" + ("" if v[0] in ".[" else ".") + v + "}"
+              for k, v in paths.items()}  # fmt: skip
+    mapped |= {"missing": "${workflow.input.nothing[*].x}", "dollar": "${$.workflow.input.n}",
+               "text": "skus=${workflow.input.order.items[*].sku} n=${workflow.input.order."
+                       "items.length()} c=${workflow.input.order.customer}",
+               "fromtask": "${calc.output.result[1:]}", "blank": "a${}b${ }c"}  # fmt: skip
+    await d.workflow_def("jpath", [inline("calc", "[1, 2, 3]")], outputParameters=mapped)
+    wf = await d.ended(await d.start("jpath", {"order": order, "n": 3}))
+    return [snapshot(wf, d)]
