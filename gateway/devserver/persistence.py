@@ -11,9 +11,11 @@ Finding what changed must not cost a serialisation of every workflow per request
 workflow has cheap marks (statuses, counts and update times of it and its tasks); it is
 serialised and compared byte for byte only when its marks moved, when it was updated in the
 millisecond of the last capture or since (a change in the same millisecond need not move a
-mark), or, for unfinished workflows, on a full pass every FULL_PASS_SECONDS that bounds what a
-change that moves no mark could miss. Definitions are replaced, never edited, by the metadata:
-they are compared by identity, and their JSON is cached.
+mark), or when its turn comes: each capture compares one in PASS_SLICES of the unfinished
+workflows regardless, so a change that moves no mark is written within PASS_SLICES captures
+(the sweeper alone captures every 0.1 s: 5 s), without one long pause over all of them.
+Definitions are replaced, never edited, by the metadata: they are compared by identity, and
+their JSON is cached.
 
 Records are JSON, never pickles: a task's place in the definition tree (`TaskRecord.node`) is
 stored as its path and rebuilt from the stored definition. The file is held with SQLite's
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from gateway.devserver.tasks.tree import Node, Tree
 
 SCHEMA_VERSION = 1
-FULL_PASS_SECONDS = 5.0
+PASS_SLICES = 50
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS task_defs (name TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -116,7 +117,7 @@ class Persistence:
         self._engine: bytes | None = None
         self._archived: set[str] = set()
         self._captured_at = 0  # engine time (ms) of the last capture
-        self._next_full_pass = 0.0
+        self._slice = 0  # the slice of unfinished workflows this capture compares in full
         self._wires = WireCache()
 
     # --- open and load -------------------------------------------------------------------
@@ -229,9 +230,7 @@ class Persistence:
         self._defs = defs
 
     def _capture_workflows(self, engine: Engine, batch: Batch) -> None:
-        full = time.monotonic() >= self._next_full_pass
-        if full:
-            self._next_full_pass = time.monotonic() + FULL_PASS_SECONDS
+        self._slice = turn = (self._slice + 1) % PASS_SLICES
         since, self._captured_at = self._captured_at - 1, engine.now()
         workflows = engine.store.workflows
         for workflow_id, wf in workflows.items():
@@ -239,7 +238,8 @@ class Persistence:
             if known is not None and wf.terminal and known[0][:3] == ended_marks(wf):
                 continue  # an ended workflow changes only by retry, rerun, restart: all touch it
             mark, latest = marks(wf)
-            if known is not None and known[0] == mark and latest < since and not full:
+            in_turn = hash(workflow_id) % PASS_SLICES == turn
+            if known is not None and known[0] == mark and latest < since and not in_turn:
                 continue
             body = orjson.dumps(dump_workflow(wf, self._wires))
             if known is None or known[1] != body:
