@@ -157,6 +157,16 @@ class StoreSettings(_Section):
     postgres_dsn: SecretStr | None = Field(
         None, description="PostgreSQL DSN; when set it replaces SQLite (several replicas)."
     )
+    retention_seconds: float = Field(
+        1_209_600,
+        ge=0,
+        description="Keep dedupe records this long (default 14 days; 0 keeps them forever). "
+        "Set it longer than any redelivery can arrive: the source topic's retention.ms, or "
+        "the longest a message can wait in an AMQP queue.",
+    )
+    purge_interval_seconds: float = Field(
+        3600, gt=0, description="Seconds between background purges of expired dedupe records."
+    )
 
 
 class AdminSettings(_Section):

@@ -24,11 +24,20 @@ def build_store(settings: Settings) -> SqliteStore | PostgresStore:
     New outbox rows come due after `tracker.min_interval`, the tracker's first poll delay.
     """
     first_poll = settings.tracker.min_interval
+    keep, every = settings.store.retention_seconds, settings.store.purge_interval_seconds
     if settings.store.postgres_dsn is not None:
         return PostgresStore(
-            settings.store.postgres_dsn.get_secret_value(), first_poll_delay=first_poll
+            settings.store.postgres_dsn.get_secret_value(),
+            first_poll_delay=first_poll,
+            retention_seconds=keep,
+            purge_interval=every,
         )
-    return SqliteStore(settings.store.sqlite_path, first_poll_delay=first_poll)
+    return SqliteStore(
+        settings.store.sqlite_path,
+        first_poll_delay=first_poll,
+        retention_seconds=keep,
+        purge_interval=every,
+    )
 
 
 def unavailable_cause(exc: BaseException, settings: Settings) -> str:

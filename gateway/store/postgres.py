@@ -9,20 +9,29 @@ Same tables as the SQLite store, prefixed `gateway_`. What changes with several 
 - Migrations run under a transaction-scoped advisory lock, so replicas starting together do
   not race on CREATE.
 Commits are durable (`synchronous_commit` is left at the server's default, on).
+
+Dedupe look-ups asked together go out as one `WHERE key = ANY($1)` (gateway.coalesce): one
+round trip for a fetched batch instead of one per event. With `retention_seconds` set, records
+older than that are deleted in the background, in chunks, every `purge_interval` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from gateway.coalesce import Coalescer
 from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
 SCHEMA_VERSION = 2  # 2: gateway_outbox.publish_failures
+PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 
 _SCHEMA = """
@@ -83,12 +92,18 @@ class PostgresStore:
         claim_seconds: float = 60.0,
         min_size: int = 1,
         max_size: int = 10,
+        retention_seconds: float = 0.0,
+        purge_interval: float = 3600.0,
     ) -> None:
         self.dsn = dsn
         self.first_poll_delay = first_poll_delay
         self.claim_seconds = claim_seconds
         self.min_size, self.max_size = min_size, max_size
+        self.retention_seconds = retention_seconds  # 0: keep dedupe records forever
+        self.purge_interval = purge_interval
         self._pool: Any = None
+        self._purger: asyncio.Task[None] | None = None
+        self._lookups: Coalescer[str, str] = Coalescer(self.find_starts)
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -119,6 +134,11 @@ class PostgresStore:
         except BaseException:
             await self.close()  # a failed open leaves no pool (and its connections) behind
             raise
+        if self.retention_seconds > 0:
+            self._purger = asyncio.create_task(
+                purge_forever(self.purge_starts, self.retention_seconds, self.purge_interval),
+                name="postgres-store-purge",
+            )
 
     async def _migrate(self) -> None:
         async with self._pool.acquire() as db, db.transaction():
@@ -140,6 +160,11 @@ class PostgresStore:
             await db.execute("UPDATE gateway_schema_version SET version = $1", SCHEMA_VERSION)
 
     async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -150,10 +175,16 @@ class PostgresStore:
         return self._pool
 
     async def find_start(self, key: str) -> str | None:
-        value = await self._db().fetchval(
-            "SELECT workflow_id FROM gateway_starts WHERE key = $1", key
+        """Look-ups asked together are answered by one query (see the module's docstring)."""
+        self._db()
+        return await self._lookups.get(key)
+
+    async def find_starts(self, keys: Sequence[str]) -> dict[str, str]:
+        """The recorded workflow id of each key that has one."""
+        rows = await self._db().fetch(
+            "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])", list(keys)
         )
-        return None if value is None else str(value)
+        return {str(row["key"]): str(row["workflow_id"]) for row in rows}
 
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
@@ -216,7 +247,16 @@ class PostgresStore:
         return int(await self._db().fetchval("SELECT count(*) FROM gateway_outbox"))
 
     async def purge_starts(self, older_than: float) -> int:
-        status = await self._db().execute(
-            "DELETE FROM gateway_starts WHERE created_at < $1", older_than
-        )
-        return int(str(status).rsplit(" ", 1)[-1])
+        """Forget dedupe records created before `older_than` (epoch s); return how many."""
+        total = 0
+        while True:  # in chunks: one huge DELETE would hold its locks and WAL for long
+            status = await self._db().execute(
+                "DELETE FROM gateway_starts WHERE key IN (SELECT key FROM gateway_starts"
+                " WHERE created_at < $1 LIMIT $2)",
+                older_than,
+                PURGE_CHUNK,
+            )
+            count = int(str(status).rsplit(" ", 1)[-1])
+            total += count
+            if count < PURGE_CHUNK:
+                return total

@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar
 
 from gateway.coalesce import Coalescer
 from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 from gateway.store.thread import SqliteThread
 
@@ -149,7 +150,10 @@ class SqliteStore:
             raise
         self._task = asyncio.create_task(self._write_loop(), name="sqlite-store-writer")
         if self.retention_seconds > 0:
-            self._purger = asyncio.create_task(self._purge_loop(), name="sqlite-store-purge")
+            self._purger = asyncio.create_task(
+                purge_forever(self.purge_starts, self.retention_seconds, self.purge_interval),
+                name="sqlite-store-purge",
+            )
 
     async def _connect(self, name: str) -> SqliteThread:
         db = SqliteThread(self.path, synchronous=self.synchronous, name=name)
@@ -374,21 +378,6 @@ class SqliteStore:
             total += count
             if count < PURGE_CHUNK:
                 return total
-
-    async def _purge_loop(self) -> None:
-        while True:
-            try:
-                purged = await self.purge_starts(time.time() - self.retention_seconds)
-            except Exception as exc:  # a failed purge is retried at the next interval
-                log.warning(
-                    "purge of dedupe records older than %gs failed: %s", self.retention_seconds, exc
-                )
-            else:
-                if purged:
-                    log.info(
-                        "purged %d dedupe records older than %gs", purged, self.retention_seconds
-                    )
-            await asyncio.sleep(self.purge_interval)
 
 
 def _existing(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:

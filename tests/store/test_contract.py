@@ -29,9 +29,9 @@ StoreFactory = Callable[[], Any]
 @pytest.fixture(params=["sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "g.db", first_poll_delay=0.0)
+        return lambda **kw: SqliteStore(tmp_path / "g.db", first_poll_delay=0.0, **kw)
     dsn = request.getfixturevalue("postgres_dsn")
-    return lambda: PostgresStore(dsn, first_poll_delay=0.0)
+    return lambda **kw: PostgresStore(dsn, first_poll_delay=0.0, **kw)
 
 
 @pytest.fixture
@@ -95,6 +95,58 @@ async def test_purge_forgets_old_dedupe_records(store: Any) -> None:
     await store.record_start("old", "wf", "rpc")
     assert await store.purge_starts(time.time() + 1) == 1
     assert await store.find_start("old") is None
+
+
+async def test_a_batch_with_keys_twice_keeps_the_first_of_each(store: Any) -> None:
+    # Written together, these land in one group commit (SQLite) or race (PostgreSQL).
+    await store.record_start("b", "wf-b0", "rpc", TRACK)
+    keys = ["a", "b", "a", "c", "b", "c", "a"]
+    results = await asyncio.gather(
+        *(store.record_start(k, f"wf-{k}{i + 1}", "rpc", TRACK) for i, k in enumerate(keys))
+    )
+    kept = dict(zip(keys, results, strict=True))
+    assert [kept[k] for k in keys] == results  # every write of a key got the one kept id
+    assert kept["b"] == "wf-b0"  # recorded before the batch: it stays
+    assert kept["a"] in {"wf-a1", "wf-a3", "wf-a7"} and kept["c"] in {"wf-c4", "wf-c6"}
+    assert await store.pending_count() == 3  # one outbox row per kept workflow
+
+
+async def test_lookups_asked_together_each_get_their_own_answer(store: Any) -> None:
+    for i in range(0, 1200, 2):
+        await store.record_start(f"k{i}", f"wf{i}", "rpc")
+    found = await asyncio.gather(*(store.find_start(f"k{i}") for i in range(1200)))
+    assert found == [f"wf{i}" if i % 2 == 0 else None for i in range(1200)]
+
+
+async def test_purge_deletes_in_chunks_until_none_is_left(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(f"{type(store).__module__}.PURGE_CHUNK", 7)
+    await asyncio.gather(*(store.record_start(f"old{i}", "wf", "rpc") for i in range(30)))
+    cut = time.time() + 0.01
+    await asyncio.sleep(0.05)
+    await store.record_start("new", "wf-new", "rpc")
+    assert await store.purge_starts(cut) == 30
+    assert await store.find_start("old0") is None and await store.find_start("old29") is None
+    assert await store.find_start("new") == "wf-new"
+
+
+async def test_the_background_purge_forgets_expired_records_only(
+    make_store: StoreFactory,
+) -> None:
+    async with make_store(retention_seconds=2.0, purge_interval=0.1) as store:
+        await store.record_start("old", "wf-old", "rpc")
+        await asyncio.sleep(2.1)
+        await store.record_start("new", "wf-new", "rpc")  # expires 2 s from now
+
+        async def forgotten() -> bool:
+            return await store.find_start("old") is None
+
+        deadline = time.monotonic() + 10
+        while not await forgotten():
+            assert time.monotonic() < deadline, "the expired record was never purged"
+            await asyncio.sleep(0.05)
+        assert await store.find_start("new") == "wf-new"
 
 
 async def test_postgres_replicas_claim_disjoint_rows(postgres_dsn: str) -> None:
