@@ -70,7 +70,9 @@ async def test_dependencies_down_at_start_are_reported_then_recovered(
         }
         async with gateway_run(tmp_path, start_rules(topic, workflow), config) as gateway:
             took, health, ready = await first_answers(gateway, 10)
-            print(f"first /healthz answer {took:.2f}s after spawn")
+            # 0.7-1.5 s on a loaded 2-core machine, all of it the interpreter's imports; the
+            # bound only catches an endpoint that waits for a dependency again.
+            assert took < 5, f"first /healthz answer {took:.2f}s after spawn"
             assert (health, ready) == (200, 503)
             reasons = await gateway.wait_reason("conductor: not reachable at", 20)
             assert "check conductor.url" in reasons[0]
