@@ -142,9 +142,13 @@ rules:
     assert code == 0, gateway.tail()
 
 
-@pytest.mark.parametrize("after", [0.2, 1.0])
-async def test_sigterm_early_in_start_up_exits_0(
-    kafka_bootstrap: str, devserver: DevServer, tmp_path: Path, after: float
+@pytest.mark.parametrize(
+    ("after", "signum"),
+    [(0.2, signal.SIGTERM), (1.0, signal.SIGTERM), (1.0, signal.SIGINT)],
+    ids=["SIGTERM-0.2s", "SIGTERM-1s", "SIGINT-1s"],
+)
+async def test_a_signal_early_in_start_up_exits_0(
+    kafka_bootstrap: str, devserver: DevServer, tmp_path: Path, after: float, signum: int
 ) -> None:
     config = {
         "kafka": kafka_config(kafka_bootstrap, unique("gw")),
@@ -152,7 +156,7 @@ async def test_sigterm_early_in_start_up_exits_0(
     }
     async with gateway_run(tmp_path, start_rules(unique("orders"), "flow"), config) as gateway:
         await asyncio.sleep(max(0.0, after - (time.monotonic() - gateway.started)))
-        code = await gateway.stop(signal.SIGTERM, timeout=30)
+        code = await gateway.stop(signum, timeout=30)
     assert code == 0, gateway.tail()
     assert "Traceback" not in gateway.text(), gateway.tail()
 
