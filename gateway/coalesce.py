@@ -21,22 +21,28 @@ class Coalescer(Generic[K, V]):
     """`await coalescer.get(key)`: the value `fetch` returns for it, or None when absent."""
 
     def __init__(
-        self, fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]], max_batch: int = 500
+        self,
+        fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]],
+        max_batch: int = 500,
+        concurrency: int = 1,
     ) -> None:
         self._fetch = fetch
         self._max_batch = max_batch
+        self._concurrency = concurrency
         self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
-        self._runner: asyncio.Task[None] | None = None
+        self._runners: set[asyncio.Task[None]] = set()
 
     async def get(self, key: K) -> V | None:
         future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run(), name="coalesced-lookups")
+        if len(self._runners) < self._concurrency:
+            runner = asyncio.create_task(self._run(), name="coalesced-lookups")
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
         return await future
 
     async def _run(self) -> None:
-        # One fetch at a time: the keys asked for during a fetch form the next batch.
+        # Up to `concurrency` fetches at a time: keys asked for meanwhile form the next batch.
         while self._waiting:
             keys = list(self._waiting)[: self._max_batch]
             batch = {key: self._waiting.pop(key) for key in keys}

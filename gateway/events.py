@@ -120,20 +120,20 @@ def _too_deep(depth: int, max_depth: int) -> str:
 
 
 def _value_depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0, `[]` and `{}` are 1)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+    """Nesting depth of a value orjson parsed (a scalar is 0, `[]` and `{}` are 1), level by
+    level: two list comprehensions per level, not a Python step per element."""
+    depth = 0
+    level = [value]
+    while True:
+        containers = [item for item in level if type(item) is dict or type(item) is list]
+        if not containers:
+            return depth
+        depth += 1
+        level = [
+            child
+            for item in containers
+            for child in (item.values() if type(item) is dict else item)
+        ]
 
 
 def _nesting_depth(text: str) -> int:

@@ -171,7 +171,9 @@ class Executor:
         self._limits = RateLimits()
         self._starting = KeyLocks()
         # (workflow name, correlation id) -> the first workflow id, asked together
-        self._correlated: Coalescer[tuple[str, str], str] = Coalescer(self._find_correlated)
+        self._correlated: Coalescer[tuple[str, str], str] = Coalescer(
+            self._find_correlated, concurrency=4
+        )
 
     async def execute(self, plan: Plan, ctx: Context) -> str:
         """Run one plan; return a word for metrics: started, reused, done, skipped, noop."""
@@ -204,11 +206,10 @@ class Executor:
         first_sight = (
             ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event)
         )
-        recorded = None if first_sight else await self._store.find_start(key)
+        recorded, earlier = (None, None) if first_sight else await self._look_up(plan, ctx, key)
         if recorded is not None:
             await self._replies.answer(plan, ctx.event, await self._replies.current(plan, recorded))
             return "reused"
-        earlier = await self._started_before(plan, ctx, key)
         if earlier is not None:
             run, outcome = await self._replies.current(plan, earlier), "reused"
         else:
@@ -229,6 +230,26 @@ class Executor:
         await self._replies.answer(plan, ctx.event, run)
         return outcome
 
+    async def _look_up(self, plan: Plan, ctx: Context, key: str) -> tuple[str | None, str | None]:
+        """(the workflow the store recorded for `key`, the one Conductor knows by the event's
+        correlation id). Both are asked at once: a suspect event of a backlog misses the store
+        (it was never recorded) and needs Conductor's answer next, so waiting for one before
+        asking the other only adds latency. Conductor's answer counts only when the store has
+        no record, and so does its failure."""
+        handle = self._correlation_handle(plan, ctx, key)
+        if handle is None:
+            return await self._store.find_start(key), None
+        recorded, earlier = await asyncio.gather(
+            self._store.find_start(key), self._correlated.get(handle), return_exceptions=True
+        )
+        if isinstance(recorded, BaseException):
+            raise recorded
+        if recorded is not None:
+            return recorded, None
+        if isinstance(earlier, BaseException):
+            raise earlier
+        return None, earlier
+
     async def _call_start(self, plan: Plan, key: str) -> WorkflowRun:
         params = dict(plan.params)
         # Without a rule-given correlation id the dedupe key becomes it: the one handle a
@@ -245,17 +266,18 @@ class Executor:
         workflow_id = str(await self._client.start_workflow(**params))
         return WorkflowRun(workflow_id=workflow_id, status="RUNNING")
 
-    async def _started_before(self, plan: Plan, ctx: Context, key: str) -> str | None:
+    @staticmethod
+    def _correlation_handle(plan: Plan, ctx: Context, key: str) -> tuple[str, str] | None:
         """After a crash, the start may have reached Conductor without reaching the store.
 
         When the correlation id is the event's identity (the rule sets none, so the dedupe key
         is used, or sets it equal to idempotency_key), a possibly redelivered start looks for
-        that workflow first.
+        that workflow too: (workflow name, correlation id), or None when it cannot.
         """
         given = plan.params.get("correlation_id")
         if not ctx.suspect or (given and given != plan.idempotency_key):
             return None
-        return await self._correlated.get((str(plan.params["name"]), given or key))
+        return str(plan.params["name"]), given or key
 
     async def _find_correlated(
         self, wanted: Sequence[tuple[str, str]]

@@ -31,13 +31,17 @@ class SqliteThread:
         await self.run_raw(self._connect)
 
     def _connect(self) -> None:
+        self._db = self.sibling(busy_timeout_ms=5000)
+
+    def sibling(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
+        """A new connection to the same file with the same settings, for the caller's thread."""
         try:
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise OSError(f"store.sqlite_path '{self._path}': cannot open: {exc}") from exc
         db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
-        self._db = db
+        db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        return db
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` in the connection's thread; return what it returns."""
