@@ -195,7 +195,11 @@ def translate_aiohttp_errors(method: str, url: str) -> Iterator[None]:
 def _cannot_connect(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
     if "WRONG_VERSION_NUMBER" in reason:  # an https URL, a plain http port
-        reason = "it answered without TLS; use http:// in conductor.url, or its https port"
+        # Not transient, like an untrusted certificate: a retry meets the same plaintext port.
+        return ConductorError(
+            f"{_where(method, url)}: cannot connect to Conductor: it answered without TLS; use "
+            "http:// in conductor.url, or its https port"
+        )
     return ConnectFailed(f"{_where(method, url)}: cannot connect to Conductor: {reason}")
 
 

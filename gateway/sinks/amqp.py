@@ -56,9 +56,15 @@ class AmqpSink:
             )
         except (*_FAILURES, TimeoutError) as exc:
             # Imported here: the source imports the sinks (its dead letters go through them).
-            from gateway.sources.amqp import unavailable_cause
+            from gateway.sources.amqp import security_problem
 
-            raise PublishError(f"amqp: {unavailable_cause(exc, self.settings)}") from exc
+            problem = security_problem(exc, self.settings)
+            raise PublishError(
+                f"amqp: {problem}"
+                if problem
+                else f"amqp.url '{_safe_url(self.settings)}': cannot connect "
+                f"({type(exc).__name__}: {exc}); check the broker and credentials"
+            ) from exc
 
     async def stop(self) -> None:
         connection, self._connection = self._connection, None

@@ -57,7 +57,7 @@ class KafkaSink:
         except (KafkaError, OSError, TimeoutError) as exc:
             await close_producer(producer, grace=0.0, timeout=self.timeout)
             servers = ",".join(self.settings.bootstrap_servers)
-            problem = await security_problem(self.settings)
+            problem = await security_problem(self.settings, min(self.timeout, 2.0))
             raise PublishError(
                 f"kafka: {problem}"
                 if problem

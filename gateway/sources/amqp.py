@@ -503,16 +503,18 @@ def unavailable_cause(exc: BaseException, settings: AmqpSettings) -> str:
     detail = (str(exc).splitlines() or [""])[0]
     if parts.password:
         detail = detail.replace(parts.password, "****")
-    problem = _secured_problem(detail, settings, where)
+    problem = security_problem(exc, settings)
     if problem is not None:
         return problem
     what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return f"cannot connect to {where} ({what}); check amqp.url and that the broker is up"
 
 
-def _secured_problem(detail: str, settings: AmqpSettings, where: str) -> str | None:
-    """TLS and login failures, worded with the setting that fixes them."""
+def security_problem(exc: BaseException, settings: AmqpSettings) -> str | None:
+    """A TLS or login failure worded with the setting that fixes it; None for other failures."""
     parts = urlsplit(settings.url.get_secret_value())
+    where = f"{parts.hostname}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
+    detail = (str(exc).splitlines() or [""])[0]
     if "ACCESS_REFUSED" in detail:
         return (
             f"{where} refused the login of user '{parts.username}'; check the user and password "

@@ -56,7 +56,7 @@ def security_options(settings: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-async def security_problem(settings: KafkaSettings) -> str | None:
+async def security_problem(settings: KafkaSettings, timeout: float = PROBE_SECONDS) -> str | None:
     """Why the first bootstrap server refuses us, when TLS or SASL is the reason; else None.
 
     The Kafka client logs the TLS or SASL error and raises only "Unable to bootstrap", so this
@@ -65,15 +65,19 @@ async def security_problem(settings: KafkaSettings) -> str | None:
     host, _, port = settings.bootstrap_servers[0].rpartition(":")
     options = security_options(settings)
     try:
-        async with asyncio.timeout(PROBE_SECONDS):
-            connection = await create_conn(host, int(port), request_timeout_ms=4_000, **options)
+        async with asyncio.timeout(timeout):
+            connection = await create_conn(
+                host, int(port), request_timeout_ms=int(timeout * 1000), **options
+            )
+    except TimeoutError:
+        return None  # no answer at all: not a TLS or SASL refusal
     except SaslAuthenticationFailed:
         return (
             f"{host}:{port} refused the login of user '{settings.sasl_username}' "
             f"({settings.sasl_mechanism or 'PLAIN'}); check kafka.sasl_username and "
             "kafka.sasl_password"
         )
-    except (KafkaConnectionError, OSError, TimeoutError) as exc:
+    except (KafkaConnectionError, OSError) as exc:
         return _connection_problem(f"{type(exc).__name__}: {exc}", settings, f"{host}:{port}")
     connection.close()
     return None

