@@ -37,19 +37,16 @@ def tls_problem(
             f"certificate verify failed: the server's certificate is not valid for {host}; "
             "connect by a name it lists, or reissue it with that name in subjectAltName"
         )
-    if any(s in text for s in ("local issuer", "self-signed", "self signed", "unknown ca)")):
-        if "alert unknown ca" in text:
-            return (
-                f"{host} refused our client certificate ({prefix}.ssl_certfile): it is not "
-                "signed by a CA the server trusts"
-            )
-        trusted = (
-            f"{prefix}.{ca_key}={cafile}"
-            if cafile
-            else f"not in {prefix}.{ca_key} or the system store"
-        )
+    if "alert unknown ca" in text or "alert bad certificate" in text:
         return (
-            f"certificate verify failed: unknown CA ({trusted}); set {prefix}.{ca_key} to the "
+            f"{host} refused our client certificate ({prefix}.ssl_certfile): it is not "
+            "signed by a CA the server trusts"
+        )
+    if any(s in text for s in ("local issuer", "self-signed", "self signed")):
+        setting = f"{prefix}.{ca_key}"
+        trusted = f"{setting}={cafile}" if cafile else f"not in {setting} or the system store"
+        return (
+            f"certificate verify failed: unknown CA ({trusted}); set {setting} to the "
             "CA that signed the server's certificate"
         )
     if "certificate required" in text or "certificate_required" in text:

@@ -40,6 +40,7 @@ KAFKA_CASES = [
     "plaintext_to_tls_port",
     "tls_to_plaintext_port",
     "no_client_certificate",
+    "untrusted_client_certificate",
 ]
 AMQP_CASES = [
     "wrong_password",
@@ -49,6 +50,7 @@ AMQP_CASES = [
     "plaintext_to_tls_port",
     "tls_to_plaintext_port",
     "no_client_certificate",
+    "untrusted_client_certificate",
 ]
 
 
@@ -91,6 +93,15 @@ def kafka_case(name: str, kafka: ApacheKafka, ca: Authority, proxies: dict[str, 
             {},
             "set kafka.ssl_certfile and kafka.ssl_keyfile",
         ),
+        "untrusted_client_certificate": (
+            {
+                **kafka_mtls(kafka, ca),
+                "ssl_certfile": str(ca.wrong_client.cert),
+                "ssl_keyfile": str(ca.wrong_client.key),
+            },
+            {},
+            f"check that it trusts the CA of kafka.ssl_certfile={ca.wrong_client.cert}",
+        ),
     }
     sections, secrets, expected = table[name]
     return Case({"kafka": sections}, secrets, expected, "kafka:anything")
@@ -100,7 +111,11 @@ def amqp_case(name: str, rabbit: RabbitMQ, ca: Authority, proxies: dict[str, Tls
     tls_url, plain_port = rabbit.tls_url, rabbit.port
     good = amqp_tls(ca)
     table: dict[str, tuple[dict[str, Any], str, str]] = {
-        "wrong_password": (good, tls_url.replace(AMQP_PASSWORD, "not-it"), "password in amqp.url"),
+        "wrong_password": (
+            good,
+            tls_url.replace(AMQP_PASSWORD, "not-" + AMQP_PASSWORD),
+            "password in amqp.url",
+        ),
         "unknown_ca": (
             {**good, "ssl_cafile": str(ca.wrong_ca)},
             tls_url,
@@ -126,6 +141,15 @@ def amqp_case(name: str, rabbit: RabbitMQ, ca: Authority, proxies: dict[str, Tls
             {"ssl_cafile": str(ca.ca)},
             tls_url,
             "set amqp.ssl_certfile and amqp.ssl_keyfile",
+        ),
+        "untrusted_client_certificate": (
+            {
+                **good,
+                "ssl_certfile": str(ca.wrong_client.cert),
+                "ssl_keyfile": str(ca.wrong_client.key),
+            },
+            tls_url,
+            "amqp.ssl_certfile",
         ),
     }
     sections, url, expected = table[name]
