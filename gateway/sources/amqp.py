@@ -529,9 +529,14 @@ def security_problem(exc: BaseException, settings: AmqpSettings) -> str | None:
                 f"{where} reset the connection; if it is a TLS port, use amqps:// in amqp.url "
                 "(with amqp.ssl_cafile)"
             )
-        if settings.ssl_certfile is None:  # TLS 1.3: a missing client cert may show as a reset
+        # TLS 1.3: a missing or refused client certificate may show only as a reset.
+        if settings.ssl_certfile is None:
             return (
                 f"{where} reset the connection after the TLS handshake; if it requires client "
                 "certificates, set amqp.ssl_certfile and amqp.ssl_keyfile"
             )
+        return (
+            f"{where} reset the connection after the TLS handshake; check that it trusts the CA "
+            f"of amqp.ssl_certfile={settings.ssl_certfile}"
+        )
     return problem

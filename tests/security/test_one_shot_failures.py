@@ -4,6 +4,7 @@ wrong and which setting fixes it, and never prints a password."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,9 @@ from tests.tlsca import Authority
 pytestmark = pytest.mark.brokers
 
 
-async def send_fails(case: Case, tmp_path: Path) -> str:
-    config = tmp_path / "gateway.yaml"
+async def send_fails(name: str, case: Case, base: Path) -> str:
+    base.mkdir()
+    config = base / "gateway.yaml"
     config.write_text(json.dumps(case.sections))
     code, out, err = await run_gateway(
         "dev", "send", "--config", str(config), case.destination, "{}",
@@ -38,33 +40,40 @@ async def send_fails(case: Case, tmp_path: Path) -> str:
     )  # fmt: skip
     # The client libraries may log the raw error first; the command's own error is one line.
     lines = [line for line in err.splitlines() if line.startswith("gateway: error: ")]
-    assert code != 0 and len(lines) == 1, err
+    assert code != 0 and len(lines) == 1, f"{name}: {err}"
     no_secret_in(out + err)
     return lines[0]
 
 
-@pytest.mark.parametrize("name", KAFKA_CASES)
-async def test_kafka_mistake_is_one_line_naming_the_fix(
-    name: str,
+async def each_fails_saying_why(cases: dict[str, Case], tmp_path: Path) -> None:
+    """All cases side by side (each a `gateway dev send` process); each error names its fix."""
+    lines = await asyncio.gather(*(send_fails(n, c, tmp_path / n) for n, c in cases.items()))
+    wrong = {
+        name: line
+        for (name, case), line in zip(cases.items(), lines, strict=True)
+        if case.expected not in line
+    }
+    assert not wrong, wrong
+
+
+async def test_kafka_mistakes_are_one_line_naming_the_fix(
     secured_kafka: ApacheKafka,
     tls_ca: Authority,
     bad_certificates: dict[str, TlsProxy],
     tmp_path: Path,
 ) -> None:
-    case = kafka_case(name, secured_kafka, tls_ca, bad_certificates)
-    assert case.expected in await send_fails(case, tmp_path)
+    cases = {n: kafka_case(n, secured_kafka, tls_ca, bad_certificates) for n in KAFKA_CASES}
+    await each_fails_saying_why(cases, tmp_path)
 
 
-@pytest.mark.parametrize("name", AMQP_CASES)
-async def test_amqp_mistake_is_one_line_naming_the_fix(
-    name: str,
+async def test_amqp_mistakes_are_one_line_naming_the_fix(
     secured_rabbit: RabbitMQ,
     tls_ca: Authority,
     bad_certificates: dict[str, TlsProxy],
     tmp_path: Path,
 ) -> None:
-    case = amqp_case(name, secured_rabbit, tls_ca, bad_certificates)
-    assert case.expected in await send_fails(case, tmp_path)
+    cases = {n: amqp_case(n, secured_rabbit, tls_ca, bad_certificates) for n in AMQP_CASES}
+    await each_fails_saying_why(cases, tmp_path)
 
 
 @pytest.mark.parametrize(
