@@ -2,13 +2,16 @@
 
 Attributes:
 - `specversion` "1.0"
-- `id` `<workflowId>:<status>`: deterministic, so a consumer drops the duplicates that
-  at-least-once delivery can produce (a redelivered event carries the same id)
+- `id` `<workflowId>:<status>:<run mark>`: deterministic, so a consumer drops the duplicates
+  that at-least-once delivery can produce (a redelivered event carries the same id). The run
+  mark is the end time (epoch ms) for a terminal status and the start time for a transition:
+  Conductor OSS sets a new end time each time a retried, restarted or rerun workflow ends and a
+  new start time on restart, so the same status reached again by another run gets another id
 - `source` `/conductor-gateway/rules/<rule>` (a URI-reference; the rule name percent-encoded)
 - `type` `io.conductor.workflow.<status lowercased>` (completed, failed, timed_out, terminated,
   paused, running)
 - `subject` the workflow id (absent from an execute answer without one; its id is then
-  `request:<requestId or trigger event id>:<status>`)
+  `request:<requestId or trigger event id>:<status>:<run mark>`)
 - `time` the workflow's end time (else its last update), RFC 3339 UTC
 - `datacontenttype` application/json
 
@@ -98,6 +101,9 @@ def build_event(workflow: Workflow, trigger: Trigger) -> CompletionEvent:
         workflow_id=workflow.workflow_id,
         status=workflow.status,
         when=workflow.end_time or workflow.update_time,
+        mark=run_mark(
+            workflow.status, workflow.end_time, workflow.start_time or workflow.create_time
+        ),
         data={
             "workflowId": workflow.workflow_id,
             "workflowType": workflow.workflow_name,
@@ -126,6 +132,7 @@ def build_run_event(
         # refused before it started) has no subject and an id from the request instead.
         id_base=run.workflow_id or f"request:{run.request_id or trigger.event_id}",
         when=run.update_time,
+        mark=run_mark(status, end, run.create_time),
         data={
             "workflowId": run.workflow_id,
             "workflowType": workflow_name,
@@ -141,18 +148,31 @@ def build_run_event(
     )
 
 
+def run_mark(status: str, end_time: int | None, start_time: int | None) -> int | None:
+    """What tells this run's `status` from the same status reached by a later run.
+
+    Checked on Conductor OSS 3.x: a terminal status gets a new `endTime` whenever a retried,
+    restarted or rerun workflow ends again, and re-reading an ended workflow gives the same one;
+    restart also sets a new `startTime`. A retried workflow keeps its old `endTime` while it is
+    RUNNING again, so a transition is marked by the start time, never the end time.
+    """
+    return (end_time if status in TERMINAL else start_time) or None
+
+
 def _event(
     *,
     workflow_id: str | None,
     status: str,
     when: int | None,
+    mark: int | None,
     data: dict[str, Any],
     trigger: Trigger,
     id_base: str | None = None,
 ) -> CompletionEvent:
+    base = f"{id_base or workflow_id}:{status}"
     attributes = {
         "specversion": SPECVERSION,
-        "id": f"{id_base or workflow_id}:{status}",
+        "id": base if mark is None else f"{base}:{mark}",
         "source": source_uri(trigger.rule),
         "type": event_type(status),
         "time": rfc3339(when),
@@ -231,10 +251,12 @@ def build_listener_event(
         return None
     end = _epoch_ms(payload.get("endTime"))
     output = payload.get("output")
+    start = _epoch_ms(payload.get("startTime"))
     return _event(
         workflow_id=workflow_id,
         status=status,
         when=end or _epoch_ms(payload.get("updateTime")),
+        mark=run_mark(status, end, start),
         data={
             "workflowId": workflow_id,
             "workflowType": payload.get("workflowType") or message.get("workflowName"),
@@ -243,7 +265,7 @@ def build_listener_event(
             "correlationId": payload.get("correlationId"),
             "output": output if isinstance(output, dict) else {},
             "reasonForIncompletion": payload.get("reasonForIncompletion"),
-            "startTime": _epoch_ms(payload.get("startTime")),
+            "startTime": start,
             "endTime": end,
         },
         trigger=trigger,

@@ -7,7 +7,7 @@ destination) with the workflow's run, as a CloudEvent built by `gateway.completi
   `wait_for_completion: true`, only when the workflow ends (the tracker answers).
 
 The answer goes out before the request is settled, so a crash in between repeats it: replies
-are at least once, and each carries the CloudEvent id `<workflowId>:<status>` for dedupe.
+are at least once, and each carries the CloudEvent id `<workflowId>:<status>:<run mark>` for dedupe.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from cloudevents.v1.kafka import KafkaMessage, from_binary
 
 from gateway.completion import (
     STRUCTURED_CONTENT_TYPE,
+    TERMINAL,
     Trigger,
     build_event,
     build_reply,
@@ -36,7 +37,7 @@ TRIGGER = Trigger("orders start", "kafka:orders:0:41", "kafka:orders")
 
 EXPECTED_ATTRIBUTES = {
     "specversion": "1.0",
-    "id": "wf-123:TIMED_OUT",
+    "id": "wf-123:TIMED_OUT:1764201661234",
     "source": "/conductor-gateway/rules/orders%20start",
     "type": "io.conductor.workflow.timed_out",
     "subject": "wf-123",
@@ -66,7 +67,7 @@ def test_structured_event_has_exact_attributes_and_data() -> None:
     document = json.loads(out.body)
     assert document == {**EXPECTED_ATTRIBUTES, "data": EXPECTED_DATA}
     parsed = from_json(out.body)  # the CloudEvents SDK accepts it
-    assert parsed["id"] == "wf-123:TIMED_OUT" and parsed.data == EXPECTED_DATA
+    assert parsed["id"] == "wf-123:TIMED_OUT:1764201661234" and parsed.data == EXPECTED_DATA
 
 
 def test_kafka_binary_mode_uses_ce_headers_and_content_type() -> None:
@@ -86,7 +87,7 @@ def test_kafka_binary_mode_uses_ce_headers_and_content_type() -> None:
 def test_amqp_binary_mode_uses_cloudevents_prefix_and_no_key() -> None:
     out = encode(build_event(WF, TRIGGER), Destination.parse("amqp:done"), "binary")
     assert out.key is None
-    assert out.headers["cloudEvents:id"] == "wf-123:TIMED_OUT"
+    assert out.headers["cloudEvents:id"] == "wf-123:TIMED_OUT:1764201661234"
     assert out.headers["cloudEvents:specversion"] == "1.0"
     assert "cloudEvents:datacontenttype" not in out.headers
 
@@ -95,7 +96,8 @@ def test_types_per_status() -> None:
     for status in ("COMPLETED", "FAILED", "TERMINATED", "PAUSED", "RUNNING"):
         event = build_event(WF.model_copy(update={"status": status}), TRIGGER)
         assert event.attributes["type"] == f"io.conductor.workflow.{status.lower()}"
-        assert event.id == f"wf-123:{status}"
+        mark = 1_764_201_661_234 if status in TERMINAL else 1_764_201_600_000  # end / start
+        assert event.id == f"wf-123:{status}:{mark}"
 
 
 def test_reply_for_a_synchronous_run() -> None:
@@ -116,7 +118,7 @@ def test_reply_for_a_synchronous_run() -> None:
         workflow_name="quote",
     )
     document = json.loads(out.body)
-    assert document["id"] == "wf-7:COMPLETED"
+    assert document["id"] == "wf-7:COMPLETED:1764201600500"  # ended at its last update
     assert document["type"] == "io.conductor.workflow.completed"
     assert document["data"]["output"] == {"ok": True}
     assert document["data"]["workflowType"] == "quote"

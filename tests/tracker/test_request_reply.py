@@ -94,7 +94,7 @@ async def test_synchronous_execution_answers_on_reply_to(
     assert reply.correlation_id == correlation
     assert reply.content_type == "application/cloudevents+json; charset=UTF-8"
     document = json.loads(reply.body)
-    assert document["id"] == f"{wf_id}:COMPLETED"
+    assert document["id"] == f"{wf_id}:COMPLETED:{document['data']['endTime']}"
     assert document["type"] == "io.conductor.workflow.completed"
     assert document["data"]["output"] == {"answer": 99}
 
@@ -127,6 +127,6 @@ async def test_start_rule_replies_with_the_completion_through_the_tracker(
             reply = await wait_get(replies)
     assert reply.correlation_id == correlation
     document = json.loads(reply.body)
-    assert document["id"] == f"{wf}:COMPLETED"
+    assert document["id"] == f"{wf}:COMPLETED:{document['data']['endTime']}"
     assert document["data"]["output"] == {"answer": 5}
     assert document["source"] == "/conductor-gateway/rules/start-and-reply"

@@ -109,4 +109,5 @@ async def test_tracker_waits_while_conductor_is_down_then_publishes(
                 while await store.pending_count():
                     await asyncio.sleep(0.05)
         await proxy.down()
-    assert json.loads(message.body)["id"] == f"{wf}:COMPLETED"
+    document = json.loads(message.body)
+    assert document["id"] == f"{wf}:COMPLETED:{document['data']['endTime']}"

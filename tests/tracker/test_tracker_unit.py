@@ -25,6 +25,9 @@ from tests.fakes import RecordingSink
 SETTINGS = TrackerSettings(min_interval=0.05, max_interval=0.4, concurrency=4, batch_size=50)
 
 
+END = 1_764_201_600_000  # the fake's end time, the run mark in terminal event ids
+
+
 class FakeConductor:
     def __init__(self) -> None:
         self.status: dict[str, str] = {}
@@ -44,7 +47,7 @@ class FakeConductor:
             workflow_id=workflow_id,
             workflow_name="flow",
             status=self.status[workflow_id],
-            end_time=1_764_201_600_000,
+            end_time=END,
         )
 
 
@@ -72,7 +75,7 @@ async def test_terminal_status_is_published_once_then_the_row_is_done(store: Sql
     tracker = Tracker(store, conductor, sink, SETTINGS)
     assert await tracker.run_once() == 1
     [(dest, event, corr)] = sink.sent
-    assert (dest, event["id"], corr) == ("amqp:done", "wf:FAILED", "corr-1")
+    assert (dest, event["id"], corr) == ("amqp:done", f"wf:FAILED:{END}", "corr-1")
     assert await store.pending_count() == 0
 
 
@@ -114,7 +117,7 @@ async def test_publish_failure_keeps_the_row_and_a_later_round_publishes(
     sink.failing = False
     await asyncio.sleep(SETTINGS.min_interval)
     await tracker.run_once()
-    assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
+    assert [e["id"] for _, e, _ in sink.sent] == [f"wf:COMPLETED:{END}"]
     assert await store.pending_count() == 0
 
 
@@ -149,7 +152,7 @@ async def test_paused_transition_is_published_once_when_requested(store: SqliteS
         await asyncio.sleep(SETTINGS.max_interval)
     conductor.status["wf"] = "COMPLETED"
     await tracker.run_once()
-    assert [e["id"] for _, e, _ in sink.sent] == ["wf:PAUSED", "wf:COMPLETED"]
+    assert [e["id"] for _, e, _ in sink.sent] == ["wf:PAUSED", f"wf:COMPLETED:{END}"]
 
 
 async def test_background_tracker_waits_while_conductor_is_not_ready(store: SqliteStore) -> None:
@@ -165,7 +168,7 @@ async def test_background_tracker_waits_while_conductor_is_not_ready(store: Sqli
         async with asyncio.timeout(5):
             while not sink.sent:
                 await asyncio.sleep(0.02)
-    assert [e["id"] for _, e, _ in sink.sent] == ["wf:COMPLETED"]
+    assert [e["id"] for _, e, _ in sink.sent] == [f"wf:COMPLETED:{END}"]
     assert await store.pending_count() == 0
 
 
