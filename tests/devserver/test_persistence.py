@@ -138,32 +138,48 @@ async def test_a_file_from_a_newer_gateway_is_refused(data: Path) -> None:
 
 
 async def test_timers_resume_after_a_restart(data: Path) -> None:
-    """A WAIT duration and a retry delay set before the restart fire after it."""
+    """A WAIT duration, a retry delay and a worker's callbackAfterSeconds, all set before the
+    restart, fire after it (and not at once)."""
     retried = {**TASK_DEF, "retryCount": 1, "retryDelaySeconds": 2}
     waiting = {**WORKFLOW_DEF, "name": "later", "tasks": [
         {"name": "w", "taskReferenceName": "w", "type": "WAIT",
          "inputParameters": {"duration": "1s"}}]}  # fmt: skip
+    calling = {**WORKFLOW_DEF, "name": "calls", "tasks": [
+        {"name": "slow", "taskReferenceName": "slow", "type": "SIMPLE"}]}  # fmt: skip
     async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
-        await _ok(await c.post("/metadata/taskdefs", json=[retried]))
-        await _ok(await c.post("/metadata/workflow", json=waiting))
-        await _ok(await c.post("/metadata/workflow", json=WORKFLOW_DEF))
+        await _ok(await c.post("/metadata/taskdefs", json=[retried, {**TASK_DEF, "name": "slow"}]))
+        for body in (waiting, calling, WORKFLOW_DEF):
+            await _ok(await c.post("/metadata/workflow", json=body))
         wait_id = await _ok(await c.post("/workflow", json={"name": "later", "input": {}}))
-        retry_id = await _ok(await c.post("/workflow", json={"name": "orders", "input": {}}))
-        task = await _ok(await c.get("/tasks/poll/pack"))
-        failed = {"taskId": task["taskId"], "workflowInstanceId": retry_id, "status": "FAILED"}
-        await _ok(await c.post("/tasks", json=failed))
+        reports = [
+            ("orders", "pack", {"status": "FAILED"}),
+            ("calls", "slow", {"status": "IN_PROGRESS", "callbackAfterSeconds": 2}),
+        ]
+        for name, queue, report in reports:
+            workflow_id = await _ok(await c.post("/workflow", json={"name": name, "input": {}}))
+            task = await _ok(await c.get(f"/tasks/poll/{queue}"))
+            body = {"taskId": task["taskId"], "workflowInstanceId": workflow_id, **report}
+            await _ok(await c.post("/tasks", json=body))
     async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
-        # The retry waits out its delay: not handed out at once after the restart ...
-        assert (await c.get("/tasks/poll/pack")).status_code == 204
-        # ... and both timers fire.
+        # The retry and the callback wait out their delays: nothing to poll at once ...
+        assert [(await c.get(f"/tasks/poll/{q}")).status_code for q in ("pack", "slow")] == [
+            204,
+            204,
+        ]
+        # ... and all three timers fire.
+        due: dict[str, Any] = {}
         for _ in range(100):
-            waited = await _ok(await c.get(f"/workflow/{wait_id}"))
-            polled = await c.get("/tasks/poll/pack")
-            if waited["status"] == "COMPLETED" and polled.status_code == 200:
+            due["wait"] = (await _ok(await c.get(f"/workflow/{wait_id}")))["status"]
+            for queue in ("pack", "slow"):
+                polled = await c.get(f"/tasks/poll/{queue}")
+                if polled.status_code == 200:
+                    due[queue] = polled.json()
+            if len(due) == 3 and due["wait"] == "COMPLETED":
                 break
             await asyncio.sleep(0.1)
-        assert waited["status"] == "COMPLETED"
-        assert polled.status_code == 200 and polled.json()["retryCount"] == 1
+        assert due["wait"] == "COMPLETED"
+        assert due["pack"]["retryCount"] == 1
+        assert due["slow"]["pollCount"] == 2 and due["slow"]["status"] == "IN_PROGRESS"
 
 
 async def test_removed_and_archived_workflows_stay_so_after_a_restart(data: Path) -> None:
