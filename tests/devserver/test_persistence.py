@@ -140,7 +140,7 @@ async def test_a_file_from_a_newer_gateway_is_refused(data: Path) -> None:
 async def test_timers_resume_after_a_restart(data: Path) -> None:
     """A WAIT duration, a retry delay and a worker's callbackAfterSeconds, all set before the
     restart, fire after it (and not at once)."""
-    retried = {**TASK_DEF, "retryCount": 1, "retryDelaySeconds": 2}
+    retried = {**TASK_DEF, "retryCount": 1, "retryDelaySeconds": 3}
     waiting = {**WORKFLOW_DEF, "name": "later", "tasks": [
         {"name": "w", "taskReferenceName": "w", "type": "WAIT",
          "inputParameters": {"duration": "1s"}}]}  # fmt: skip
@@ -153,7 +153,7 @@ async def test_timers_resume_after_a_restart(data: Path) -> None:
         wait_id = await _ok(await c.post("/workflow", json={"name": "later", "input": {}}))
         reports = [
             ("orders", "pack", {"status": "FAILED"}),
-            ("calls", "slow", {"status": "IN_PROGRESS", "callbackAfterSeconds": 2}),
+            ("calls", "slow", {"status": "IN_PROGRESS", "callbackAfterSeconds": 3}),
         ]
         for name, queue, report in reports:
             workflow_id = await _ok(await c.post("/workflow", json={"name": name, "input": {}}))
@@ -161,7 +161,8 @@ async def test_timers_resume_after_a_restart(data: Path) -> None:
             body = {"taskId": task["taskId"], "workflowInstanceId": workflow_id, **report}
             await _ok(await c.post("/tasks", json=body))
     async with DevServer(port=0, data=data) as server, httpx.AsyncClient(base_url=server.url) as c:
-        # The retry and the callback wait out their delays: nothing to poll at once ...
+        # The retry and the callback wait out their delays (3 s, well over a restart): nothing
+        # to poll at once ...
         assert [(await c.get(f"/tasks/poll/{q}")).status_code for q in ("pack", "slow")] == [
             204,
             204,
