@@ -145,6 +145,11 @@ def _serve_real(args: argparse.Namespace) -> int:
             "--real runs Conductor OSS, which has no Orkes flavour or keys: "
             "drop --flavor/--key-id/--key-secret-env, or drop --real"
         )
+    if args.data is not None:
+        raise ConfigError(
+            "--data keeps the dev server's state; --real runs Conductor OSS on its own SQLite "
+            "in a temporary directory: drop --data, or drop --real"
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
