@@ -33,13 +33,19 @@ class Coalescer(Generic[K, V]):
         self._runners: set[asyncio.Task[None]] = set()
 
     async def get(self, key: K) -> V | None:
+        return await self.ask(key)
+
+    def ask(self, key: K) -> asyncio.Future[V | None]:
+        """The future answer for `key`, without waiting for it (cancel it if it no longer
+        matters: the fetch still runs, its answer is dropped)."""
         future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
-        if len(self._runners) < self._concurrency:
+        # A finished runner leaves the set only in its done callback, later: count live ones.
+        if sum(not runner.done() for runner in self._runners) < self._concurrency:
             runner = asyncio.create_task(self._run(), name="coalesced-lookups")
-            self._runners.add(runner)
+            self._runners.add(runner)  # a strong reference while it runs
             runner.add_done_callback(self._runners.discard)
-        return await future
+        return future
 
     async def _run(self) -> None:
         # Up to `concurrency` fetches at a time: keys asked for meanwhile form the next batch.

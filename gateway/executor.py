@@ -239,16 +239,16 @@ class Executor:
         handle = self._correlation_handle(plan, ctx, key)
         if handle is None:
             return await self._store.find_start(key), None
-        recorded, earlier = await asyncio.gather(
-            self._store.find_start(key), self._correlated.get(handle), return_exceptions=True
-        )
-        if isinstance(recorded, BaseException):
-            raise recorded
+        asked = self._correlated.ask(handle)
+        try:
+            recorded = await self._store.find_start(key)
+        except BaseException:
+            asked.cancel()
+            raise
         if recorded is not None:
+            asked.cancel()  # the store's record decides; Conductor's answer or failure is moot
             return recorded, None
-        if isinstance(earlier, BaseException):
-            raise earlier
-        return None, earlier
+        return None, await asked
 
     async def _call_start(self, plan: Plan, key: str) -> WorkflowRun:
         params = dict(plan.params)

@@ -22,6 +22,10 @@ class TrackRequest:
     source_event_id: str  # Event.source_id of the triggering message
     source: str  # Event.channel, e.g. kafka:orders
     reply_correlation_id: str | None = None  # AMQP request/reply: echo on the answer
+    # A second event of the same workflow, to publish beside the first: the rule's completion
+    # when the row is a deferred reply (one row per workflow keeps both, and both go out).
+    also_destination: str | None = None
+    also_statuses: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,17 @@ class PendingCompletion:
     last_status: str | None  # last status seen, for optional transition events
     created_at: float = 0.0  # epoch seconds when the row was tracked (for the age limit)
     publish_failures: int = 0  # consecutive failed publishes of its event
+
+
+@dataclass(frozen=True, slots=True)
+class StartRecord:
+    """One `record_start` waiting for its batch's transaction."""
+
+    key: str
+    workflow_id: str
+    rule: str
+    track: TrackRequest | None
+    created_at: float
 
 
 class Store(Protocol):

@@ -11,7 +11,9 @@ Same tables as the SQLite store, prefixed `gateway_`. What changes with several 
 Commits are durable (`synchronous_commit` is left at the server's default, on).
 
 Dedupe look-ups asked together go out as one `WHERE key = ANY($1)` (gateway.coalesce): one
-round trip for a fetched batch instead of one per event. With `retention_seconds` set, records
+round trip for a fetched batch instead of one per event. Starts recorded together share one
+transaction (an `unnest` insert, one read of the keys recorded before, the outbox rows), up to
+half the pool's connections at a time. With `retention_seconds` set, records
 older than that are deleted in the background, in chunks, every `purge_interval` seconds.
 """
 
@@ -26,11 +28,11 @@ from types import TracebackType
 from typing import Any
 
 from gateway.coalesce import Coalescer
-from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
 from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
-SCHEMA_VERSION = 2  # 2: gateway_outbox.publish_failures
+SCHEMA_VERSION = 3  # 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish
 PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 
@@ -54,7 +56,8 @@ CREATE TABLE IF NOT EXISTS gateway_outbox (
     next_poll_at         DOUBLE PRECISION NOT NULL,
     last_status          TEXT,
     created_at           DOUBLE PRECISION NOT NULL,
-    publish_failures     INTEGER NOT NULL DEFAULT 0
+    publish_failures     INTEGER NOT NULL DEFAULT 0,
+    also_publish         TEXT
 );
 CREATE INDEX IF NOT EXISTS gateway_outbox_due ON gateway_outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS gateway_starts_created ON gateway_starts (created_at);
@@ -62,13 +65,15 @@ CREATE INDEX IF NOT EXISTS gateway_starts_created ON gateway_starts (created_at)
 
 _OUTBOX_INSERT = (
     "INSERT INTO gateway_outbox (workflow_id, destination, statuses, rule, source_event_id,"
-    " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9) ON CONFLICT DO NOTHING"
+    " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at,"
+    " also_publish) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, NULL, $9, $10)"
+    " ON CONFLICT DO NOTHING"
 )
 # Each step upgrades a database from the version before it (index 0: version 1 -> 2).
 _MIGRATIONS = (
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS publish_failures"
     " INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS also_publish TEXT",
 )
 _CLAIM = f"""
 WITH due AS (
@@ -104,6 +109,9 @@ class PostgresStore:
         self._pool: Any = None
         self._purger: asyncio.Task[None] | None = None
         self._lookups: Coalescer[str, str] = Coalescer(self.find_starts)
+        self._records: Coalescer[StartRecord, str] = Coalescer(
+            self._record_many, concurrency=max(1, max_size // 2)
+        )
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -189,24 +197,45 @@ class PostgresStore:
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
     ) -> str:
-        now = time.time()
+        """Starts recorded together share one transaction (see the module's docstring)."""
+        kept = await self._records.get(StartRecord(key, workflow_id, rule, track, time.time()))
+        assert kept is not None  # every record of a batch gets the id its key keeps
+        return kept
+
+    async def _record_many(self, starts: Sequence[StartRecord]) -> dict[StartRecord, str]:
+        """One transaction, three round trips: insert the new keys (the first record of a key
+        wins), read the ids of the keys recorded before, add the new keys' outbox rows."""
+        first: dict[str, StartRecord] = {}
+        for start in starts:
+            first.setdefault(start.key, start)
+        keys = list(first)
         async with self._db().acquire() as db, db.transaction():
-            inserted = await db.fetchval(
+            rows = await db.fetch(
                 "INSERT INTO gateway_starts (key, workflow_id, rule, created_at)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING workflow_id",
-                key,
-                workflow_id,
-                rule,
-                now,
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])"
+                " ON CONFLICT DO NOTHING RETURNING key",
+                keys,
+                [first[k].workflow_id for k in keys],
+                [first[k].rule for k in keys],
+                [first[k].created_at for k in keys],
             )
-            if inserted is None:
-                existing = await db.fetchval(
-                    "SELECT workflow_id FROM gateway_starts WHERE key = $1", key
-                )
-                return str(existing)
-            if track is not None:
-                await db.execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, now))
-            return workflow_id
+            inserted = {str(row["key"]) for row in rows}
+            kept = {k: first[k].workflow_id for k in inserted}
+            others = [k for k in keys if k not in inserted]
+            if others:
+                for row in await db.fetch(
+                    "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
+                    others,
+                ):
+                    kept[str(row["key"])] = str(row["workflow_id"])
+            outbox = [
+                self._outbox_row(s.workflow_id, s.track, s.created_at)
+                for k in inserted
+                if (s := first[k]).track is not None
+            ]
+            if outbox:
+                await db.executemany(_OUTBOX_INSERT, outbox)
+        return {start: kept[start.key] for start in starts}
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))

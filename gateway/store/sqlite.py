@@ -30,13 +30,12 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from gateway.coalesce import Coalescer
-from gateway.store.base import PendingCompletion, TrackRequest
+from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
 from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 from gateway.store.thread import SqliteThread
@@ -49,7 +48,7 @@ CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound parameter
 PURGE_CHUNK = 5000  # dedupe records deleted per transaction by the background purge
 LOOKUP_BUSY_MS = 50  # longest a look-up on the loop's thread waits for a busy file
 
-SCHEMA_VERSION = 2  # 2: outbox.publish_failures
+SCHEMA_VERSION = 3  # 2: outbox.publish_failures, 3: outbox.also_publish
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -71,7 +70,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_poll_at         REAL NOT NULL,
     last_status          TEXT,
     created_at           REAL NOT NULL,
-    publish_failures     INTEGER NOT NULL DEFAULT 0
+    publish_failures     INTEGER NOT NULL DEFAULT 0,
+    also_publish         TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS starts_created ON starts (created_at);
@@ -79,22 +79,14 @@ CREATE INDEX IF NOT EXISTS starts_created ON starts (created_at);
 
 _OUTBOX_INSERT = (
     "INSERT OR IGNORE INTO outbox (workflow_id, destination, statuses, rule, source_event_id,"
-    " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, ?)"
+    " source, reply_correlation_id, attempts, next_poll_at, last_status, created_at,"
+    " also_publish) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, ?, ?)"
 )
 # Each step upgrades a file from the version before it (index 0: version 1 -> 2).
-_MIGRATIONS = ("ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",)
-
-
-@dataclass(frozen=True, slots=True)
-class StartRecord:
-    """One `record_start` waiting for the group commit."""
-
-    key: str
-    workflow_id: str
-    rule: str
-    track: TrackRequest | None
-    created_at: float
+_MIGRATIONS = (
+    "ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN also_publish TEXT",
+)
 
 
 Write = Op | StartRecord
