@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from gateway.store.base import PendingCompletion, TrackRequest
 
 # The order `pending` reads a row in; both stores SELECT (or RETURN) exactly these columns.
 OUTBOX_COLUMNS = (
     "workflow_id, destination, statuses, rule, source_event_id, source, reply_correlation_id,"
-    " attempts, next_poll_at, last_status, created_at, publish_failures"
+    " attempts, next_poll_at, last_status, created_at, publish_failures, also_publish"
 )
 
 
@@ -32,13 +34,23 @@ def outbox_row(
         track.reply_correlation_id,
         now + first_poll_delay,
         now,
+        _also(track),
     )
+
+
+def _also(track: TrackRequest) -> str | None:
+    """The second event's destination and statuses, as JSON in one column (None: none)."""
+    if track.also_destination is None:
+        return None
+    statuses = sorted(track.also_statuses)
+    return orjson.dumps({"destination": track.also_destination, "statuses": statuses}).decode()
 
 
 def pending(row: Sequence[Any], due_at: float | None = None) -> PendingCompletion:
     """A row read in `OUTBOX_COLUMNS` order; `due_at` replaces its next_poll_at when given."""
     (wf, destination, statuses, rule, event_id, source, reply, attempts, next_at, last) = row[:10]
-    created_at, publish_failures = row[10:12]
+    created_at, publish_failures, also = row[10:13]
+    second = orjson.loads(also) if also else {}
     request = TrackRequest(
         destination=destination,
         statuses=frozenset(s for s in statuses.split(",") if s),
@@ -46,6 +58,8 @@ def pending(row: Sequence[Any], due_at: float | None = None) -> PendingCompletio
         source_event_id=event_id,
         source=source,
         reply_correlation_id=reply,
+        also_destination=second.get("destination"),
+        also_statuses=frozenset(second.get("statuses", ())),
     )
     return PendingCompletion(
         wf,
