@@ -107,7 +107,8 @@ class Gateway:
         )
         log.info("Conductor flavor: %s", caps.flavor)
         publisher = await stack.enter_async_context(Publisher(s))
-        executor = Executor(client, store, publisher=publisher, orkes_idempotency=caps.idempotency)
+        timed = self.metrics.timed(client)  # gateway_conductor_request_seconds
+        executor = Executor(timed, store, publisher=publisher, orkes_idempotency=caps.idempotency)
         self.pipeline = Pipeline(
             router=Router(self.ruleset),
             executor=executor,
@@ -121,7 +122,8 @@ class Gateway:
             ),
         )
         self.metrics.gauge_fn("gateway_conductor_ready", lambda: float(client.ready))
-        tracker = Tracker(store, client, publisher, s.tracker, mode=s.tracker.content_mode)
+        tracker = Tracker(store, timed, publisher, s.tracker, mode=s.tracker.content_mode)
+        tracker.on_published = self.metrics.completion_published
         self._expose(tracker)
         await stack.enter_async_context(tracker)
         await self._open_sources()

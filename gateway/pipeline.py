@@ -46,7 +46,7 @@ from gateway.errors import (
 )
 from gateway.events import Event
 from gateway.executor import Context, Executor
-from gateway.metrics import Metrics
+from gateway.metrics import NO_RULE, Metrics
 from gateway.plan import Destination, Plan, RetryPolicy
 from gateway.rules.router import Router
 from gateway.sinks.base import Sink
@@ -80,6 +80,7 @@ class Job:
     done: set[int] = field(default_factory=set)  # plans already executed (not repeated)
     retried: bool = False  # a call failed before: it may have taken effect (ambiguous)
     late: bool = False  # admitted after the gateway began stopping: never executed
+    admitted: float = field(default_factory=time.monotonic)  # for gateway_event_settle_seconds
 
 
 PAYLOAD_LOG_BYTES = 4096  # with logging.log_payloads: enough to debug, not a log flood
@@ -129,7 +130,7 @@ class Pipeline:
     def admit(self, delivery: Delivery) -> Job:
         """Route the event now, so the ordering key is known before the work is scheduled."""
         event = delivery.event
-        self._metrics.inc("gateway_events_received_total", source=event.channel)
+        self._metrics.event_received(event.channel)
         job = self._route(delivery)
         job.late = self.stopping.is_set()
         job.key = next((p.ordering_key for p in job.plans if p.ordering_key), None)
@@ -161,13 +162,18 @@ class Pipeline:
         try:
             self._check_stop(job)
             outcome = await self._settle(job)
-            self._metrics.inc("gateway_events_settled_total", outcome=outcome)
         except Abandoned:
             if job.key is not None:
                 self._abandoned_keys.add(job.key)
-            self._metrics.inc("gateway_events_settled_total", outcome="abandoned")
+            outcome = "abandoned"
         finally:
             self.in_flight -= 1
+        self._observe(job, outcome)
+
+    def _observe(self, job: Job, outcome: str) -> None:
+        rules = [p.rule for p in job.plans] or [(job.failure and job.failure.rule) or NO_RULE]
+        seconds = time.monotonic() - job.admitted
+        self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds)
 
     def _check_stop(self, job: Job) -> None:
         """While stopping, leave unsettled what must not run: a job admitted after the stop,

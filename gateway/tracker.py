@@ -75,6 +75,8 @@ class Tracker:
         self.published = 0
         self.expired = 0  # rows closed because they outlived settings.max_age_seconds
         self.abandoned = 0  # rows closed after settings.max_publish_attempts failed publishes
+        # Called with (rule, seconds from the workflow's end or change to the broker's confirm).
+        self.on_published: Callable[[str, float], None] = _ignore
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -232,6 +234,9 @@ class Tracker:
             log.warning("completion %s not published, will retry: %s", event.id, exc)
             return False
         self.published += 1
+        changed = workflow.end_time or workflow.update_time
+        if changed:
+            self.on_published(request.rule, self.clock() - changed / 1000)
         log.info("published completion %s to %s", event.id, request.destination)
         return True
 
@@ -263,3 +268,7 @@ async def _next_due(store: Store) -> float | None:
 
 
 __all__ = ["Tracker", "WorkflowReader"]
+
+
+def _ignore(_rule: str, _seconds: float) -> None:
+    """No-op on_published: a tracker built without metrics (tests, tools)."""
