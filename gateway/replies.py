@@ -44,6 +44,7 @@ class Replies:
         """The outbox row to record with the start: a later answer, else the completion."""
         target = reply_target(plan, event)
         if target is not None and self._answer_later(plan, run):
+            completion = plan.completion  # published beside the answer, from the same row
             return TrackRequest(
                 str(target),
                 TERMINAL,
@@ -51,6 +52,8 @@ class Replies:
                 event.source_id,
                 event.channel,
                 event.correlation_id,
+                also_destination=None if completion is None else str(completion.destination),
+                also_statuses=frozenset() if completion is None else completion.statuses,
             )
         if plan.completion is not None:
             return TrackRequest(

@@ -33,7 +33,7 @@ from gateway.errors import ConductorError, NotFound, PublishError
 from gateway.plan import Destination
 from gateway.settings import TrackerSettings
 from gateway.sinks.base import Sink
-from gateway.store.base import PendingCompletion, Store
+from gateway.store.base import PendingCompletion, Store, TrackRequest
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class Tracker:
 
     async def _act(self, row: PendingCompletion, workflow: Workflow) -> None:
         status = workflow.status
-        wanted = status in row.request.statuses
+        wanted = bool(wanted_targets(row.request, status))
         if status in TERMINAL:
             if wanted and not await self._publish(row, workflow):
                 await self._publish_failed(row)
@@ -215,29 +215,33 @@ class Tracker:
         await self.store.mark_published(row.workflow_id)
 
     async def _publish(self, row: PendingCompletion, workflow: Workflow) -> bool:
-        """Publish the event; True once the broker confirmed it."""
+        """Publish the event to every destination that wants its status; True once the
+        broker confirmed all. After a failure the row is retried whole: a destination that
+        had confirmed gets the event again, with the same id."""
         request = row.request
         event = build_event(
             workflow, Trigger(request.rule, request.source_event_id, request.source)
         )
-        out = encode(event, Destination.parse(request.destination), self.mode)
-        try:
-            await self.publisher.publish(
-                Destination.parse(request.destination),
-                out.body,
-                key=out.key,
-                headers=out.headers,
-                correlation_id=request.reply_correlation_id,
-                content_type=out.content_type,
-            )
-        except PublishError as exc:
-            log.warning("completion %s not published, will retry: %s", event.id, exc)
-            return False
-        self.published += 1
-        changed = workflow.end_time or workflow.update_time
-        if changed:
-            self.on_published(request.rule, self.clock() - changed / 1000)
-        log.info("published completion %s to %s", event.id, request.destination)
+        for spec, correlation_id in wanted_targets(request, workflow.status):
+            destination = Destination.parse(spec)
+            out = encode(event, destination, self.mode)
+            try:
+                await self.publisher.publish(
+                    destination,
+                    out.body,
+                    key=out.key,
+                    headers=out.headers,
+                    correlation_id=correlation_id,
+                    content_type=out.content_type,
+                )
+            except PublishError as exc:
+                log.warning("completion %s not published, will retry: %s", event.id, exc)
+                return False
+            self.published += 1
+            changed = workflow.end_time or workflow.update_time
+            if changed:
+                self.on_published(request.rule, self.clock() - changed / 1000)
+            log.info("published completion %s to %s", event.id, spec)
         return True
 
     async def _later(
@@ -256,6 +260,18 @@ class Tracker:
         base: float = self.settings.min_interval * 2.0 ** min(attempts, 30)
         capped = min(self.settings.max_interval, base)
         return capped * random.uniform(0.75, 1.0)
+
+
+def wanted_targets(request: TrackRequest, status: str) -> list[tuple[str, str | None]]:
+    """(destination, correlation id) of each event the row asks for at `status`: its own
+    destination (a completion, or a deferred reply with the request's correlation id) and the
+    rule's completion kept beside a deferred reply."""
+    targets: list[tuple[str, str | None]] = []
+    if status in request.statuses:
+        targets.append((request.destination, request.reply_correlation_id))
+    if request.also_destination is not None and status in request.also_statuses:
+        targets.append((request.also_destination, None))
+    return targets
 
 
 async def _next_due(store: Store) -> float | None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,36 @@ async def test_a_successful_publish_resets_the_failure_streak(store: SqliteStore
     sink.failing = True
     await tracker.run_once()  # one failure only: not abandoned at max 2
     assert tracker.abandoned == 0 and await store.pending_count() == 1
+
+
+def with_completion(reply: TrackRequest) -> TrackRequest:
+    """A deferred reply's row that also carries the rule's completion (on COMPLETED only)."""
+    return replace(reply, also_destination="kafka:status", also_statuses=frozenset({"COMPLETED"}))
+
+
+async def test_a_deferred_reply_row_also_publishes_the_rule_s_completion(
+    store: SqliteStore,
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink(failures=1)
+    conductor.status["wf"] = "COMPLETED"
+    await store.track("wf", with_completion(request(reply="corr-1")))
+    tracker = Tracker(store, conductor, sink, SETTINGS)
+    await tracker.run_once()  # the reply is not confirmed: the row stays, nothing is lost
+    assert sink.sent == [] and await store.pending_count() == 1
+    await store.reschedule("wf", 0.0, None, 1)
+    await tracker.run_once()
+    event_id = f"wf:COMPLETED:{END}"
+    assert [(dest, event["id"], corr) for dest, event, corr in sink.sent] == [
+        ("amqp:done", event_id, "corr-1"),  # the answer, with the request's correlation id
+        ("kafka:status", event_id, None),  # the completion
+    ]
+    assert await store.pending_count() == 0
+
+
+async def test_the_completion_beside_a_reply_keeps_its_own_statuses(store: SqliteStore) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "TERMINATED"
+    await store.track("wf", with_completion(request(reply="corr-1")))
+    await Tracker(store, conductor, sink, SETTINGS).run_once()
+    assert [dest for dest, _, _ in sink.sent] == ["amqp:done"]
+    assert await store.pending_count() == 0
