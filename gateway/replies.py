@@ -32,7 +32,11 @@ def reply_target(plan: Plan, event: Event) -> Destination | None:
         return None
     if plan.reply.destination is not None:
         return plan.reply.destination
-    return reply_destination(event.reply_to) if event.reply_to else None
+    if not event.reply_to:
+        return None
+    if event.source == "kafka":  # the reply-topic header
+        return Destination("kafka", event.reply_to)
+    return reply_destination(event.reply_to)
 
 
 class Replies:

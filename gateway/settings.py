@@ -75,6 +75,18 @@ class KafkaSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading."
     )
+    reply_topic_header: str = Field(
+        "kafka_replyTopic",
+        min_length=1,
+        description="Header naming the topic a request's reply goes to (Spring's "
+        "KafkaHeaders.REPLY_TOPIC).",
+    )
+    correlation_id_header: str = Field(
+        "kafka_correlationId",
+        min_length=1,
+        description="Header of a request's correlation id, echoed on its reply (Spring's "
+        "KafkaHeaders.CORRELATION_ID); `correlation-id` is read too.",
+    )
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

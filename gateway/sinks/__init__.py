@@ -80,6 +80,8 @@ class Publisher:
             kafka_headers.setdefault("content-type", content_type)
             if correlation_id is not None:
                 kafka_headers.setdefault("correlation-id", correlation_id)
+                # Under the name a Kafka requester reads it (Spring's kafka_correlationId).
+                kafka_headers.setdefault(self.settings.kafka.correlation_id_header, correlation_id)
             sink = await self._kafka_sink()
             try:
                 await sink.send(destination.name, body, key=key, headers=kafka_headers)

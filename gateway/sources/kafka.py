@@ -288,7 +288,7 @@ class KafkaSource:
     def _job(self, window: PartitionWindow, record: Any, suspect: bool) -> Job:
         """The pipeline's job; a record that cannot be read or routed gets a dead-letter job."""
         try:
-            event, error = to_event(record, self._limits)
+            event, error = to_event(record, self._limits, self._settings)
         except Exception as exc:
             log.exception("cannot read %s/%d@%d", record.topic, record.partition, record.offset)
             event, error = bare_event(record), f"cannot read the message: {exc!r}"
@@ -462,8 +462,14 @@ def bare_event(record: Any) -> Event:
     )
 
 
-def to_event(record: Any, limits: LimitSettings) -> tuple[Event, str | None]:
-    """Build the Event; a message that cannot be used at all gets an error instead of a body."""
+def to_event(
+    record: Any, limits: LimitSettings, settings: KafkaSettings | None = None
+) -> tuple[Event, str | None]:
+    """Build the Event; a message that cannot be used at all gets an error instead of a body.
+
+    A request names its reply topic and correlation id in the headers `settings` names
+    (Spring's `kafka_replyTopic` / `kafka_correlationId` by default)."""
+    settings = settings or KafkaSettings()
     raw: bytes = record.value or b""
     headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
@@ -485,7 +491,8 @@ def to_event(record: Any, limits: LimitSettings) -> tuple[Event, str | None]:
         partition=record.partition,
         offset=record.offset,
         message_id=headers.get("message-id"),
-        correlation_id=headers.get("correlation-id"),
+        correlation_id=headers.get(settings.correlation_id_header) or headers.get("correlation-id"),
+        reply_to=headers.get(settings.reply_topic_header) or None,
         timestamp=record.timestamp,
     )
     return event, error

@@ -43,6 +43,7 @@ async def test_kafka_publish_lands_with_key_and_headers(
         "ce_id": b"wf-1:COMPLETED",
         "content-type": b"application/json",
         "correlation-id": b"c-1",
+        "kafka_correlationId": b"c-1",  # where a Spring-style requester reads it
     }
 
 
