@@ -41,6 +41,7 @@ from gateway.sources.kafka import KafkaSource
 from gateway.store.base import Store
 from gateway.store.factory import OPEN_ERRORS, StoreUnavailable, build_store
 from gateway.store.factory import unavailable_cause as store_cause
+from gateway.tracing import Tracing
 from gateway.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,13 @@ TRACKER_METRICS = {
 
 
 class Gateway:
-    def __init__(self, settings: Settings, *, ruleset: RuleSet | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, ruleset: RuleSet | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.ruleset = ruleset if ruleset is not None else load_rules(settings.rules_file)
         self.metrics = Metrics()
+        self.tracing = tracing if tracing is not None else Tracing.from_env()
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
         self.kafka: KafkaSource | None = None
@@ -108,13 +112,19 @@ class Gateway:
         log.info("Conductor flavor: %s", caps.flavor)
         publisher = await stack.enter_async_context(Publisher(s))
         timed = self.metrics.timed(client)  # gateway_conductor_request_seconds
-        executor = Executor(timed, store, publisher=publisher, orkes_idempotency=caps.idempotency)
+        executor = Executor(
+            self.tracing.traced(timed, "conductor"),
+            self.tracing.traced(store, "store"),
+            publisher=publisher,
+            orkes_idempotency=caps.idempotency,
+        )
         self.pipeline = Pipeline(
             router=Router(self.ruleset),
             executor=executor,
             publisher=publisher,
             conductor=client,
             metrics=self.metrics,
+            tracing=self.tracing,
             policy=Policy(
                 dead_letter=self.ruleset.default_dead_letter,
                 kept_bodies=KeptBodies.beside(s.store),
@@ -124,6 +134,7 @@ class Gateway:
         self.metrics.gauge_fn("gateway_conductor_ready", lambda: float(client.ready))
         tracker = Tracker(store, timed, publisher, s.tracker, mode=s.tracker.content_mode)
         tracker.on_published = self.metrics.completion_published
+        tracker.tracing = self.tracing
         self._expose(tracker)
         await stack.enter_async_context(tracker)
         await self._open_sources()

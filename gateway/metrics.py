@@ -228,7 +228,7 @@ class _Timed:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
-        if name not in _UNTIMED and _is_coroutine_method(self._client, name):
+        if name not in _UNTIMED and not name.startswith("_") and inspect.iscoroutinefunction(attr):
             attr = _timed_call(attr, name, self._metrics)
             setattr(self, name, attr)
         return attr
@@ -250,12 +250,6 @@ def _timed_call(
             metrics.child("gateway_conductor_request_seconds", operation, status).observe(seconds)
 
     return timed
-
-
-def _is_coroutine_method(client: Any, name: str) -> bool:
-    return not name.startswith("_") and inspect.iscoroutinefunction(
-        getattr(type(client), name, None)
-    )
 
 
 def _declare(name: str, spec: Spec, registry: CollectorRegistry) -> MetricWrapperBase:

@@ -51,6 +51,7 @@ from gateway.plan import Destination, Plan, RetryPolicy
 from gateway.rules.router import Router
 from gateway.sinks.base import Sink
 from gateway.sources.base import Delivery
+from gateway.tracing import NO_TRACING, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Job:
     retried: bool = False  # a call failed before: it may have taken effect (ambiguous)
     late: bool = False  # admitted after the gateway began stopping: never executed
     admitted: float = field(default_factory=time.monotonic)  # for gateway_event_settle_seconds
+    span: Any = None  # the delivery's tracing span (None while tracing is off)
 
 
 PAYLOAD_LOG_BYTES = 4096  # with logging.log_payloads: enough to debug, not a log flood
@@ -107,6 +109,7 @@ class Pipeline:
         conductor: Readiness,
         metrics: Metrics,
         policy: Policy,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._router = router
         self._executor = executor
@@ -114,6 +117,7 @@ class Pipeline:
         self._conductor = conductor
         self._metrics = metrics
         self._policy = policy
+        self._tracing = tracing
         self.intake = asyncio.Event()  # set: sources may take new messages
         self.intake.set()
         self.stopping = asyncio.Event()
@@ -131,7 +135,10 @@ class Pipeline:
         """Route the event now, so the ordering key is known before the work is scheduled."""
         event = delivery.event
         self._metrics.event_received(event.channel)
-        job = self._route(delivery)
+        span = self._tracing.delivery(event.channel, event.source_id, event.headers)
+        with self._tracing.child("gateway.route", span):
+            job = self._route(delivery)
+        job.span = span
         job.late = self.stopping.is_set()
         job.key = next((p.ordering_key for p in job.plans if p.ordering_key), None)
         if job.key is None and self._policy.order_by_message_key:
@@ -158,6 +165,10 @@ class Pipeline:
 
     async def run(self, job: Job) -> None:
         """Process and settle one delivery; never raises except on cancellation."""
+        with self._tracing.activate(job.span):
+            await self._run(job)
+
+    async def _run(self, job: Job) -> None:
         self.in_flight += 1
         try:
             self._check_stop(job)
@@ -174,6 +185,7 @@ class Pipeline:
         rules = [p.rule for p in job.plans] or [(job.failure and job.failure.rule) or NO_RULE]
         seconds = time.monotonic() - job.admitted
         self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds)
+        self._tracing.settled(job.span, outcome)
 
     def _check_stop(self, job: Job) -> None:
         """While stopping, leave unsettled what must not run: a job admitted after the stop,
@@ -317,6 +329,7 @@ class Pipeline:
         headers = error_headers(
             event, failure, attempts=attempts, first_seen=job.delivery.first_seen
         )
+        headers.update(self._tracing.headers())  # the delivery's span, when tracing is on
         await self._publish_dead_letter(destination, event, event.raw, headers)
         self._metrics.inc("gateway_dead_letters_total", destination=str(destination))
         log.warning("dead-lettered %s to %s: %s", event.source_id, destination, failure.reason)

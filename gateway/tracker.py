@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from gateway.plan import Destination
 from gateway.settings import TrackerSettings
 from gateway.sinks.base import Sink
 from gateway.store.base import PendingCompletion, Store, TrackRequest
+from gateway.tracing import NO_TRACING, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Tracker:
         self.abandoned = 0  # rows closed after settings.max_publish_attempts failed publishes
         # Called with (rule, seconds from the workflow's end or change to the broker's confirm).
         self.on_published: Callable[[str, float], None] = _ignore
+        self.tracing: Tracing = NO_TRACING  # spans and the traceparent of completion events
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -222,6 +225,10 @@ class Tracker:
         event = build_event(
             workflow, Trigger(request.rule, request.source_event_id, request.source)
         )
+        span = self.tracing.completion(row.workflow_id, workflow.input)
+        traceparent = self.tracing.traceparent(span)
+        if traceparent:  # the CloudEvents distributed-tracing extension
+            event = replace(event, attributes={**event.attributes, "traceparent": traceparent})
         for spec, correlation_id in wanted_targets(request, workflow.status):
             destination = Destination.parse(spec)
             out = encode(event, destination, self.mode)
@@ -236,12 +243,14 @@ class Tracker:
                 )
             except PublishError as exc:
                 log.warning("completion %s not published, will retry: %s", event.id, exc)
+                self.tracing.end(span, exc)
                 return False
             self.published += 1
             changed = workflow.end_time or workflow.update_time
             if changed:
                 self.on_published(request.rule, self.clock() - changed / 1000)
             log.info("published completion %s to %s", event.id, spec)
+        self.tracing.end(span)
         return True
 
     async def _later(
