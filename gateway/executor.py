@@ -77,6 +77,8 @@ class Context:
     event: Event
     suspect: bool  # may have been processed before (redelivery, or just after a restart)
     first_seen: float  # epoch seconds
+    # The workflows the plans started or acted on, for the settled-event log line.
+    workflow_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,7 @@ class Executor:
         found = await self._resolve(plan, ctx)
         if not found:
             return "skipped"
+        ctx.workflow_ids.extend(wf.workflow_id for wf in found)
         results = [await self._act(plan, wf, ctx) for wf in found]
         return "done" if "done" in results else "noop"
 
@@ -208,6 +211,7 @@ class Executor:
         )
         recorded, earlier = (None, None) if first_sight else await self._look_up(plan, ctx, key)
         if recorded is not None:
+            ctx.workflow_ids.append(recorded)
             await self._replies.answer(plan, ctx.event, await self._replies.current(plan, recorded))
             return "reused"
         if earlier is not None:
@@ -227,6 +231,7 @@ class Executor:
                 run.workflow_id,
             )
             run, outcome = await self._replies.current(plan, kept), "reused"
+        ctx.workflow_ids.append(str(run.workflow_id))
         await self._replies.answer(plan, ctx.event, run)
         return outcome
 

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
@@ -63,3 +63,22 @@ def configure(
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     for name, named_level in (levels or {}).items():
         logging.getLogger(name).setLevel(named_level)
+
+
+SETTLED = (
+    "settled %(event_id)s rule=%(rule)s workflow=%(workflow_id)s outcome=%(outcome)s in %(ms)sms"
+)
+
+
+def settled_fields(
+    event_id: str, rules: Sequence[str], workflow_ids: Sequence[str], outcome: str, seconds: float
+) -> dict[str, Any]:
+    """The fields of a settled-event line (also JSON keys): never the payload, which only
+    `logging.log_payloads` may add, in a line of its own."""
+    return {
+        "event_id": event_id,
+        "rule": ",".join(rules),
+        "workflow_id": ",".join(dict.fromkeys(workflow_ids)) or "-",  # in order, once each
+        "outcome": outcome,
+        "ms": round(seconds * 1000, 1),
+    }

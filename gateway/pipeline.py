@@ -46,6 +46,7 @@ from gateway.errors import (
 )
 from gateway.events import Event
 from gateway.executor import Context, Executor
+from gateway.logs import SETTLED, settled_fields
 from gateway.metrics import NO_RULE, Metrics
 from gateway.plan import Destination, Plan, RetryPolicy
 from gateway.rules.router import Router
@@ -83,6 +84,7 @@ class Job:
     late: bool = False  # admitted after the gateway began stopping: never executed
     admitted: float = field(default_factory=time.monotonic)  # for gateway_event_settle_seconds
     span: Any = None  # the delivery's tracing span (None while tracing is off)
+    workflow_ids: list[str] = field(default_factory=list)  # filled by the executor (Context)
 
 
 PAYLOAD_LOG_BYTES = 4096  # with logging.log_payloads: enough to debug, not a log flood
@@ -186,6 +188,15 @@ class Pipeline:
         seconds = time.monotonic() - job.admitted
         self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds)
         self._tracing.settled(job.span, outcome)
+        if outcome != "dead_letter" and log.isEnabledFor(logging.DEBUG):  # a WARNING said it
+            fields = self._fields(job, rules, outcome)
+            log.debug(SETTLED, fields, extra=fields)
+
+    @staticmethod
+    def _fields(job: Job, rules: Sequence[str], outcome: str) -> dict[str, Any]:
+        seconds = time.monotonic() - job.admitted
+        event_id = job.delivery.event.source_id
+        return settled_fields(event_id, rules, job.workflow_ids, outcome, seconds)
 
     def _check_stop(self, job: Job) -> None:
         """While stopping, leave unsettled what must not run: a job admitted after the stop,
@@ -246,7 +257,7 @@ class Pipeline:
             return self._unmatched(job.unmatched)
         delivery = job.delivery
         suspect = delivery.suspect or attempts > 0 or job.retried
-        ctx = Context(delivery.event, suspect, delivery.first_seen)
+        ctx = Context(delivery.event, suspect, delivery.first_seen, job.workflow_ids)
         outcome = "done"
         for index, plan in enumerate(job.plans):
             if index in job.done:
@@ -332,7 +343,18 @@ class Pipeline:
         headers.update(self._tracing.headers())  # the delivery's span, when tracing is on
         await self._publish_dead_letter(destination, event, event.raw, headers)
         self._metrics.inc("gateway_dead_letters_total", destination=str(destination))
-        log.warning("dead-lettered %s to %s: %s", event.source_id, destination, failure.reason)
+        rules = [failure.rule] if failure.rule else [p.rule for p in job.plans] or [NO_RULE]
+        fields = self._fields(job, rules, "dead_letter")
+        log.warning(
+            "dead-lettered %s to %s after %sms (rule=%s workflow=%s): %s",
+            event.source_id,
+            destination,
+            fields["ms"],
+            fields["rule"],
+            fields["workflow_id"],
+            failure.reason,
+            extra=fields,
+        )
         if self._policy.log_payloads:
             log.info("dead-lettered %s body: %r", event.source_id, event.raw[:PAYLOAD_LOG_BYTES])
         await job.delivery.ack()

@@ -1,8 +1,10 @@
-"""/metrics after a known run on RabbitMQ and the dev server: the latency histograms count each
-rule's events, their buckets are cumulative, and the Conductor calls are timed by operation."""
+"""/metrics and the logs after a known run on RabbitMQ and the dev server: the latency histograms
+count each rule's events, their buckets are cumulative, the Conductor calls are timed by
+operation; one DEBUG line per settled event and one WARNING per dead letter, without payloads."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -29,12 +31,20 @@ rules:
   - name: order-cancelled
     source: {{queue: {queue}-cancelled, exchange: {exchange}, routing_key: "order.cancelled"}}
     start_workflow: {{name: {workflow}, input: {{order: "${{body.n}}"}}}}
+  - name: order-shipped
+    source: {{queue: {queue}-shipped, exchange: {exchange}, routing_key: "order.shipped"}}
+    start_workflow: {{name: {workflow}-undefined}}
 """
 
 
 async def test_metrics_histograms_count_each_rules_events_and_conductor_calls(
-    amqp_url: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    amqp_url: str,
+    devserver: DevServer,
+    conductor: ConductorClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="gateway.pipeline")
     queue, exchange, workflow = unique("orders"), unique("events"), unique("order_flow")
     await conductor.register_workflow_def(wait_workflow(workflow))
     port = free_port()
@@ -46,9 +56,11 @@ async def test_metrics_histograms_count_each_rules_events_and_conductor_calls(
             await publish(amqp_url, exchange, "order.placed", {"n": n}, f"p-{n}")
         for n in range(2):
             await publish(amqp_url, exchange, "order.cancelled", {"n": n}, f"c-{n}")
+        secret = {"n": 9, "card": "payload-secret"}  # its workflow is not defined: dead letter
+        await publish(amqp_url, exchange, "order.shipped", secret, "s-9")
 
         async def settled() -> bool:
-            return gateway.metrics.total("gateway_events_settled_total") >= 5
+            return gateway.metrics.total("gateway_events_settled_total") >= 6
 
         await eventually(settled, timeout=30)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
@@ -73,6 +85,19 @@ async def test_metrics_histograms_count_each_rules_events_and_conductor_calls(
     source = {"source": f"amqp:{queue}-placed"}
     assert one(received.samples, "gateway_events_received_total", source) == 3
     assert "\ngateway_in_flight 0\n" in text  # whole numbers stay whole for line-matching scrapers
+    dead = {"rule": "order-shipped", "source": f"amqp:{queue}-shipped", "outcome": "dead_letter"}
+    assert one(settle.samples, "gateway_event_settle_seconds_count", dead) == 1
+
+    lines = [r for r in caplog.records if hasattr(r, "outcome")]
+    started = [r for r in lines if r.levelno == logging.DEBUG and r.outcome == "started"]
+    assert sorted(r.rule for r in started) == ["order-cancelled"] * 2 + ["order-placed"] * 3
+    workflow_ids = {r.workflow_id for r in started}
+    assert len(workflow_ids) == 5 and "-" not in workflow_ids  # one workflow each
+    assert {r.event_id for r in started} >= {f"amqp:{queue}-placed:p-{n}" for n in range(3)}
+    [failed] = [r for r in lines if r.outcome == "dead_letter"]
+    assert failed.levelno == logging.WARNING and failed.rule == "order-shipped"
+    assert failed.event_id == f"amqp:{queue}-shipped:s-9" and failed.ms > 0
+    assert "payload-secret" not in caplog.text  # logging.log_payloads is off
 
 
 def one(samples: list[Sample], name: str, labels: dict[str, str]) -> float:
