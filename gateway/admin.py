@@ -1,4 +1,4 @@
-"""The admin HTTP endpoint (aiohttp.web): /healthz, /readyz, /metrics, /rules.
+"""The admin HTTP endpoint (aiohttp.web): /healthz, /readyz, /metrics, /events, /rules.
 
 The endpoint opens before anything else, so both probes answer from the first second.
 
@@ -10,6 +10,8 @@ The endpoint opens before anything else, so both probes answer from the first se
   and answering and Kafka has its partitions; 503 `{"ready": false, "reasons": [...]}`
   otherwise, each reason `<component>: <cause>` (gateway/readiness.py).
 - /metrics: Prometheus text (including `gateway_dead_letter_blocked`, from the pipeline).
+- /events: the last settled events (event id, rule, workflow ids, outcome, ms; never payloads),
+  for `gateway top`.
 - /rules: the loaded rules (names, sources, actions), never templates' rendered values.
 
 This module imports aiohttp.web although only sources/, sinks/ and conductor/ import network
@@ -46,6 +48,7 @@ class Admin:
                 web.get("/healthz", self._healthz),
                 web.get("/readyz", self._readyz),
                 web.get("/metrics", self._metrics),
+                web.get("/events", self._events),
                 web.get("/rules", self._rules),
             ]
         )
@@ -89,6 +92,9 @@ class Admin:
     async def _metrics(self, _request: web.Request) -> web.Response:
         text = self._gateway.metrics.render()
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def _events(self, _request: web.Request) -> web.Response:
+        return web.json_response({"events": self._gateway.metrics.recent_events()})
 
     async def _rules(self, _request: web.Request) -> web.Response:
         rules: list[dict[str, Any]] = [

@@ -1,5 +1,5 @@
-"""The `gateway` command: run | check | explain | dev | conductor <op> | worker | dlq replay |
-version.
+"""The `gateway` command: run | check | explain | dev | top | conductor <op> | worker |
+dlq replay | version.
 
 Each family of subcommands registers itself from the module that implements it, so this file
 only wires them together and turns gateway errors into one clear line and exit code 2.
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _args: print(__version__) or 0)
 
-    from gateway import commands
+    from gateway import commands, liveview
     from gateway.conductor import commands as conductor_commands
     from gateway.conductor import launcher
     from gateway.devserver import commands as dev_commands
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev_commands.register(sub)
     conductor_commands.register(sub)
     launcher.register(sub)
+    liveview.register(sub)
     return parser
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
@@ -31,6 +32,8 @@ from gateway.errors import ConductorError
 Kind = Literal["counter", "gauge", "histogram"]
 T = TypeVar("T")
 
+RECENT = 50  # settled events kept for the live view
+Recent = tuple[float, str, Sequence[str], Sequence[str], str, float]
 NO_RULE = "(none)"  # the rule label of an event no rule routed (unmatched, unparsable)
 
 # Seconds. Settling includes retries with backoff, so the buckets reach minutes.
@@ -120,6 +123,7 @@ class Metrics:
         self._gauge_fns: dict[str, Callable[[], float]] = {}
         self.registry.register(_Computed(self._gauge_fns))
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._recent: deque[Recent] = deque(maxlen=RECENT)
 
     # -- the per-event path: bound children, cached ---------------------------------------------
 
@@ -141,6 +145,31 @@ class Metrics:
         self.child("gateway_events_settled_total", outcome).inc()
         for rule in rules:
             self.child("gateway_event_settle_seconds", rule, source, outcome).observe(seconds)
+
+    def remember(
+        self,
+        event_id: str,
+        rules: Sequence[str],
+        workflow_ids: Sequence[str],
+        outcome: str,
+        seconds: float,
+    ) -> None:
+        """Keep the last RECENT settled events for the live view (one deque append)."""
+        self._recent.append((time.time(), event_id, rules, workflow_ids, outcome, seconds))
+
+    def recent_events(self) -> list[dict[str, Any]]:
+        """The last settled events, oldest first, as the admin endpoint's /events gives them."""
+        return [
+            {
+                "at": at,
+                "event_id": event_id,
+                "rule": ",".join(rules),
+                "workflow_id": ",".join(dict.fromkeys(workflow_ids)),
+                "outcome": outcome,
+                "ms": round(seconds * 1000, 1),
+            }
+            for at, event_id, rules, workflow_ids, outcome, seconds in list(self._recent)
+        ]
 
     def completion_published(self, rule: str, seconds: float) -> None:
         self.child("gateway_completion_publish_delay_seconds", rule).observe(max(0.0, seconds))

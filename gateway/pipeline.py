@@ -188,6 +188,8 @@ class Pipeline:
         seconds = time.monotonic() - job.admitted
         self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds)
         self._tracing.settled(job.span, outcome)
+        event_id = job.delivery.event.source_id
+        self._metrics.remember(event_id, rules, job.workflow_ids, outcome, seconds)
         if outcome != "dead_letter" and log.isEnabledFor(logging.DEBUG):  # a WARNING said it
             fields = self._fields(job, rules, outcome)
             log.debug(SETTLED, fields, extra=fields)

@@ -66,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-amqp", action="store_true", help="run Kafka only")
     parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="log lines instead of the live view (the default when stdout is not a terminal)",
+    )
+    parser.add_argument(
         "--conductor",
         choices=("dev", "real"),
         default="dev",
@@ -90,13 +95,17 @@ class StackChoice:
     amqp: bool = True
     conductor: str = "dev"
     kafka: str = "tansu"
+    plain: bool = True  # log lines; False: the live view (gateway/liveview.py)
 
 
 def run_dev(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
-    configure("INFO", "text")
-    choice = StackChoice(args.rules, args.workflows, not args.no_amqp, args.conductor, args.kafka)
+    plain = args.plain or not sys.stdout.isatty()
+    configure("INFO" if plain else "WARNING", "text")  # the live view shows what INFO says
+    choice = StackChoice(
+        args.rules, args.workflows, not args.no_amqp, args.conductor, args.kafka, plain
+    )
     try:
         return asyncio.run(_run(choice))
     except BrokerError as exc:
@@ -195,7 +204,7 @@ async def _run_on(
     config = write_dev_config(settings_data)
     await create_topics(kafka.bootstrap, ruleset)
     banner = functools.partial(print_banner, kafka, rabbit, conductor_url)
-    await _serve(settings_data, ruleset, client, banner, config)
+    await _serve(settings_data, ruleset, client, banner, config, plain=choice.plain)
     return 0
 
 
@@ -228,6 +237,8 @@ async def _serve(
     client: Any,
     banner: Callable[[int, Path], None],
     config: Path,
+    *,
+    plain: bool = True,
 ) -> None:
     """Run the gateway and the demo worker until a signal stops them."""
     from gateway.app import Gateway
@@ -236,13 +247,20 @@ async def _serve(
     settings = Settings(**settings_data)
     stop = asyncio.Event()
     worker = asyncio.create_task(_demo_worker(client, stop))
+    view: asyncio.Task[None] | None = None
     try:
         async with Gateway(settings, ruleset=ruleset) as gateway:
             _on_signals(gateway, stop)
             banner(settings.admin.port, config)
+            if not plain:
+                from gateway import liveview
+
+                view = asyncio.create_task(liveview.show(liveview.read_gateway(gateway), stop))
             await gateway.serve()
     finally:
         stop.set()
+        if view is not None:
+            await view  # ends at its next refresh once `stop` is set
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker

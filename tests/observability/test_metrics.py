@@ -15,6 +15,7 @@ from prometheus_client.samples import Sample
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import free_port
 from gateway.devserver.server import DevServer
+from gateway.liveview import read_admin, read_view, to_text
 from tests.daemon.conftest import eventually, make_settings, running, unique, wait_workflow
 from tests.daemon.test_amqp import publish
 
@@ -65,6 +66,7 @@ async def test_metrics_histograms_count_each_rules_events_and_conductor_calls(
         await eventually(settled, timeout=30)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             text = (await http.get("/metrics")).text
+            view = to_text(read_view(await read_admin(http)), width=200)  # gateway top --once
 
     families = {f.name: f for f in text_string_to_metric_families(text)}
     settle = families["gateway_event_settle_seconds"]
@@ -98,6 +100,10 @@ async def test_metrics_histograms_count_each_rules_events_and_conductor_calls(
     assert failed.levelno == logging.WARNING and failed.rule == "order-shipped"
     assert failed.event_id == f"amqp:{queue}-shipped:s-9" and failed.ms > 0
     assert "payload-secret" not in caplog.text  # logging.log_payloads is off
+    for workflow_id in workflow_ids:  # the live view lists each event with its workflow
+        [line] = [line for line in view.splitlines() if workflow_id in line]
+        assert "started" in line
+    assert "dead letters 1" in view
 
 
 def one(samples: list[Sample], name: str, labels: dict[str, str]) -> float:
