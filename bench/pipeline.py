@@ -112,15 +112,18 @@ class StandIn(asyncio.Protocol):
 
     def answer(self, request: list[str], body: bytes) -> bytes:
         method, path = request[0], request[1]
-        if method == "POST" and path.startswith("/api/workflow"):
+        path = path.partition("?")[0]
+        if method == "POST" and path.endswith("/correlated"):
+            return _response(b"{}", "application/json")  # no workflow of these ids yet
+        if method == "POST" and path == "/api/workflow":
             self.tally.call(body)
             return _response(uuid.uuid4().hex.encode(), "text/plain")
-        if path.startswith("/stats"):
+        if path == "/stats":
             tally = self.tally
             stats = {"count": tally.count, "first": tally.first, "last": tally.last}
-            if "lat" in path:
+            if "lat" in request[1]:
                 stats["latencies"] = tally.latencies  # type: ignore[assignment]
-            if "reset" in path:
+            if "reset" in request[1]:
                 tally.reset()
             return _response(json.dumps(stats).encode(), "application/json")
         return _response(b"[]", "application/json")
@@ -458,7 +461,7 @@ async def soak(stack: Stack, per_second: float, total: int, retention: float) ->
     await create_topic(stack.tansu, topic)
     name = f"soak-{tag}"
     argv = stack.gateway(
-        name, stack.tansu, f"topic: {topic}", retention_seconds=retention, purge_interval=10
+        name, stack.tansu, f"topic: {topic}", retention_seconds=retention, purge_interval_seconds=10
     )
     process = pinned(CONSUMER_CORE, argv, stack.tmp / f"{name}.log")
     lines = [f"soak: {total} events at {per_second:.0f}/s, store retention {retention:g}s"]
@@ -472,9 +475,10 @@ async def soak(stack: Stack, per_second: float, total: int, retention: float) ->
         while not feeding.done() or (await stats(base))["count"] < total * 0.999:
             await asyncio.sleep(10)
             count = (await stats(base))["count"]
+            size = store_mib(stack.tmp / f"{name}.db")
             line = (
                 f"  {time.monotonic() - begin:6.0f}s  calls {count:8d}  RSS "
-                f"{rss_mib(process.pid):6.1f} MiB  store {store_mib(stack.tmp / f'{name}.db'):7.1f} MiB"
+                f"{rss_mib(process.pid):6.1f} MiB  store {size:7.1f} MiB"
             )
             print(line, flush=True)
             lines.append(line)
@@ -546,7 +550,7 @@ async def drive(args: argparse.Namespace) -> None:
             for line in await latency(stack, rate_half):
                 print(line, flush=True)
         if args.soak:
-            for line in await soak(stack, args.rate or rate_half, 1_000_000, args.retention):
+            for line in await soak(stack, rate_half, args.soak_events, args.retention):
                 print(line, flush=True)
 
 
@@ -567,6 +571,7 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="1M events, RSS every 10 s")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s for --latency/--soak")
     parser.add_argument("--retention", type=float, default=120.0, help="--soak store retention")
+    parser.add_argument("--soak-events", type=int, default=1_000_000, dest="soak_events")
     parser.add_argument("--stand-in", type=int, dest="stand_in", help=argparse.SUPPRESS)
     parser.add_argument("--bare-kafka", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--bare-amqp", nargs=2, help=argparse.SUPPRESS)
@@ -579,6 +584,8 @@ def main() -> None:
     elif args.bare_amqp:
         asyncio.run(bare_amqp(*args.bare_amqp, args.conductor))
     else:
+        # `timeout` or Ctrl-C: leave through the finally blocks that stop the servers
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         args.port = free_port()
         asyncio.run(drive(args))
 
