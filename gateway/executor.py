@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gateway.coalesce import Coalescer
@@ -313,7 +313,39 @@ class Executor:
         already = states.noop | (states.repeated if ctx.suspect else frozenset())
         if any(f.status in already for f in candidates):
             return []
+        if target.start is not None:
+            if candidates:  # e.g. ended: the key's saga is over, not to be begun again
+                raise DeadLetter(
+                    f"no workflow in a state to {plan.action} matched {_describe(target)}, and "
+                    f"{len(candidates)} in another state did; on_missing: start starts only "
+                    "when none has the correlation id"
+                )
+            return [Found(await self._start_missing(plan, target, ctx), "RUNNING", 0.0)]
         return self._missing(plan, target, ctx, f"no workflow matched {_describe(target)}")
+
+    async def _start_missing(self, plan: Plan, target: Target, ctx: Context) -> str:
+        """Signal-with-start: start the target's workflow under the start dedupe, keyed by its
+        correlation id, so the events of one business key that race here (other partitions,
+        redeliveries, other replicas) all get the one workflow the store kept."""
+        assert target.start is not None
+        start = replace(
+            plan,
+            action="start_workflow",
+            method="start_workflow",
+            params=dict(target.start),
+            target=None,
+            idempotency_key=str(target.start["correlation_id"]),
+            completion=None,
+            reply=None,
+        )
+        key = start_key(start, ctx.event)
+        async with self._starting.hold(key):
+            outcome = await self._start_once(start, ctx, key)
+            workflow_id = await self._store.find_start(key)
+        log.info("rule '%s': %s workflow %s for %s", plan.rule, outcome, workflow_id, key)
+        if workflow_id is None:  # recorded just now: cannot be gone
+            raise RetryLater(f"the workflow started for {key} is not in the store yet")
+        return workflow_id
 
     async def _lookup(self, target: Target) -> list[Found]:
         if target.correlation_id:
@@ -342,6 +374,8 @@ class Executor:
             return []
         if target.on_missing == "retry" and time.time() - ctx.first_seen < target.retry_for_seconds:
             raise RetryLater(f"{reason}; retrying (on_missing=retry)")
+        if target.on_missing == "start":  # found or just started: its task is not there yet
+            raise RetryLater(f"{reason}; retrying (on_missing=start)")
         raise DeadLetter(reason)
 
     # -- actions -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from gateway.errors import ConfigError
 
-OnMissing = Literal["dead_letter", "skip", "retry"]
+OnMissing = Literal["dead_letter", "skip", "retry", "start"]
 OnMany = Literal["all", "newest", "oldest", "error"]
 
 
@@ -83,6 +83,8 @@ class Target:
     on_missing: OnMissing = "dead_letter"
     retry_for_seconds: float = 0.0  # with on_missing="retry": how long to keep trying
     on_many: OnMany = "error"
+    # with on_missing="start": start_workflow's arguments (name, version, input, correlation_id)
+    start: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,16 +102,23 @@ class TargetSpec:
     retry_for_seconds: float
     on_many: OnMany
     action: str
+    start: tuple[Param, ...] = ()  # on_missing "start": start_workflow's arguments
 
     def render(self, doc: Mapping[str, Any]) -> Target:
+        correlation_id = self._text(self.correlation_id, doc, "correlation_id")
+        start = None
+        if self.on_missing == "start":
+            start = {p.name: p.value(doc) for p in self.start}
+            start["correlation_id"] = start.get("correlation_id") or correlation_id
         return Target(
             workflow_id=self._text(self.workflow_id, doc, "workflow_id"),
-            correlation_id=self._text(self.correlation_id, doc, "correlation_id"),
+            correlation_id=correlation_id,
             workflow_name=self.workflow_name,
             query=self._text(self.query, doc, "query"),
             on_missing=self.on_missing,
             retry_for_seconds=self.retry_for_seconds,
             on_many=self.on_many,
+            start=start,
         )
 
     def _text(self, render: Renderer | None, doc: Mapping[str, Any], key: str) -> str | None:
@@ -339,6 +346,14 @@ def compile_action(action: str, model: Any, *, strict: bool) -> ActionSpec:
     builder = _Builder(key, strict)
     method = _BUILDERS[action](builder, model)
     target = None
+    start_given = schema.started_on_missing(model) is not None
+    if start_given and (action not in SIGNAL_WITH_START or method == "update_task"):
+        what = "complete_task by task_id" if method == "update_task" else action
+        raise ParamError(
+            "on_missing",
+            f"start is for signal, complete_task by task_ref and update_variables, not {what} "
+            "(a task id names a task of a workflow that exists); use dead_letter, skip or retry",
+        )
     if isinstance(model, schema._Targeted) and method != "update_task":
         target = _compile_target(key, model, strict)
     return ActionSpec(action, method, tuple(builder.params), target, _capability(action, model))
@@ -354,8 +369,29 @@ def _capability(action: str, model: Any) -> str | None:
     return None
 
 
+SIGNAL_WITH_START = frozenset({"signal", "complete_task", "update_variables"})
+
+
+def _start_on_missing(
+    key: str, m: schema.StartOnMissingModel, name: str, strict: bool
+) -> tuple[Param, ...]:
+    b = _Builder(f"{key}.start", strict)
+    b.literal("name", name)
+    b.literal("version", m.version)
+    b.add("input", {} if m.input is None else m.input, "object")
+    b.add("correlation_id", m.correlation_id, "string?")
+    return tuple(b.params)
+
+
 def _compile_target(key: str, m: schema._Targeted, strict: bool) -> TargetSpec:
     _no_template("workflow_name", m.workflow_name)
+    start: tuple[Param, ...] = ()
+    if (block := schema.started_on_missing(m)) is not None:
+        assert m.workflow_name is not None  # the schema asks for a target by correlation id
+        try:
+            start = _start_on_missing(key, block, m.workflow_name, strict)
+        except ParamError as exc:
+            raise ParamError(f"start.{exc.key}", str(exc)) from None
 
     def text(name: str, value: str | None, query: bool = False) -> Renderer | None:
         if value is None:
@@ -378,4 +414,5 @@ def _compile_target(key: str, m: schema._Targeted, strict: bool) -> TargetSpec:
         retry_for_seconds=m.retry_for_seconds,
         on_many=m.on_many,
         action=key,
+        start=start,
     )

@@ -141,6 +141,12 @@ def _target(plan: Plan) -> str:
     else:
         how = f"search {t.query!r}"
     missing = t.on_missing + (f" for {t.retry_for_seconds:g}s" if t.on_missing == "retry" else "")
+    if t.start is not None:  # signal-with-start: both paths, as the event would take them
+        missing = (
+            f"start workflow '{t.start['name']}' (correlation id {t.start['correlation_id']!r},"
+            f" input {json.dumps(t.start.get('input'), default=str)}) once per correlation id,"
+            f" then {plan.action} it"
+        )
     return f"{how}; none found: {missing}; several: {t.on_many}"
 
 

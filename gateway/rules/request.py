@@ -46,6 +46,10 @@ def plan_requests(plan: Plan) -> list[Request]:
             workflow_id = plan.target.workflow_id
         else:
             requests.append(lookup_request(plan.target))
+        if plan.target.start is not None:  # signal-with-start: the path when none is found
+            body = _start_body(plan.target.start)
+            note = "only when none is found, once per correlation id: the start dedupe"
+            requests.append(Request("POST", "/api/workflow", body=body, note=note))
     requests.extend(_ACTIONS[plan.method](plan.params, workflow_id))
     return requests
 

@@ -95,6 +95,22 @@ class SourceModel(_Model):
 # --- actions ----------------------------------------------------------------------------
 
 
+class StartOnMissingModel(_Model):
+    """`on_missing: start`: the workflow to start when the target is not found (signal-with-
+    start). Its name and correlation id default to the target's, so later events find it."""
+
+    name: str | None = Field(None, min_length=1)
+    version: int | None = Field(None, ge=1)
+    input: Any = None
+    correlation_id: str | None = None
+
+
+def started_on_missing(model: Any) -> StartOnMissingModel | None:
+    """The `start:` block of an action that has one (signal, complete_task, update_variables)."""
+    start: StartOnMissingModel | None = getattr(model, "start", None)
+    return start
+
+
 class _Targeted(_Model):
     """How to find the workflow: exactly one of workflow_id, correlation_id (+ workflow_name),
     or query; plus what to do when none or several are found."""
@@ -103,7 +119,7 @@ class _Targeted(_Model):
     correlation_id: str | None = None
     workflow_name: str | None = None
     query: str | None = None
-    on_missing: Literal["dead_letter", "skip", "retry"] = "dead_letter"
+    on_missing: Literal["dead_letter", "skip", "retry", "start"] = "dead_letter"
     retry_for_seconds: float = Field(0.0, ge=0, le=7 * 86_400)
     on_many: Literal["all", "newest", "oldest", "error"] = "error"
 
@@ -123,6 +139,22 @@ class _Targeted(_Model):
             raise ValueError("correlation_id and workflow_name go together")
         if (self.on_missing == "retry") != (self.retry_for_seconds > 0):
             raise ValueError("on_missing: retry needs retry_for_seconds > 0 (and only then)")
+        start = started_on_missing(self)
+        if (self.on_missing == "start") != (start is not None):
+            raise ValueError(
+                "on_missing: start needs a start: block (and only then); it is for signal, "
+                "complete_task and update_variables"
+            )
+        if start is not None and self.correlation_id is None:
+            raise ValueError(
+                "on_missing: start needs the target by correlation_id (with workflow_name): "
+                "the started workflow must be found by the next event of the same key"
+            )
+        if start is not None and start.name not in (None, self.workflow_name):
+            raise ValueError(
+                f"start.name '{start.name}' differs from workflow_name "
+                f"'{self.workflow_name}'; leave start.name out or make them the same"
+            )
 
 
 class NewWorkflowModel(_Model):
@@ -153,7 +185,13 @@ class ExecuteWorkflowModel(NewWorkflowModel):
     wait_for_seconds: int = Field(10, ge=1, le=3_600)
 
 
-class SignalModel(_Targeted):
+class _StartsOnMissing(_Targeted):
+    """signal, complete_task, update_variables: may start the workflow they find none of."""
+
+    start: StartOnMissingModel | None = None
+
+
+class SignalModel(_StartsOnMissing):
     status: TaskStatus = "COMPLETED"
     output: Any = None
     task_ref: str | None = None  # None: the first waiting (WAIT) task
@@ -177,7 +215,7 @@ class _TaskModel(_Targeted):
         super()._check_target()
 
 
-class CompleteTaskModel(_TaskModel):
+class CompleteTaskModel(_TaskModel, _StartsOnMissing):
     pass
 
 
@@ -186,7 +224,7 @@ class FailTaskModel(_TaskModel):
     terminal: bool = False  # FAILED_WITH_TERMINAL_ERROR: no task retries
 
 
-class UpdateVariablesModel(_Targeted):
+class UpdateVariablesModel(_StartsOnMissing):
     variables: Any  # an object, or a template that renders to one
 
 
