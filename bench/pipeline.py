@@ -465,6 +465,7 @@ async def soak(stack: Stack, per_second: float, total: int, retention: float) ->
     )
     process = pinned(CONSUMER_CORE, argv, stack.tmp / f"{name}.log")
     lines = [f"soak: {total} events at {per_second:.0f}/s, store retention {retention:g}s"]
+    print(lines[0], flush=True)
     base = stack.conductor.removesuffix("/api")
     await stats(base, "?reset")
     try:
@@ -550,8 +551,7 @@ async def drive(args: argparse.Namespace) -> None:
             for line in await latency(stack, rate_half):
                 print(line, flush=True)
         if args.soak:
-            for line in await soak(stack, rate_half, args.soak_events, args.retention):
-                print(line, flush=True)
+            await soak(stack, rate_half, args.soak_events, args.retention)  # prints as it goes
 
 
 async def wait_stand_in(base: str) -> None:
