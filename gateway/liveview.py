@@ -113,8 +113,12 @@ def render(view: View) -> Group:
         outcomes = ", ".join(f"{name} {count}" for name, count in row.outcomes.items())
         rules.add_row(row.rule, f"{row.per_second:.1f}", outcomes)
     recent = Table(title="Last events", expand=True)
-    for column in ("time", "event", "rule", "workflow", "outcome", "ms"):
-        recent.add_column(column)
+    recent.add_column("time", no_wrap=True, min_width=8)
+    for column in ("event", "rule"):
+        recent.add_column(column, overflow="ellipsis")
+    recent.add_column("workflow", no_wrap=True, min_width=36)  # a whole id, to copy
+    for column in ("outcome", "ms"):
+        recent.add_column(column, no_wrap=True)
     for event in reversed(view.recent):
         when = time.strftime("%H:%M:%S", time.localtime(float(event.get("at", 0))))
         recent.add_row(
