@@ -35,6 +35,7 @@ class Sample:
     recent: Sequence[Mapping[str, Any]] = ()
     reasons: Sequence[str] = ()
     at: float = field(default_factory=time.monotonic)
+    rules: Sequence[str] = ()  # the loaded rules, shown before their first event
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def read_view(now: Sample, before: Sample | None = None) -> View:
     counts = _settled_by_rule(now.metrics)
     earlier = _settled_by_rule(before.metrics) if before is not None else {}
     elapsed = now.at - before.at if before is not None else 0.0
+    for rule in now.rules:
+        counts.setdefault(rule, {})
     rows = []
     for rule, outcomes in sorted(counts.items()):
         done = sum(outcomes.values()) - sum(earlier.get(rule, {}).values())
@@ -213,21 +216,22 @@ async def top(url: str, *, once: bool = False) -> int:
 
 
 async def read_admin(http: Any) -> Sample:
-    """A Sample from a gateway's admin endpoint: /metrics, /events and /readyz."""
-    metrics, events, ready = await asyncio.gather(
-        http.get("/metrics"), http.get("/events"), http.get("/readyz")
+    """A Sample from a gateway's admin endpoint: /metrics, /events, /readyz and /rules."""
+    metrics, events, ready, rules = await asyncio.gather(
+        http.get("/metrics"), http.get("/events"), http.get("/readyz"), http.get("/rules")
     )
     metrics.raise_for_status()
     recent = events.json().get("events", []) if events.status_code == 200 else []
     reasons = ready.json().get("reasons", []) if ready.status_code in (200, 503) else []
-    return Sample(metrics.text, recent, reasons)
+    names = [r["name"] for r in rules.json().get("rules", [])] if rules.status_code == 200 else []
+    return Sample(metrics.text, recent, reasons, rules=names)
 
 
 def read_gateway(gateway: Any) -> Callable[[], Awaitable[Sample]]:
     """A reader of an in-process Gateway (what `gateway dev` shows)."""
 
     async def read() -> Sample:
-        reasons = gateway.reasons()
-        return Sample(gateway.metrics.render(), gateway.metrics.recent_events(), reasons)
+        metrics, rules = gateway.metrics, [rule.name for rule in gateway.ruleset.rules]
+        return Sample(metrics.render(), metrics.recent_events(), gateway.reasons(), rules=rules)
 
     return read

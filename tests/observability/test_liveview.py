@@ -39,7 +39,9 @@ def test_the_view_shows_both_demo_events_with_their_workflow_ids() -> None:
 
 
 def test_the_view_names_what_keeps_the_gateway_from_being_ready() -> None:
-    sample = Sample(Metrics().render(), reasons=["conductor: not reachable"])
+    sample = Sample(Metrics().render(), reasons=["conductor: not reachable"], rules=["orders"])
     text = to_text(read_view(sample))
+    [row] = [line for line in text.splitlines() if "orders" in line]
+    assert "0.0" in row  # a loaded rule is listed before its first event
     assert "Conductor opening" in text  # no client yet: its readiness gauge is not there
     assert "not ready: conductor: not reachable" in text
