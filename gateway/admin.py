@@ -9,7 +9,8 @@ The endpoint opens before anything else, so both probes answer from the first se
 - /readyz (readiness): 200 `{"ready": true, "reasons": []}` once every dependency is open
   and answering and Kafka has its partitions; 503 `{"ready": false, "reasons": [...]}`
   otherwise, each reason `<component>: <cause>` (gateway/readiness.py).
-- /metrics: Prometheus text (including `gateway_dead_letter_blocked`, from the pipeline).
+- /metrics: Prometheus text (including `gateway_dead_letter_blocked`, from the pipeline);
+  OpenMetrics, with exemplars, when the scraper's Accept asks for it (Prometheus does).
 - /events: the last settled events (event id, rule, workflow ids, outcome, ms; never payloads),
   for `gateway top`.
 - /rules: the loaded rules (names, sources, actions), never templates' rendered values.
@@ -29,6 +30,9 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+OPENMETRICS = "application/openmetrics-text"
+OPENMETRICS_TYPE = OPENMETRICS + "; version=1.0.0; charset=utf-8"
 
 
 class Admin:
@@ -89,8 +93,12 @@ class Admin:
         body = {"ready": not reasons, "reasons": reasons}
         return web.json_response(body, status=503 if reasons else 200)
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        text = self._gateway.metrics.render()
+    async def _metrics(self, request: web.Request) -> web.Response:
+        metrics = self._gateway.metrics
+        if OPENMETRICS in request.headers.get("Accept", ""):  # exemplars need OpenMetrics
+            body = metrics.render_openmetrics()
+            return web.Response(body=body, headers={"Content-Type": OPENMETRICS_TYPE})
+        text = metrics.render()
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _events(self, _request: web.Request) -> web.Response:

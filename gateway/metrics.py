@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -139,12 +140,19 @@ class Metrics:
         self.child("gateway_events_received_total", source).inc()
 
     def event_settled(
-        self, rules: Iterable[str], source: str, outcome: str, seconds: float
+        self,
+        rules: Iterable[str],
+        source: str,
+        outcome: str,
+        seconds: float,
+        exemplar: dict[str, str] | None = None,
     ) -> None:
-        """One settled delivery: the outcome counter, and the latency once per routed rule."""
+        """One settled delivery: the outcome counter, and the latency once per routed rule
+        (with the trace id as exemplar while tracing is on)."""
         self.child("gateway_events_settled_total", outcome).inc()
         for rule in rules:
-            self.child("gateway_event_settle_seconds", rule, source, outcome).observe(seconds)
+            series = self.child("gateway_event_settle_seconds", rule, source, outcome)
+            series.observe(seconds, exemplar)
 
     def remember(
         self,
@@ -205,6 +213,11 @@ class Metrics:
     def timed(self, client: T) -> T:
         """`client`, its coroutine methods timed into gateway_conductor_request_seconds."""
         return cast(T, _Timed(client, self))
+
+    def render_openmetrics(self) -> bytes:
+        """OpenMetrics 1.0 (what Prometheus asks for first): the same series, with exemplars."""
+        text: bytes = openmetrics.generate_latest(self.registry)  # type: ignore[no-untyped-call]
+        return text
 
     def render(self) -> str:
         """Prometheus text exposition format 0.0.4."""

@@ -186,7 +186,8 @@ class Pipeline:
     def _observe(self, job: Job, outcome: str) -> None:
         rules = [p.rule for p in job.plans] or [(job.failure and job.failure.rule) or NO_RULE]
         seconds = time.monotonic() - job.admitted
-        self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds)
+        exemplar = self._tracing.exemplar(job.span)
+        self._metrics.event_settled(rules, job.delivery.event.channel, outcome, seconds, exemplar)
         self._tracing.settled(job.span, outcome)
         event_id = job.delivery.event.source_id
         self._metrics.remember(event_id, rules, job.workflow_ids, outcome, seconds)

@@ -87,6 +87,10 @@ class Tracing:
     def traceparent(self, span: Any) -> str | None:
         return None
 
+    def exemplar(self, span: Any) -> dict[str, str] | None:
+        """The span's trace id as a metrics exemplar, or None."""
+        return None
+
     def traced(self, target: T, prefix: str) -> T:
         """`target` with a span around each coroutine method call (itself when off)."""
         return target
@@ -137,6 +141,9 @@ class OtelTracing(Tracing):
 
     def traceparent(self, span: Any) -> str | None:
         return self._otel.traceparent_of(span) if span is not None else None
+
+    def exemplar(self, span: Any) -> dict[str, str] | None:
+        return {"trace_id": f"{span.get_span_context().trace_id:032x}"} if span else None
 
     def traced(self, target: T, prefix: str) -> T:
         return cast(T, _Traced(target, prefix, self))

@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.admin import OPENMETRICS
 from gateway.app import Gateway
 from gateway.conductor.client import ConductorClient
+from gateway.devserver.brokers import free_port
 from gateway.devserver.server import DevServer
 from gateway.errors import ConfigError
 from gateway.rules.loader import parse_rules
@@ -43,8 +46,13 @@ rules:
     start_workflow: {{name: {workflow}, input: {{qty: "${{body.qty}}"}}}}
     completion: {{destination: "amqp:{status_queue}"}}
 """
+    port = free_port()
     settings = make_settings(
-        tmp_path, conductor_url=devserver.url, amqp_url=amqp_url, tracker={"min_interval": 0.1}
+        tmp_path,
+        conductor_url=devserver.url,
+        amqp_url=amqp_url,
+        tracker={"min_interval": 0.1},
+        admin={"port": port},
     )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -67,7 +75,17 @@ rules:
             await eventually(completed, timeout=30)
             calls = {"operation": "start_workflow", "status_class": "2xx"}
             timed = gateway.metrics.value("gateway_conductor_request_seconds_count", **calls)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                openmetrics = await http.get("/metrics", headers={"Accept": OPENMETRICS})
     assert timed == 1  # traced and timed at once
+    # Prometheus asks for OpenMetrics and gets the settle latency's exemplar: the trace id.
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    settled = [
+        line
+        for line in openmetrics.text.splitlines()
+        if line.startswith("gateway_event_settle_seconds_bucket") and " # {" in line
+    ]
+    assert settled and all(f'trace_id="{TRACE_ID}"' in line for line in settled)
 
     spans = [s for s in exporter.get_finished_spans() if trace_id(s) == TRACE_ID]
     by_name = {s.name: s for s in spans}
