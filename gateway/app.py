@@ -30,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Policy
 from gateway.plan import Destination
 from gateway.readiness import Readiness, keep_trying
+from gateway.relay import Relay
 from gateway.rules.loader import load_rules
 from gateway.rules.router import Router
 from gateway.rules.ruleset import RuleSet
@@ -137,6 +138,10 @@ class Gateway:
         tracker.tracing = self.tracing
         self._expose(tracker)
         await stack.enter_async_context(tracker)
+        if s.relay.topic:  # Conductor's own status events, republished as CloudEvents
+            await stack.enter_async_context(
+                Relay(s.relay, s.kafka, publisher, mode=s.tracker.content_mode)
+            )
         await self._open_sources()
 
     async def _open_store(self) -> Store:

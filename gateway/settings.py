@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -215,6 +223,55 @@ class TrackerSettings(_Section):
     )
 
 
+class RelaySettings(_Section):
+    """Relay of Conductor OSS's Kafka workflow status listener as CloudEvents (off unless a
+    topic is set)."""
+
+    topic: str | None = Field(
+        None,
+        min_length=1,
+        description="Topic the status listener publishes to (its default-topic, "
+        "workflow-status-events); unset: no relay.",
+    )
+    destination: str | None = Field(
+        None,
+        description="Where the CloudEvents go: kafka:<topic>, amqp:<queue> or amqp:<ex>/<key>.",
+    )
+    group_id: str = Field("conductor-gateway-relay", description="Consumer group of the relay.")
+    workflow_names: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated workflow names to relay (empty: all)."
+    )
+    event_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["completed", "terminated"],
+        description="Comma-separated listener event types to relay: started, completed, "
+        "terminated, paused, resumed, retried, restarted, reran.",
+    )
+
+    @field_validator("workflow_names", "event_types", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _destination_given(self) -> RelaySettings:
+        if self.topic and not self.destination:
+            raise ValueError(
+                f"relay.topic '{self.topic}' needs relay.destination, e.g. kafka:workflow-events"
+            )
+        unknown = sorted(set(self.event_types) - RELAY_EVENT_TYPES)
+        if unknown:
+            raise ValueError(
+                f"relay.event_types: {', '.join(unknown)} unknown; use some of "
+                f"{', '.join(sorted(RELAY_EVENT_TYPES))} (finalized repeats completed/terminated)"
+            )
+        return self
+
+
+RELAY_EVENT_TYPES = frozenset(
+    {"started", "completed", "terminated", "paused", "resumed", "retried", "restarted", "reran"}
+)
+
+
 class LoggingSettings(_Section):
     """Logging: readable on a terminal, JSON lines otherwise."""
 
@@ -249,6 +306,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     rules_file: Path = Field(Path("config/rules.yaml"), description="The routing rules file.")
     shutdown_grace_seconds: float = Field(

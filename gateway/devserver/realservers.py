@@ -84,11 +84,15 @@ class ConductorOSS(_JavaServer):
         startup_timeout: float = 240.0,
         version: str = artifacts.CONDUCTOR_VERSION,
         heap: str = "1g",
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.version = version
         self.heap = heap
+        # Spring properties for the server, e.g. its workflow status listener:
+        # {"conductor.workflow-status-listener.type": "kafka", ...}
+        self.settings = dict(settings or {})
 
     @property
     def url(self) -> str:
@@ -111,6 +115,7 @@ class ConductorOSS(_JavaServer):
             f"--server.port={self.port}",
             "--server.address=127.0.0.1",
             f"--spring.datasource.url={database}",
+            *(f"--{key}={value}" for key, value in self.settings.items()),
         ]
         began = time.monotonic()
         self._start_java(argv)
