@@ -1,7 +1,7 @@
 """The gateway's Prometheus metrics, on `prometheus-client` with one registry per gateway.
 
-Every series is declared in `SPECS` (name, type, HELP text, labels), which the README's metrics
-section mirrors. Updates on the per-event path go through `event_received`/`event_settled`,
+Every series is declared in `SPECS` or `COMPUTED` (name, type, HELP text, labels), which
+docs/observability.md mirrors. Updates on the per-event path go through `event_received`/`event_settled`,
 which keep the `.labels(...)` children they bind, so an event costs a dict lookup and an
 `inc`/`observe` per series; everything else (retries, dead letters, lag) uses the generic
 `inc`/`set`, off the hot path.
