@@ -206,10 +206,19 @@ def _top(args: Any) -> int:
 async def top(url: str, *, once: bool = False) -> int:
     import httpx
 
+    from gateway.errors import GatewayError
+
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=5.0) as http:
         read = functools.partial(read_admin, http)
+        try:
+            first = await read()
+        except httpx.HTTPError as exc:
+            raise GatewayError(
+                f"--admin {url}: cannot read the gateway's admin endpoint ({exc}); give the URL "
+                "of a running gateway's admin.port, e.g. --admin http://127.0.0.1:8088"
+            ) from exc
         if once:
-            print(to_text(read_view(await read())), end="")
+            print(to_text(read_view(first)), end="")
             return 0
         await show(read, asyncio.Event())
     return 0
