@@ -24,6 +24,7 @@ from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
 from gateway.rules.loader import parse_rules
 from gateway.settings import Settings
+from gateway.tracing import Tracing
 
 
 def unique(prefix: str) -> str:
@@ -145,9 +146,11 @@ def make_settings(
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, rules: str) -> AsyncIterator[Gateway]:
+async def running(
+    settings: Settings, rules: str, tracing: Tracing | None = None
+) -> AsyncIterator[Gateway]:
     """A gateway serving in the background; stopped (drained) when the block ends."""
-    async with Gateway(settings, ruleset=parse_rules(rules)) as gateway:
+    async with Gateway(settings, ruleset=parse_rules(rules), tracing=tracing) as gateway:
         task = asyncio.create_task(gateway.serve())
         try:
             yield gateway

@@ -4,10 +4,8 @@ Conductor call that started the workflow and the publish of the workflow's compl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -18,15 +16,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.admin import OPENMETRICS
-from gateway.app import Gateway
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import free_port
 from gateway.devserver.server import DevServer
 from gateway.errors import ConfigError
-from gateway.rules.loader import parse_rules
-from gateway.settings import Settings
 from gateway.tracing import NO_TRACING, TRACE_KEY, OtelTracing, Tracing
-from tests.daemon.conftest import eventually, make_settings, unique
+from tests.daemon.conftest import eventually, make_settings, running, unique
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -144,16 +139,3 @@ def set_variable_workflow(name: str) -> dict[str, object]:
 
 def trace_id(span: ReadableSpan) -> str:
     return f"{span.context.trace_id:032x}" if span.context else ""
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, rules: str, tracing: Tracing) -> AsyncIterator[Gateway]:
-    import asyncio
-
-    async with Gateway(settings, ruleset=parse_rules(rules), tracing=tracing) as gateway:
-        task = asyncio.create_task(gateway.serve())
-        try:
-            yield gateway
-        finally:
-            gateway.request_stop()
-            await asyncio.wait_for(task, 60)
