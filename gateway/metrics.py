@@ -1,10 +1,10 @@
 """The gateway's Prometheus metrics, on `prometheus-client` with one registry per gateway.
 
 Every series is declared in `SPECS` or `COMPUTED` (name, type, HELP text, labels), which
-docs/observability.md mirrors. Updates on the per-event path go through `event_received`/`event_settled`,
-which keep the `.labels(...)` children they bind, so an event costs a dict lookup and an
-`inc`/`observe` per series; everything else (retries, dead letters, lag) uses the generic
-`inc`/`set`, off the hot path.
+docs/observability.md mirrors. Updates on the per-event path go through `event_received` and
+`event_settled`, which keep the `.labels(...)` children they bind, so an event costs a dict
+lookup and an `inc`/`observe` per series; everything else (retries, dead letters, lag) uses
+the generic `inc`/`set`, off the hot path.
 
 `render` writes the text exposition format 0.0.4 itself rather than with `generate_latest`,
 for two reasons that keep existing scrapers working: whole numbers stay whole (`gateway_in_flight
