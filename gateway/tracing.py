@@ -27,7 +27,7 @@ import contextlib
 import importlib
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
@@ -186,9 +186,7 @@ def _in_span(
 
 def _with_trace(given: Mapping[str, Any] | None, carrier: dict[str, str]) -> dict[str, Any]:
     """The workflow input plus TRACE_KEY (a copy: the plan's rendered input stays as it was)."""
-    merged: MutableMapping[str, Any] = dict(given or {})
-    merged[TRACE_KEY] = carrier
-    return dict(merged)
+    return {**(given or {}), TRACE_KEY: carrier}
 
 
 def _workflow_id(result: Any) -> str:
