@@ -312,7 +312,9 @@ def _values(name: str, labels: dict[str, str]) -> tuple[str, ...]:
 def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+    # Sorted, as the gateway wrote them before prometheus-client: scrapers do not care, but
+    # people grep for a series as they saw it.
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
 
 
 def _escape(value: str) -> str:
