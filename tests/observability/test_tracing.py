@@ -70,9 +70,12 @@ rules:
             await eventually(completed, timeout=30)
             calls = {"operation": "start_workflow", "status_class": "2xx"}
             timed = gateway.metrics.value("gateway_conductor_request_seconds_count", **calls)
+            delay = "gateway_completion_publish_delay_seconds_count"
+            published = gateway.metrics.value(delay, rule="orders")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 openmetrics = await http.get("/metrics", headers={"Accept": OPENMETRICS})
     assert timed == 1  # traced and timed at once
+    assert published == 1  # workflow end -> completion confirmed, observed once
     # Prometheus asks for OpenMetrics and gets the settle latency's exemplar: the trace id.
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     settled = [
