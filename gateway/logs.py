@@ -41,10 +41,9 @@ def configure(
     """Install one stderr handler on the root logger; cap other libraries' loggers.
 
     `level` applies to the gateway's own loggers. Every other logger is held at INFO or above
-    (httpx, httpcore, aiokafka, aio-pika at WARNING), because at DEBUG some print what
-    passes through them: aiosqlite every SQL statement with its parameters (event keys, ids),
-    httpcore response headers. `levels` sets a logger by name, e.g. {"aiokafka": "DEBUG"},
-    for the rare debugging session that needs it.
+    (httpx, httpcore, aiokafka, aio-pika at WARNING), because at DEBUG some print what passes
+    through them (httpcore response headers, database drivers their queries). `levels` sets a
+    logger by name, e.g. {"aiokafka": "DEBUG"}, for the rare debugging session that needs it.
     """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)

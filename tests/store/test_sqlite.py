@@ -116,7 +116,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) ->
     store = SqliteStore(path)
     with pytest.raises(RuntimeError, match="schema version 99"):
         await store.open()
-    # The failed open closed its connection: no aiosqlite thread is left running, and the
+    # The failed open closed its connection: no connection thread is left running, and the
     # store is plainly not open (no close() needed).
     for thread in set(threading.enumerate()) - threads:
         thread.join(timeout=5)  # a closed connection's thread ends right after close()
