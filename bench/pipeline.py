@@ -1,6 +1,7 @@
 """The gateway against a bare consume-and-call loop, per core, on the same events (issue 18).
 
-Run: .venv/bin/python bench/pipeline.py [--events N] [--runs R] [--latency] [--soak]
+Run: .venv/bin/python bench/pipeline.py [--events N] [--runs R] [--sources kafka|amqp|both]
+     [--latency] [--soak]
 
 - A stand-in Conductor runs in its own process (a raw asyncio HTTP/1.1 server): it answers
   `POST /api/workflow` with an id and every GET with an empty list, and counts calls. Rates are
@@ -370,8 +371,17 @@ async def measure(stack: Stack, argv: list[str], n: int, log: str) -> float:
     return rate(current)
 
 
-async def throughput(stack: Stack, n: int) -> dict[str, float]:
+async def throughput(stack: Stack, n: int, sources: str) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
+    result: dict[str, float] = {}
+    if sources in ("kafka", "both"):
+        result.update(await throughput_kafka(stack, n, tag))
+    if sources in ("amqp", "both"):
+        result.update(await throughput_amqp(stack, n, tag))
+    return result
+
+
+async def throughput_kafka(stack: Stack, n: int, tag: str) -> dict[str, float]:
     topic = f"bench-{tag}"
     await create_topic(stack.tansu, topic)
     await fill_kafka(stack.tansu, topic, n)
@@ -379,6 +389,11 @@ async def throughput(stack: Stack, n: int) -> dict[str, float]:
     result = {"kafka bare": await measure(stack, bare, n, f"bare-kafka-{tag}")}
     gateway = stack.gateway(f"gw-{tag}", stack.tansu, f"topic: {topic}")
     result["kafka gateway"] = await measure(stack, gateway, n, f"gw-kafka-{tag}")
+    return result
+
+
+async def throughput_amqp(stack: Stack, n: int, tag: str) -> dict[str, float]:
+    result: dict[str, float] = {}
     await fill_amqp(stack.rabbit, f"bare-{tag}", n)
     await fill_amqp(stack.rabbit, f"gw-{tag}", n)
     bare = stack.bare("--bare-amqp", stack.rabbit, f"bare-{tag}")
@@ -535,23 +550,27 @@ async def drive(args: argparse.Namespace) -> None:
         )
         gateway_max = 0.0
         for run in range(1, args.runs + 1):
-            result = await throughput(stack, args.events)
-            kafka_ratio = result["kafka gateway"] / result["kafka bare"]
-            amqp_ratio = result["amqp gateway"] / result["amqp bare"]
-            print(
-                f"run {run}: kafka bare {result['kafka bare']:6.0f}/s gateway "
-                f"{result['kafka gateway']:6.0f}/s ratio {kafka_ratio:.2f} | amqp bare "
-                f"{result['amqp bare']:6.0f}/s gateway {result['amqp gateway']:6.0f}/s "
-                f"ratio {amqp_ratio:.2f}",
-                flush=True,
-            )
-            gateway_max = max(gateway_max, result["kafka gateway"])
+            result = await throughput(stack, args.events, args.sources)
+            print(f"run {run}: {report(result)}", flush=True)
+            gateway_max = max(gateway_max, result.get("kafka gateway", 0.0))
         rate_half = args.rate or gateway_max / 2
         if args.latency:
             for line in await latency(stack, rate_half):
                 print(line, flush=True)
         if args.soak:
             await soak(stack, rate_half, args.soak_events, args.retention)  # prints as it goes
+
+
+def report(result: dict[str, float]) -> str:
+    """`kafka bare N/s gateway N/s ratio R | amqp ...` for the sources measured."""
+    parts = []
+    for source in ("kafka", "amqp"):
+        if f"{source} bare" in result:
+            bare, gateway = result[f"{source} bare"], result[f"{source} gateway"]
+            parts.append(
+                f"{source} bare {bare:6.0f}/s gateway {gateway:6.0f}/s ratio {gateway / bare:.2f}"
+            )
+    return " | ".join(parts)
 
 
 async def wait_stand_in(base: str) -> None:
@@ -567,6 +586,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--sources",
+        choices=("kafka", "amqp", "both"),
+        default="both",
+        help="which throughput comparisons to run (default both)",
+    )
     parser.add_argument("--latency", action="store_true", help="p50/p99 at half load")
     parser.add_argument("--soak", action="store_true", help="1M events, RSS every 10 s")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s for --latency/--soak")
