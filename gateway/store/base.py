@@ -60,6 +60,9 @@ class Store(Protocol):
     async def find_start(self, key: str) -> str | None:
         """The workflow id recorded for a dedupe key, or None."""
 
+    async def started_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of these workflow ids the gateway started (have a dedupe record): one query."""
+
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None
     ) -> str:

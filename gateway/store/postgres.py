@@ -32,7 +32,8 @@ from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
 from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
-SCHEMA_VERSION = 3  # 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish
+# 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish, 4: gateway_starts_workflow
+SCHEMA_VERSION = 4
 PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS gateway_outbox (
 );
 CREATE INDEX IF NOT EXISTS gateway_outbox_due ON gateway_outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS gateway_starts_created ON gateway_starts (created_at);
+CREATE INDEX IF NOT EXISTS gateway_starts_workflow ON gateway_starts (workflow_id);
 """
 
 _OUTBOX_INSERT = (
@@ -74,6 +76,7 @@ _MIGRATIONS = (
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS publish_failures"
     " INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS also_publish TEXT",
+    "CREATE INDEX IF NOT EXISTS gateway_starts_workflow ON gateway_starts (workflow_id)",
 )
 _CLAIM = f"""
 WITH due AS (
@@ -193,6 +196,16 @@ class PostgresStore:
             "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])", list(keys)
         )
         return {str(row["key"]): str(row["workflow_id"]) for row in rows}
+
+    async def started_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of these workflow ids have a dedupe record: one query (index on workflow_id)."""
+        if not workflow_ids:
+            return set()
+        rows = await self._db().fetch(
+            "SELECT DISTINCT workflow_id FROM gateway_starts WHERE workflow_id = ANY($1::text[])",
+            list(workflow_ids),
+        )
+        return {str(row["workflow_id"]) for row in rows}
 
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None

@@ -34,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+import orjson
+
 from gateway.coalesce import Coalescer
 from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
 from gateway.store.retention import purge_forever
@@ -48,7 +50,7 @@ CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound parameter
 PURGE_CHUNK = 5000  # dedupe records deleted per transaction by the background purge
 LOOKUP_BUSY_MS = 50  # longest a look-up on the loop's thread waits for a busy file
 
-SCHEMA_VERSION = 3  # 2: outbox.publish_failures, 3: outbox.also_publish
+SCHEMA_VERSION = 4  # 2: outbox.publish_failures, 3: outbox.also_publish, 4: starts_workflow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -75,6 +77,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_poll_at);
 CREATE INDEX IF NOT EXISTS starts_created ON starts (created_at);
+CREATE INDEX IF NOT EXISTS starts_workflow ON starts (workflow_id);
 """
 
 _OUTBOX_INSERT = (
@@ -86,6 +89,7 @@ _OUTBOX_INSERT = (
 _MIGRATIONS = (
     "ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE outbox ADD COLUMN also_publish TEXT",
+    "CREATE INDEX IF NOT EXISTS starts_workflow ON starts (workflow_id)",
 )
 
 
@@ -307,6 +311,18 @@ class SqliteStore:
             except sqlite3.OperationalError:
                 pass
         return await self._conn(self._reader).run(lambda db: _existing(db, keys))
+
+    async def started_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        """Which of these workflow ids have a dedupe record: one query whatever their number
+        (the ids go in as one JSON array, so SQLite's limit of bound parameters never bites)."""
+        if not workflow_ids:
+            return set()
+        rows = await self._read(
+            "SELECT DISTINCT workflow_id FROM starts"
+            " WHERE workflow_id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(list(workflow_ids)).decode(),),
+        )
+        return {str(row[0]) for row in rows}
 
     async def record_start(
         self, key: str, workflow_id: str, rule: str, track: TrackRequest | None = None

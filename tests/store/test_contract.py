@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.store.base import TrackRequest
+from gateway.store.postgres import SCHEMA_VERSION as postgres_version
 from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SCHEMA_VERSION as sqlite_version
 from gateway.store.sqlite import SqliteStore
 
 TRACK = TrackRequest(
@@ -220,3 +222,47 @@ def test_settings_pick_the_store(tmp_path: Path) -> None:
     dsn = SecretStr("postgresql://gw@db/gateway")
     postgres = build_store(Settings(store={"postgres_dsn": dsn}))
     assert isinstance(postgres, PostgresStore)
+
+
+async def test_started_workflows_names_only_the_ids_the_gateway_recorded(store: Any) -> None:
+    await store.record_start("k1", "wf-1", "rpc", TRACK)
+    await store.record_start("k2", "wf-2", "rpc")
+    await store.record_start("k3", "wf-1", "rpc")  # two keys may name one workflow
+    await store.track("wf-reply", TRACK)  # an outbox row alone is not a start
+    asked = ["wf-1", "wf-2", "wf-reply", "wf-elsewhere", "wf-1"]
+    assert await store.started_workflows(asked) == {"wf-1", "wf-2"}
+    assert await store.started_workflows([]) == set()
+    many = [f"wf-{i}" for i in range(40_000)]  # past SQLite's limit of bound parameters
+    assert await store.started_workflows(many) == {"wf-1", "wf-2"}
+
+
+async def test_a_version_3_store_gains_the_workflow_id_index(make_store: StoreFactory) -> None:
+    async with make_store() as store:  # what a gateway with schema version 3 left behind
+        await store.record_start("k", "wf", "rpc")
+        await _sql(store, "DROP INDEX {}starts_workflow")
+        await _sql(store, "UPDATE {}schema_version SET version = 3")
+    async with make_store() as store:
+        assert await store.started_workflows(["wf"]) == {"wf"}
+        if isinstance(store, SqliteStore):
+            plan = await store._read(
+                "EXPLAIN QUERY PLAN SELECT key FROM starts WHERE workflow_id = 'wf'"
+            )
+            assert any("starts_workflow" in str(row) for row in plan), plan
+            [(version,)] = await store._read("SELECT version FROM schema_version")
+            assert version == sqlite_version
+        else:
+            names = await store._db().fetch(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'gateway_starts'"
+            )
+            assert "gateway_starts_workflow" in {r["indexname"] for r in names}
+            version = await store._db().fetchval("SELECT version FROM gateway_schema_version")
+            assert version == postgres_version
+
+
+async def _sql(store: Any, template: str) -> None:
+    """Run one statement on either store, its table names prefixed as that store does."""
+    if isinstance(store, SqliteStore):
+        sql = template.format("")
+        await store._write(lambda db: db.execute(sql))
+    else:
+        await store._db().execute(template.format("gateway_"))
