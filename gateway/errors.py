@@ -27,7 +27,9 @@ GatewayError
 │   └── MessageTooLarge         the broker (or the client's own limit) refused the size
 └── Outcome                     control flow of one delivery, raised by dispatch, caught by
     ├── RetryLater              settlement: try the delivery again after a backoff
-    └── DeadLetter              settlement: send to the dead-letter target, then ack
+    ├── DeadLetter              settlement: send to the dead-letter target, then ack
+    └── Abandoned               settlement (also raised by a delivery whose channel closed):
+                                the gateway is stopping; leave it unsettled for redelivery
 ```
 """
 
@@ -169,3 +171,8 @@ class DeadLetter(Outcome):
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
+
+
+class Abandoned(Outcome):
+    """The gateway is stopping, or the delivery's channel closed: leave the delivery unsettled
+    so that the broker redelivers it."""

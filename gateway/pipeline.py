@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from gateway.conductor.auth import TOKEN_ERRORS
 from gateway.deadletters import Failure, KeptBodies, error_headers, without_body
 from gateway.errors import (
+    Abandoned,
     ConductorError,
     DeadLetter,
     EventError,
@@ -66,10 +67,6 @@ class Readiness(Protocol):
     def ready(self) -> bool: ...
 
     async def wait_ready(self) -> None: ...
-
-
-class Abandoned(Exception):
-    """The gateway is stopping: leave the delivery unsettled so the broker redelivers it."""
 
 
 @dataclass(slots=True)

@@ -54,10 +54,10 @@ from gateway.deadletters import (
     ORIGIN_ROUTING_KEY,
     Failure,
 )
-from gateway.errors import EventError, PublishError
+from gateway.errors import Abandoned, EventError, PublishError
 from gateway.events import Event, parse_body
 from gateway.metrics import Metrics
-from gateway.pipeline import Abandoned, Job, Pipeline
+from gateway.pipeline import Job, Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
 from gateway.sinks.tls import tls_problem
 from gateway.sources.base import Ordered, SourceUnavailable

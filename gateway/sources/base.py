@@ -3,7 +3,7 @@
 A source turns broker messages into `Delivery` objects and hands each to the pipeline; the
 pipeline settles each delivery exactly once, through `ack` (done: commit / basic.ack) or `defer`
 (AMQP only: try again later through a retry queue). A delivery that is neither (the process
-stops first) is redelivered by the broker. Both may raise the pipeline's `Abandoned` when the
+stops first) is redelivered by the broker. Both may raise `gateway.errors.Abandoned` when the
 delivery can no longer be settled (its AMQP channel closed): the broker redelivers it.
 """
 

@@ -21,8 +21,9 @@ from gateway.app import Gateway
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import free_port
 from gateway.devserver.server import DevServer
+from gateway.errors import Abandoned
 from gateway.metrics import Metrics
-from gateway.pipeline import Abandoned, Job
+from gateway.pipeline import Job
 from gateway.rules.loader import parse_rules
 from gateway.settings import Settings
 from gateway.sources import kafka as kafka_source
