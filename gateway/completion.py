@@ -38,10 +38,10 @@ import orjson
 
 from gateway.conductor.models import Workflow, WorkflowRun
 from gateway.plan import Destination
+from gateway.statuses import TERMINAL_WORKFLOW
 
 Mode = Literal["structured", "binary"]
 
-TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 TRANSITIONS = frozenset({"PAUSED", "RUNNING"})  # optional, published when first seen
 SPECVERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
@@ -124,7 +124,7 @@ def build_run_event(
 ) -> CompletionEvent:
     """The event for a synchronous execution's answer (`execute_workflow`)."""
     status = run.status or "RUNNING"
-    end = run.update_time if status in TERMINAL else None
+    end = run.update_time if status in TERMINAL_WORKFLOW else None
     return _event(
         workflow_id=run.workflow_id,
         status=status,
@@ -156,7 +156,7 @@ def run_mark(status: str, end_time: int | None, start_time: int | None) -> int |
     restart also sets a new `startTime`. A retried workflow keeps its old `endTime` while it is
     RUNNING again, so a transition is marked by the start time, never the end time.
     """
-    return (end_time if status in TERMINAL else start_time) or None
+    return (end_time if status in TERMINAL_WORKFLOW else start_time) or None
 
 
 def _event(
@@ -233,7 +233,7 @@ def reply_destination(reply_to: str) -> Destination:
 
 
 def build_listener_event(
-    message: Mapping[str, Any], trigger: Trigger, statuses: frozenset[str] = TERMINAL
+    message: Mapping[str, Any], trigger: Trigger, statuses: frozenset[str] = TERMINAL_WORKFLOW
 ) -> CompletionEvent | None:
     """Relay: the CloudEvent for one message of Conductor's Kafka status listener, or None.
 

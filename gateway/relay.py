@@ -22,12 +22,13 @@ from typing import Any
 
 import orjson
 
-from gateway.completion import TERMINAL, TRANSITIONS, Mode, Trigger, build_listener_event, encode
+from gateway.completion import TRANSITIONS, Mode, Trigger, build_listener_event, encode
 from gateway.errors import PublishError
 from gateway.plan import Destination
 from gateway.settings import KafkaSettings, RelaySettings
 from gateway.sinks.base import Sink
 from gateway.sources.status import StatusRecord, StatusTopic
+from gateway.statuses import TERMINAL_WORKFLOW
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Relay:
                 f"kafka:{record.topic}:{record.partition}:{record.offset}",
                 f"kafka:{record.topic}",
             )
-            event = build_listener_event(message, trigger, TERMINAL | TRANSITIONS)
+            event = build_listener_event(message, trigger, TERMINAL_WORKFLOW | TRANSITIONS)
         if event is None:
             self.skipped += 1
             return True

@@ -20,11 +20,10 @@ from gateway.conductor.models import WorkflowRun
 from gateway.events import Event
 from gateway.plan import Destination, Plan
 from gateway.sinks.base import Sink
+from gateway.statuses import TERMINAL_WORKFLOW
 from gateway.store.base import TrackRequest
 
 log = logging.getLogger(__name__)
-
-TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 
 
 def reply_target(plan: Plan, event: Event) -> Destination | None:
@@ -51,7 +50,7 @@ class Replies:
             completion = plan.completion  # published beside the answer, from the same row
             return TrackRequest(
                 str(target),
-                TERMINAL,
+                TERMINAL_WORKFLOW,
                 plan.rule,
                 event.source_id,
                 event.channel,
@@ -71,7 +70,7 @@ class Replies:
 
     @staticmethod
     def _answer_later(plan: Plan, run: WorkflowRun) -> bool:
-        if plan.reply is None or run.status in TERMINAL:
+        if plan.reply is None or run.status in TERMINAL_WORKFLOW:
             return False
         return plan.method == "execute_workflow" or plan.reply.wait_for_completion
 
@@ -85,7 +84,7 @@ class Replies:
                 "rule '%s': %s has no reply-to; nothing to answer", plan.rule, event.source_id
             )
             return
-        if plan.reply.wait_for_completion and run.status not in TERMINAL:
+        if plan.reply.wait_for_completion and run.status not in TERMINAL_WORKFLOW:
             return  # the tracker answers when the workflow ends
         if self._publisher is None:
             raise RuntimeError("replies need a publisher")

@@ -36,7 +36,6 @@ from gateway.conductor.models import (
     Task,
     TaskDef,
     TaskResult,
-    TaskResultStatus,
     Workflow,
     WorkflowDef,
     WorkflowRun,
@@ -48,6 +47,7 @@ from gateway.conductor.validation import validate_workflow_def
 from gateway.conductor.wire import make_wire
 from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound, ServerError
 from gateway.settings import ConductorSettings
+from gateway.statuses import TaskResultStatus
 
 DefT = TypeVar("DefT", bound=BaseModel)
 Definition = ConductorWorkflow | WorkflowDef | Mapping[str, Any]

@@ -12,23 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-WorkflowStatusName = Literal["RUNNING", "COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED", "PAUSED"]
-TaskResultStatus = Literal[
-    "IN_PROGRESS", "FAILED", "FAILED_WITH_TERMINAL_ERROR", "COMPLETED", "CANCELED"
-]
+from gateway.statuses import TERMINAL_TASK, TERMINAL_WORKFLOW, TaskResultStatus
+
 IdempotencyStrategy = Literal["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
-TERMINAL_WORKFLOW_STATUSES = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
-TERMINAL_TASK_STATUSES = frozenset(
-    {
-        "CANCELED",
-        "FAILED",
-        "FAILED_WITH_TERMINAL_ERROR",
-        "COMPLETED",
-        "COMPLETED_WITH_ERRORS",
-        "TIMED_OUT",
-        "SKIPPED",
-    }
-)
 
 
 class WireModel(BaseModel):
@@ -76,7 +62,7 @@ class Task(_Response):
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_TASK_STATUSES
+        return self.status in TERMINAL_TASK
 
 
 class Workflow(_Response):
@@ -106,7 +92,7 @@ class Workflow(_Response):
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_WORKFLOW_STATUSES
+        return self.status in TERMINAL_WORKFLOW
 
 
 class WorkflowStatusSummary(_Response):

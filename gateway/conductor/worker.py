@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.conductor.client import ConductorClient
-from gateway.conductor.models import Task, TaskResultStatus
+from gateway.conductor.models import Task
+from gateway.statuses import TaskResultStatus
 
 Handler = Callable[[Task], dict[str, Any] | Awaitable[dict[str, Any]]]
 

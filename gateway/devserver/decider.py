@@ -20,17 +20,12 @@ from gateway.devserver.clock import Clock
 from gateway.devserver.mapping import resolve
 from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
-from gateway.devserver.state import (
-    RETRIABLE_TASK,
-    SUCCESSFUL_TASK,
-    TaskRecord,
-    WorkflowRecord,
-    new_id,
-)
+from gateway.devserver.state import RETRIABLE_TASK, TaskRecord, WorkflowRecord, new_id
 from gateway.devserver.tasks import HANDLERS
 from gateway.devserver.tasks.base import TaskHandler
 from gateway.devserver.tasks.tree import Node, Tree
 from gateway.devserver.tasks.waiting import parse_duration_ms
+from gateway.statuses import SUCCESSFUL_TASK
 
 # A loop whose body is all system tasks and whose condition never turns false would spin
 # forever inside one decide and hold the event loop; like Conductor, which re-queues a workflow

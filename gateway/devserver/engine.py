@@ -12,9 +12,10 @@ from gateway.devserver.clock import Clock
 from gateway.devserver.decider import Decider, Store
 from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest, WorkflowDef
-from gateway.devserver.state import SUCCESSFUL_TASK, TaskRecord, WorkflowRecord
+from gateway.devserver.state import TaskRecord, WorkflowRecord
 from gateway.devserver.tasks import check_definition
 from gateway.errors import BadRequest, Conflict, NotFound, ServerError
+from gateway.statuses import SUCCESSFUL_TASK
 
 RETRYABLE_ON_RETRY = frozenset({"FAILED", "FAILED_WITH_TERMINAL_ERROR", "TIMED_OUT", "CANCELED"})
 

@@ -7,27 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
+from gateway.statuses import TERMINAL_TASK, TERMINAL_WORKFLOW
 
 if TYPE_CHECKING:
     from gateway.devserver.tasks.tree import Node, Tree
 
-TERMINAL_WORKFLOW = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
-TERMINAL_TASK = frozenset(
-    {
-        "CANCELED",
-        "FAILED",
-        "FAILED_WITH_TERMINAL_ERROR",
-        "COMPLETED",
-        "COMPLETED_WITH_ERRORS",
-        "TIMED_OUT",
-        "SKIPPED",
-    }
-)
-SUCCESSFUL_TASK = frozenset({"COMPLETED", "COMPLETED_WITH_ERRORS", "SKIPPED"})
-RETRIABLE_TASK = frozenset({"FAILED", "TIMED_OUT"})
-RESULT_STATUSES = frozenset(
-    {"IN_PROGRESS", "FAILED", "FAILED_WITH_TERMINAL_ERROR", "COMPLETED", "CANCELED"}
-)
+RETRIABLE_TASK = frozenset({"FAILED", "TIMED_OUT"})  # what a task definition's retries re-run
 
 
 def new_id() -> str:

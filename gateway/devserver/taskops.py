@@ -12,18 +12,19 @@ from typing import Any
 
 from gateway.devserver.decider import Decider, Store
 from gateway.devserver.models import TaskResult
-from gateway.devserver.state import RESULT_STATUSES, TaskRecord, WorkflowRecord
+from gateway.devserver.state import TaskRecord, WorkflowRecord
 from gateway.errors import NotFound, ServerError
+from gateway.statuses import TASK_RESULT
 
 log = logging.getLogger(__name__)
 
 
 def check_result_status(status: str) -> str:
     """An invalid TaskResult.Status fails enum conversion, which OSS maps to 500 (§1.3)."""
-    if status not in RESULT_STATUSES:
+    if status not in TASK_RESULT:
         raise ServerError(
             f"Failed to convert value '{status}' to TaskResult.Status; use one of "
-            f"{', '.join(sorted(RESULT_STATUSES))}",
+            f"{', '.join(sorted(TASK_RESULT))}",
             status=500,
         )
     return status

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.statuses import WorkflowStatus
+
 ACTIONS = (
     "start_workflow",
     "execute_workflow",
@@ -25,7 +27,6 @@ ACTIONS = (
     "rerun",
 )
 TaskStatus = Literal["COMPLETED", "FAILED", "FAILED_WITH_TERMINAL_ERROR", "IN_PROGRESS"]
-WorkflowStatus = Literal["COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED", "PAUSED", "RUNNING"]
 
 
 class _Model(BaseModel):

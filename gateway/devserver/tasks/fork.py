@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.state import SUCCESSFUL_TASK
 from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
+from gateway.statuses import SUCCESSFUL_TASK
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord

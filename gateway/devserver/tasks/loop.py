@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.state import SUCCESSFUL_TASK, new_id
+from gateway.devserver.state import new_id
 from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
@@ -21,6 +21,7 @@ from gateway.devserver.tasks.base import (
 )
 from gateway.devserver.tasks.later import Waiting
 from gateway.devserver.tasks.script import ScriptError, value_in_decide
+from gateway.statuses import SUCCESSFUL_TASK
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
