@@ -34,7 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.backoff import capped, jittered
 from gateway.errors import ConfigError
+from gateway.statuses import TERMINAL_WORKFLOW
 
 OnMissing = Literal["dead_letter", "skip", "retry", "start"]
 OnMany = Literal["all", "newest", "oldest", "error"]
@@ -98,8 +100,22 @@ class RetryPolicy:
     max_age_seconds: float = 3600.0  # give up (dead-letter) once the event is this old
 
     def backoff(self, attempt: int) -> float:
-        """Upper bound of the delay before `attempt` (1-based); callers add jitter."""
-        return float(min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1)))
+        """Upper bound of the delay before `attempt` (1-based); `delay` adds the jitter."""
+        return capped(
+            attempt - 1,
+            initial=self.initial_backoff,
+            cap=self.max_backoff,
+            multiplier=self.multiplier,
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before `attempt` (1-based), with full jitter."""
+        return jittered(
+            attempt - 1,
+            initial=self.initial_backoff,
+            cap=self.max_backoff,
+            multiplier=self.multiplier,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +130,7 @@ class CompletionSpec:
     """Publish what became of a started workflow."""
 
     destination: Destination
-    statuses: frozenset[str] = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
+    statuses: frozenset[str] = TERMINAL_WORKFLOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -96,7 +95,7 @@ async def keep_trying(
             except GatewayError as exc:
                 readiness.fail(component, one_line(str(exc)))
                 readiness.progress = time.monotonic()
-                await asyncio.sleep(random.uniform(0, policy.backoff(attempt)))
+                await asyncio.sleep(policy.delay(attempt))
                 continue
             readiness.clear(component)
             return result

@@ -21,19 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
 
-from gateway.completion import TERMINAL, TRANSITIONS, Mode, Trigger, build_event, encode
+from gateway.backoff import jittered
+from gateway.completion import TRANSITIONS, Mode, Trigger, build_event, encode
 from gateway.conductor.models import Workflow
 from gateway.errors import ConductorError, NotFound, PublishError
 from gateway.plan import Destination
 from gateway.settings import TrackerSettings
 from gateway.sinks.base import Sink
+from gateway.statuses import TERMINAL_WORKFLOW
 from gateway.store.base import PendingCompletion, Store, TrackRequest
 from gateway.tracing import NO_TRACING, Tracing
 
@@ -186,7 +187,7 @@ class Tracker:
     async def _act(self, row: PendingCompletion, workflow: Workflow) -> None:
         status = workflow.status
         wanted = bool(wanted_targets(row.request, status))
-        if status in TERMINAL:
+        if status in TERMINAL_WORKFLOW:
             if wanted and not await self._publish(row, workflow):
                 await self._publish_failed(row)
                 return
@@ -266,9 +267,14 @@ class Tracker:
 
     def delay(self, attempts: int) -> float:
         """Seconds to the next poll after `attempts` polls: doubling, capped, jittered."""
-        base: float = self.settings.min_interval * 2.0 ** min(attempts, 30)
-        capped = min(self.settings.max_interval, base)
-        return capped * random.uniform(0.75, 1.0)
+        # A quarter of jitter: spread enough that workflows started together drift apart,
+        # while a poll still comes close to the interval the settings ask for.
+        return jittered(
+            attempts,
+            initial=self.settings.min_interval,
+            cap=self.settings.max_interval,
+            jitter=0.25,
+        )
 
 
 def wanted_targets(request: TrackRequest, status: str) -> list[tuple[str, str | None]]:

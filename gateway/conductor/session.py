@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from gateway.backoff import jittered
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
 from gateway.conductor.http import Throttled, never_sent, raise_for_status
 from gateway.conductor.wire import Reply, Wire
@@ -107,7 +107,7 @@ class Session:
                 self.last_error = str(exc)
             if self._up.is_set():
                 return
-            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+            await asyncio.sleep(jittered(attempt, initial=0.1, cap=2.0))
             attempt += 1
 
     async def aclose(self) -> None:
@@ -154,7 +154,7 @@ class Session:
         return idempotent or never_sent(exc)
 
     def _delay(self, exc: ConductorError, attempt: int) -> float:
-        delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+        delay = jittered(attempt, initial=self.backoff_base, cap=self.backoff_cap)
         if isinstance(exc, Throttled) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self.backoff_cap))
         return delay
