@@ -15,18 +15,25 @@ The endpoint opens before anything else, so both probes answer from the first se
   for `gateway top`.
 - /rules: the loaded rules (names, sources, actions), never templates' rendered values.
 
-This module imports aiohttp.web although only sources/, sinks/ and conductor/ import network
-libraries otherwise: it is the HTTP adapter at the edge of the daemon, reads the gateway's
-state and changes nothing, and keeping it here spares the composition root (app.py) any
-HTTP code. aiohttp is already a dependency (the Conductor client's transport).
+`AdminClient` is the other side, `gateway top` reading a running gateway's endpoint.
+
+This module is an edge like sources/, sinks/ and conductor/ (ruff's banned-api lets it import
+aiohttp and httpx, pyproject.toml): the one module that speaks the admin protocol, both ways.
+It reads the gateway's state and changes nothing, and keeping it here spares the composition
+root (app.py) and the live view any HTTP code.
 """
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.liveview import Sample
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -117,3 +124,47 @@ class Admin:
         return web.json_response(
             {"on_unmatched": self._gateway.ruleset.on_unmatched, "rules": rules}
         )
+
+
+class AdminClient:
+    """`async with AdminClient(url) as admin:` reads a running gateway's admin endpoint."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=5.0)
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    async def read(self) -> Sample:
+        return await read_admin(self._http)
+
+    async def check(self) -> Sample:
+        """The first read: an endpoint that does not answer is an error naming the fix."""
+        try:
+            return await self.read()
+        except httpx.HTTPError as exc:
+            raise GatewayError(
+                f"--admin {self.url}: cannot read the gateway's admin endpoint ({exc}); give the "
+                "URL of a running gateway's admin.port, e.g. --admin http://127.0.0.1:8088"
+            ) from exc
+
+
+async def read_admin(http: httpx.AsyncClient) -> Sample:
+    """A Sample from a gateway's admin endpoint: /metrics, /events, /readyz and /rules."""
+    metrics, events, ready, rules = await asyncio.gather(
+        http.get("/metrics"), http.get("/events"), http.get("/readyz"), http.get("/rules")
+    )
+    metrics.raise_for_status()
+    recent = events.json().get("events", []) if events.status_code == 200 else []
+    reasons = ready.json().get("reasons", []) if ready.status_code in (200, 503) else []
+    names = [r["name"] for r in rules.json().get("rules", [])] if rules.status_code == 200 else []
+    return Sample(metrics.text, recent, reasons, rules=names)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import io
 import time
 from collections import defaultdict
@@ -204,36 +203,15 @@ def _top(args: Any) -> int:
 
 
 async def top(url: str, *, once: bool = False) -> int:
-    import httpx
+    from gateway.admin import AdminClient  # the admin protocol's HTTP lives at that edge
 
-    from gateway.errors import GatewayError
-
-    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=5.0) as http:
-        read = functools.partial(read_admin, http)
-        try:
-            first = await read()
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"--admin {url}: cannot read the gateway's admin endpoint ({exc}); give the URL "
-                "of a running gateway's admin.port, e.g. --admin http://127.0.0.1:8088"
-            ) from exc
+    async with AdminClient(url) as admin:
+        first = await admin.check()
         if once:
             print(to_text(read_view(first)), end="")
             return 0
-        await show(read, asyncio.Event())
+        await show(admin.read, asyncio.Event())
     return 0
-
-
-async def read_admin(http: Any) -> Sample:
-    """A Sample from a gateway's admin endpoint: /metrics, /events, /readyz and /rules."""
-    metrics, events, ready, rules = await asyncio.gather(
-        http.get("/metrics"), http.get("/events"), http.get("/readyz"), http.get("/rules")
-    )
-    metrics.raise_for_status()
-    recent = events.json().get("events", []) if events.status_code == 200 else []
-    reasons = ready.json().get("reasons", []) if ready.status_code in (200, 503) else []
-    names = [r["name"] for r in rules.json().get("rules", [])] if rules.status_code == 200 else []
-    return Sample(metrics.text, recent, reasons, rules=names)
 
 
 def read_gateway(gateway: Any) -> Callable[[], Awaitable[Sample]]:

@@ -12,10 +12,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from gateway.admin import read_admin
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.brokers import free_port
 from gateway.devserver.server import DevServer
-from gateway.liveview import read_admin, read_view, to_text
+from gateway.liveview import read_view, to_text
 from tests.daemon.conftest import eventually, make_settings, running, unique, wait_workflow
 from tests.daemon.test_amqp import publish
 
