@@ -3,13 +3,21 @@
 Invariant: `record_start` writes the dedupe record and (when asked) the outbox row in ONE
 transaction, and dispatch calls it after Conductor answered and before the delivery is acked or
 committed. A redelivered start finds the record with `find_start` and reuses the workflow id.
+
+Claims: before calling Conductor for a key that may repeat, dispatch claims it
+(`claim_start`): a claim row with an owner and a lease, written before the call and removed
+by the `record_start` of the key. While one owner holds a live claim, the others wait for its
+record; a claim left without a record (a crash, a failed call) marks the key as in doubt, and
+its next owner asks Conductor by correlation id before starting again (gateway.executor).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+from gateway.errors import GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,34 @@ class StartRecord:
     created_at: float
 
 
+ClaimState = Literal["recorded", "claimed", "in_doubt", "held"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What claiming a start key found.
+
+    recorded: the key has its workflow already (`workflow_id`); nothing to start.
+    claimed:  the caller owns the key now; no earlier claim was left behind.
+    in_doubt: the caller owns the key now, taken over from a claim that never got its record
+              (its owner crashed, failed, or outlived the lease): the start may have reached
+              Conductor, so ask Conductor before starting.
+    held:     another live owner is starting it; ask again a little later.
+    """
+
+    state: ClaimState
+    workflow_id: str | None = None
+
+
+def replica_of(owner: str) -> str:
+    """The replica part of a claim owner `<replica id>#<process incarnation>`."""
+    return owner.partition("#")[0]
+
+
+class StoreUnreachable(GatewayError):
+    """The shared store did not answer (network, server down): try again, nothing was lost."""
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -68,8 +104,19 @@ class Store(Protocol):
     ) -> str:
         """Record key -> workflow id (and the outbox row) atomically; return the stored id.
 
-        If the key exists already, nothing changes and the existing id is returned.
+        If the key exists already, nothing changes and the existing id is returned. The key's
+        claim, whoever owns it, is removed in the same transaction.
         """
+
+    async def claim_start(self, key: str, owner: str, lease_seconds: float) -> Claim:
+        """Claim `key` for `owner` (`<replica id>#<incarnation>`) for `lease_seconds`.
+
+        A claim is taken over when its lease ran out, or when its owner is an earlier
+        incarnation of the same replica (a restarted process: the old one is gone).
+        """
+
+    async def release_claim(self, key: str, owner: str) -> None:
+        """The owner's start failed: its claim expires now but stays, so the key is in doubt."""
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         """Add an outbox row without a dedupe record (execute_workflow replies)."""

@@ -23,21 +23,41 @@ import asyncio
 import contextlib
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from gateway.coalesce import Coalescer
-from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
+from gateway.store.base import (
+    Claim,
+    PendingCompletion,
+    StartRecord,
+    StoreUnreachable,
+    TrackRequest,
+    replica_of,
+)
 from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
-# 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish, 4: gateway_starts_workflow
-SCHEMA_VERSION = 4
+# 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish,
+# 4: index gateway_starts_workflow, 5: gateway_claims
+SCHEMA_VERSION = 5
 PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
+# A server the network swallows must not hold a start for ever: bounded connects and queries.
+CONNECT_SECONDS = 5.0
+COMMAND_SECONDS = 10.0
 
-_SCHEMA = """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS gateway_claims (
+    key        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+)"""
+
+_SCHEMA = f"""
+{_CLAIMS};
 CREATE TABLE IF NOT EXISTS gateway_schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gateway_starts (
     key         TEXT PRIMARY KEY,
@@ -77,7 +97,19 @@ _MIGRATIONS = (
     " INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS also_publish TEXT",
     "CREATE INDEX IF NOT EXISTS gateway_starts_workflow ON gateway_starts (workflow_id)",
+    _CLAIMS,
 )
+# Insert-first: a new key's claim is inserted; an existing claim is taken over only when its
+# lease ran out or its owner is an earlier incarnation of this replica (a conflicting row is
+# locked either way, so a claimer and a recorder of one key go one after the other). `xmax`
+# is 0 on a freshly inserted row: a taken-over claim is the in-doubt case.
+_CLAIM_STARTS = """
+INSERT INTO gateway_claims AS c (key, owner, expires_at, created_at)
+SELECT k, $2, $3, $4 FROM unnest($1::text[]) AS k ORDER BY k
+ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+WHERE c.expires_at <= $4 OR split_part(c.owner, '#', 1) = $5
+RETURNING c.key, c.xmax::text <> '0' AS in_doubt
+"""
 _CLAIM = f"""
 WITH due AS (
     SELECT workflow_id, next_poll_at AS was_due FROM gateway_outbox
@@ -115,6 +147,10 @@ class PostgresStore:
         self._records: Coalescer[StartRecord, str] = Coalescer(
             self._record_many, concurrency=max(1, max_size // 2)
         )
+        self._claims: Coalescer[tuple[str, str, float], Claim] = Coalescer(
+            self._claim_many, concurrency=max(1, max_size // 2)
+        )
+        self._retry: tuple[type[BaseException], ...] = ()  # asyncpg's, once it is imported
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -131,9 +167,22 @@ class PostgresStore:
     async def open(self) -> None:
         # Optional dependency, imported only when a PostgreSQL store is configured.
         asyncpg: Any = importlib.import_module("asyncpg")
+        errors = asyncpg.exceptions
+        self._retry = (
+            OSError,
+            TimeoutError,
+            errors.InterfaceError,  # the connection closed under a query
+            errors.PostgresConnectionError,
+            errors.OperatorInterventionError,  # shutting down, starting up
+            errors.TransactionRollbackError,  # deadlock or serialization: run it again
+        )
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=CONNECT_SECONDS,
+                command_timeout=COMMAND_SECONDS,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise OSError(
@@ -192,10 +241,76 @@ class PostgresStore:
 
     async def find_starts(self, keys: Sequence[str]) -> dict[str, str]:
         """The recorded workflow id of each key that has one."""
-        rows = await self._db().fetch(
-            "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])", list(keys)
-        )
+        with self._reachable("look up starts"):
+            rows = await self._db().fetch(
+                "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
+                list(keys),
+            )
         return {str(row["key"]): str(row["workflow_id"]) for row in rows}
+
+    @contextlib.contextmanager
+    def _reachable(self, what: str) -> Iterator[None]:
+        """Turn the server's "not now" (unreachable, restarting, a deadlock) into
+        StoreUnreachable: the caller waits and asks again, nothing is lost."""
+        try:
+            yield
+        except self._retry as exc:
+            raise StoreUnreachable(
+                f"store.postgres_dsn: cannot {what} ({type(exc).__name__}: {exc}); "
+                "waiting for PostgreSQL"
+            ) from exc
+
+    async def claim_start(self, key: str, owner: str, lease_seconds: float) -> Claim:
+        """Claims asked together share one transaction (insert-first; see _CLAIM_STARTS)."""
+        self._db()
+        claim = await self._claims.get((key, owner, lease_seconds))
+        assert claim is not None  # every key of a batch gets an answer
+        return claim
+
+    async def _claim_many(
+        self, asked: Sequence[tuple[str, str, float]]
+    ) -> dict[tuple[str, str, float], Claim]:
+        """One transaction: claim every key (sorted, so two replicas lock rows in one order),
+        then read which of them were recorded meanwhile; their claims are dropped again."""
+        groups: dict[tuple[str, float], list[str]] = {}
+        for key, owner, lease in asked:
+            groups.setdefault((owner, lease), []).append(key)
+        states: dict[tuple[str, str], Claim] = {}
+        with self._reachable("claim starts"):
+            async with self._db().acquire() as db, db.transaction():
+                now = time.time()
+                for (owner, lease), keys in groups.items():
+                    rows = await db.fetch(
+                        _CLAIM_STARTS, sorted(set(keys)), owner, now + lease, now, replica_of(owner)
+                    )
+                    taken = {str(r["key"]): bool(r["in_doubt"]) for r in rows}
+                    for key in keys:
+                        states[(key, owner)] = _claim_of(taken.get(key))
+                everything = sorted({key for key, _ in states})
+                recorded = await db.fetch(
+                    "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
+                    everything,
+                )
+                done = {str(r["key"]): str(r["workflow_id"]) for r in recorded}
+                if done:
+                    await db.execute(
+                        "DELETE FROM gateway_claims WHERE key = ANY($1::text[])"
+                        " AND owner = ANY($2::text[])",
+                        sorted(done),
+                        sorted({owner for owner, _ in groups}),
+                    )
+        for key, owner in list(states):
+            if key in done:
+                states[(key, owner)] = Claim("recorded", done[key])
+        return {(key, owner, lease): states[(key, owner)] for key, owner, lease in asked}
+
+    async def release_claim(self, key: str, owner: str) -> None:
+        with self._reachable("release a claim"):
+            await self._db().execute(
+                "UPDATE gateway_claims SET expires_at = 0 WHERE key = $1 AND owner = $2",
+                key,
+                owner,
+            )
 
     async def started_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
         """Which of these workflow ids have a dedupe record: one query (index on workflow_id)."""
@@ -221,7 +336,12 @@ class PostgresStore:
         first: dict[str, StartRecord] = {}
         for start in starts:
             first.setdefault(start.key, start)
-        keys = list(first)
+        keys = sorted(first)  # one lock order for every replica: no deadlock between them
+        with self._reachable("record starts"):
+            kept = await self._record_keys(keys, first)
+        return {start: kept[start.key] for start in starts}
+
+    async def _record_keys(self, keys: list[str], first: dict[str, StartRecord]) -> dict[str, str]:
         async with self._db().acquire() as db, db.transaction():
             rows = await db.fetch(
                 "INSERT INTO gateway_starts (key, workflow_id, rule, created_at)"
@@ -248,7 +368,14 @@ class PostgresStore:
             ]
             if outbox:
                 await db.executemany(_OUTBOX_INSERT, outbox)
-        return {start: kept[start.key] for start in starts}
+            # The claims are moot once the key has its record (a claimer that comes later
+            # reads the record in its own transaction and drops its claim again).
+            await db.execute(
+                "DELETE FROM gateway_claims WHERE key IN (SELECT key FROM gateway_claims"
+                " WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE)",
+                keys,
+            )
+        return kept
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))
@@ -301,4 +428,15 @@ class PostgresStore:
             count = int(str(status).rsplit(" ", 1)[-1])
             total += count
             if count < PURGE_CHUNK:
-                return total
+                break
+        await self._db().execute(  # claims of failed starts, left in doubt
+            "DELETE FROM gateway_claims WHERE created_at < $1 AND expires_at < $1", older_than
+        )
+        return total
+
+
+def _claim_of(in_doubt: bool | None) -> Claim:
+    """The claim a key got: None when another owner holds it."""
+    if in_doubt is None:
+        return Claim("held")
+    return Claim("in_doubt") if in_doubt else Claim("claimed")

@@ -37,7 +37,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from gateway.coalesce import Coalescer
-from gateway.store.base import PendingCompletion, StartRecord, TrackRequest
+from gateway.store.base import Claim, PendingCompletion, StartRecord, TrackRequest, replica_of
 from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 from gateway.store.thread import SqliteThread
@@ -50,9 +50,19 @@ CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound parameter
 PURGE_CHUNK = 5000  # dedupe records deleted per transaction by the background purge
 LOOKUP_BUSY_MS = 50  # longest a look-up on the loop's thread waits for a busy file
 
-SCHEMA_VERSION = 4  # 2: outbox.publish_failures, 3: outbox.also_publish, 4: starts_workflow
+# 2: outbox.publish_failures, 3: outbox.also_publish, 4: index starts_workflow, 5: claims
+SCHEMA_VERSION = 5
 
-_SCHEMA = """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    key        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    created_at REAL NOT NULL
+)"""
+
+_SCHEMA = f"""
+{_CLAIMS};
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS starts (
     key         TEXT PRIMARY KEY,
@@ -90,6 +100,7 @@ _MIGRATIONS = (
     "ALTER TABLE outbox ADD COLUMN publish_failures INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE outbox ADD COLUMN also_publish TEXT",
     "CREATE INDEX IF NOT EXISTS starts_workflow ON starts (workflow_id)",
+    _CLAIMS,
 )
 
 
@@ -278,6 +289,7 @@ class SqliteStore:
             "INSERT OR IGNORE INTO starts (key, workflow_id, rule, created_at) VALUES (?, ?, ?, ?)",
             new_starts,
         )
+        db.executemany("DELETE FROM claims WHERE key = ?", [(row[0],) for row in new_starts])
         if new_outbox:
             db.executemany(_OUTBOX_INSERT, new_outbox)
         return [kept[s.key] for s in starts]
@@ -329,6 +341,24 @@ class SqliteStore:
     ) -> str:
         result: str = await self._write(StartRecord(key, workflow_id, rule, track, time.time()))
         return result
+
+    async def claim_start(self, key: str, owner: str, lease_seconds: float) -> Claim:
+        """A key recorded already is answered by the look-up, without a write."""
+        recorded = await self.find_start(key)
+        if recorded is not None:
+            return Claim("recorded", recorded)
+
+        def op(db: sqlite3.Connection) -> Claim:
+            return _claim(db, key, owner, time.time(), lease_seconds)
+
+        claim: Claim = await self._write(op)
+        return claim
+
+    async def release_claim(self, key: str, owner: str) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE claims SET expires_at = 0 WHERE key = ? AND owner = ?", (key, owner))
+
+        await self._write(op)
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         row = self._outbox_row(workflow_id, track, time.time())
@@ -403,7 +433,15 @@ class SqliteStore:
             count: int = await self._write(op)
             total += count
             if count < PURGE_CHUNK:
-                return total
+                break
+
+        def forget_claims(db: sqlite3.Connection) -> None:  # a failed start's, left in doubt
+            db.execute(
+                "DELETE FROM claims WHERE created_at < ? AND expires_at < ?", (older_than,) * 2
+            )
+
+        await self._write(forget_claims)
+        return total
 
 
 def _existing(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
@@ -415,6 +453,26 @@ def _existing(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
         rows = db.execute(f"SELECT key, workflow_id FROM starts WHERE key IN ({marks})", chunk)
         found.update((str(k), str(w)) for k, w in rows)
     return found
+
+
+def _claim(db: sqlite3.Connection, key: str, owner: str, now: float, lease: float) -> Claim:
+    """Claim `key` inside the writer's transaction (see `Store.claim_start`)."""
+    row = db.execute("SELECT workflow_id FROM starts WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return Claim("recorded", str(row[0]))
+    held = db.execute("SELECT owner, expires_at FROM claims WHERE key = ?", (key,)).fetchone()
+    if held is None:
+        db.execute(
+            "INSERT INTO claims (key, owner, expires_at, created_at) VALUES (?, ?, ?, ?)",
+            (key, owner, now + lease, now),
+        )
+        return Claim("claimed")
+    if held[1] > now and replica_of(str(held[0])) != replica_of(owner):
+        return Claim("held")
+    db.execute(
+        "UPDATE claims SET owner = ?, expires_at = ? WHERE key = ?", (owner, now + lease, key)
+    )
+    return Claim("in_doubt")
 
 
 def _settle(

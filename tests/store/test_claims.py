@@ -1,0 +1,73 @@
+"""Start claims (issue 14), on SQLite and PostgreSQL: one owner at a time per key, a claim left
+without its record marks the key as in doubt for the next owner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.store.base import Claim
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+A1, A2, B1 = "replica-a#1", "replica-a#2", "replica-b#1"  # A2: replica-a restarted
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "sqlite":
+        made: Any = SqliteStore(tmp_path / "g.db", first_poll_delay=0.0)
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_dsn"), first_poll_delay=0.0)
+    async with made as opened:
+        yield opened
+
+
+async def test_one_owner_at_a_time_until_the_record(store: Any) -> None:
+    assert await store.claim_start("k", A1, 30) == Claim("claimed")
+    assert await store.claim_start("k", B1, 30) == Claim("held")
+    assert await store.record_start("k", "wf-1", "r") == "wf-1"
+    assert await store.claim_start("k", B1, 30) == Claim("recorded", "wf-1")
+    assert await store.claim_start("other", B1, 30) == Claim("claimed")
+
+
+async def test_an_expired_claim_is_taken_over_in_doubt(store: Any) -> None:
+    assert await store.claim_start("k", A1, 0.2) == Claim("claimed")
+    assert await store.claim_start("k", B1, 30) == Claim("held")
+    await asyncio.sleep(0.3)
+    assert await store.claim_start("k", B1, 30) == Claim("in_doubt")
+    assert await store.claim_start("k", A1, 30) == Claim("held")  # B1 holds it now
+
+
+async def test_a_restarted_replica_takes_its_own_claims_over_at_once(store: Any) -> None:
+    assert await store.claim_start("k", A1, 30) == Claim("claimed")
+    assert await store.claim_start("k", A2, 30) == Claim("in_doubt")
+
+
+async def test_a_released_claim_leaves_the_key_in_doubt(store: Any) -> None:
+    assert await store.claim_start("k", A1, 30) == Claim("claimed")
+    await store.release_claim("k", B1)  # not its owner: nothing changes
+    assert await store.claim_start("k", B1, 30) == Claim("held")
+    await store.release_claim("k", A1)
+    assert await store.claim_start("k", B1, 30) == Claim("in_doubt")
+
+
+async def test_the_record_of_a_key_ends_its_claim(store: Any) -> None:
+    assert await store.claim_start("k", A1, 30) == Claim("claimed")
+    await store.record_start("k", "wf-1", "r")
+    await store.purge_starts(1e12)  # the record is forgotten: no claim is left in doubt
+    assert await store.claim_start("k", B1, 30) == Claim("claimed")
+
+
+async def test_replicas_racing_for_keys_get_one_claim_each(store: Any) -> None:
+    owners = [f"replica-{i}#1" for i in range(8)]
+    keys = [f"k{j}" for j in range(20)]
+    asked = [(k, o) for k in keys for o in owners]
+    claims = await asyncio.gather(*(store.claim_start(k, o, 30) for k, o in asked))
+    for key in keys:
+        got = [c.state for (k, _), c in zip(asked, claims, strict=True) if k == key]
+        assert sorted(got) == ["claimed"] + ["held"] * 7, (key, got)
