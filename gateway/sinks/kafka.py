@@ -24,8 +24,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeEr
 
 from gateway.errors import MessageTooLarge, PublishError
 from gateway.settings import KafkaSettings
-from gateway.sinks.tls import client_context
-from gateway.sources.kafka_config import security_problem
+from gateway.sources.kafka_config import security_options, security_problem
 
 log = logging.getLogger(__name__)
 
@@ -119,17 +118,8 @@ def producer_options(settings: KafkaSettings, timeout: float) -> dict[str, Any]:
         # not aiokafka's own 1 MiB default.
         "max_request_size": MAX_REQUEST_BYTES,
         "request_timeout_ms": int(timeout * 1000),
-        "security_protocol": settings.security_protocol,
     }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = client_context(
-            settings.ssl_cafile, settings.ssl_certfile, settings.ssl_keyfile
-        )
-    if settings.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    options.update(security_options(settings))
     return options
 
 

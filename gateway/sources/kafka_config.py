@@ -8,10 +8,9 @@ from typing import Any
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
-from aiokafka.helpers import create_ssl_context
 
 from gateway.settings import KafkaSettings
-from gateway.sinks.tls import tls_problem
+from gateway.sinks.tls import client_context, tls_problem
 
 PROBE_SECONDS = 5.0
 
@@ -43,10 +42,8 @@ def security_options(settings: KafkaSettings) -> dict[str, Any]:
     """TLS (verification always on) and SASL, shared by the consumer and the producer."""
     options: dict[str, Any] = {"security_protocol": settings.security_protocol}
     if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        options["ssl_context"] = client_context(
+            settings.ssl_cafile, settings.ssl_certfile, settings.ssl_keyfile
         )
     if settings.security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
