@@ -21,9 +21,6 @@ class AuthError(Exception):
         self.code = code
         self.message = message
 
-    def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "status": 401, "retryable": False}
-
 
 class TokenAuth:
     def __init__(self, key_id: str, key_secret: str, ttl_seconds: float, clock: Clock) -> None:

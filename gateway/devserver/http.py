@@ -3,7 +3,8 @@
 Conductor's ApplicationExceptionMapper maps by exact exception class (§1.2): 404, 409 and 400
 for NotFound, Conflict and IllegalArgument; everything else, malformed JSON included, is 500.
 The body is `{status, message, instance, retryable}` with nulls omitted; bean-validation errors
-are 400 with `validationErrors` and no `instance`.
+are 400 with `validationErrors` and no `instance`; Orkes's 401 carries the token error `code`.
+Every error body the dev server sends is built here.
 """
 
 from __future__ import annotations
@@ -51,17 +52,23 @@ def error_body(status: int, message: str, retryable: bool = False) -> dict[str, 
     return {"status": status, "message": message, "instance": INSTANCE, "retryable": retryable}
 
 
-def validation_error(path: str, message: str, invalid: Any = None) -> BadRequest:
-    """A bean-validation failure: 400 with one `validationErrors` item (no invalidValue for
-    a null value, as Conductor's mapper leaves it out)."""
-    item = {"path": path, "message": message}
-    if invalid is not None:
-        item["invalidValue"] = str(invalid)
+def validation_failed(items: list[dict[str, str]]) -> BadRequest:
+    """A bean-validation failure: 400 with Conductor's `validationErrors` (path, message and,
+    for a value that was given, invalidValue)."""
     return BadRequest(
         "Validation failed, check below errors for detail.",
         status=400,
-        body={"validationErrors": [item]},
+        body={"validationErrors": items},
     )
+
+
+def validation_error(path: str, message: str, invalid: Any = None) -> BadRequest:
+    """One `validationErrors` item (no invalidValue for a null value, as Conductor's mapper
+    leaves it out)."""
+    item = {"path": path, "message": message}
+    if invalid is not None:
+        item["invalidValue"] = str(invalid)
+    return validation_failed([item])
 
 
 def _error_response(exc: ConductorError) -> web.Response:
@@ -78,6 +85,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except ConductorError as exc:
         return _error_response(exc)
+    except AuthError as exc:  # the code tells the SDKs to fetch a new token (§1.1)
+        body = {"error": exc.code, "message": exc.message, "status": 401, "retryable": False}
+        return json_response(body, 401)
     except web.HTTPMethodNotAllowed:
         return json_response(
             error_body(405, f"Request method '{request.method}' is not supported"), 405
@@ -95,10 +105,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     if auth is not None and request.path != "/api/token":
-        try:
-            auth.check(request.headers.get("X-Authorization"))
-        except AuthError as exc:
-            return json_response(exc.body(), 401)
+        auth.check(request.headers.get("X-Authorization"))  # AuthError: errors_middleware
     return await handler(request)
 
 
@@ -159,11 +166,7 @@ def parse_model(model: type[M], data: Any, where: str) -> M:
             if err["loc"]:
                 item["invalidValue"] = str(err.get("input"))
             items.append(item)
-        raise BadRequest(
-            "Validation failed, check below errors for detail.",
-            status=400,
-            body={"validationErrors": items},
-        ) from exc
+        raise validation_failed(items) from exc
 
 
 def query_bool(request: web.Request, name: str, default: bool) -> bool:

@@ -4,6 +4,7 @@ A new task type is one new handler class added to HANDLERS."""
 
 from __future__ import annotations
 
+from gateway.devserver.http import validation_failed
 from gateway.devserver.models import WorkflowDef, WorkflowTask
 from gateway.devserver.tasks.base import Problem, TaskHandler
 from gateway.devserver.tasks.event import Event
@@ -18,7 +19,6 @@ from gateway.devserver.tasks.terminate import Terminate
 from gateway.devserver.tasks.variables import SetVariable
 from gateway.devserver.tasks.waiting import Human, Wait
 from gateway.devserver.tasks.worker import Dynamic, Simple
-from gateway.errors import BadRequest
 
 HANDLERS: dict[str, TaskHandler] = {
     h.type: h
@@ -87,8 +87,4 @@ def check_definition(definition: WorkflowDef, where: str) -> None:
     problems = definition_problems(definition)
     if problems:
         items = [{"path": f"{where}.{p.path}", "message": p.message} for p in problems]
-        raise BadRequest(
-            "Validation failed, check below errors for detail.",
-            status=400,
-            body={"validationErrors": items},
-        )
+        raise validation_failed(items)
