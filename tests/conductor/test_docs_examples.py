@@ -1,8 +1,9 @@
-"""The README's client examples run, in order, against a dev server, so the docs cannot rot.
+"""The client examples of docs/client.md run, in order, against a dev server, so the docs cannot
+rot.
 
-Every ```python block of the README's `client` section is executed in one namespace (top-level
-`await` allowed). The harness provides `client` and sets GATEWAY_CONDUCTOR__URL, as the README
-says. The CLI example's error line is checked against the real CLI output too.
+Every ```python block of the page's `client` section is executed in one namespace (top-level
+`await` allowed). The harness provides `client` and sets GATEWAY_CONDUCTOR__URL, as the page
+says. The error line of docs/cli.md's example is checked against the real CLI output too.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import pytest
 from gateway.conductor import ConductorClient
 from gateway.devserver.server import DevServer
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 pytestmark = pytest.mark.timeout(60)
 
 
-def section(name: str) -> str:
-    text = README.read_text(encoding="utf-8")
+def section(page: str, name: str) -> str:
+    text = (DOCS / page).read_text(encoding="utf-8")
     match = re.search(rf"<!-- section: {name} -->(.*?)<!-- /section: {name} -->", text, re.S)
-    assert match, f"README.md has no '{name}' section"
+    assert match, f"docs/{page} has no '{name}' section"
     return match.group(1)
 
 
@@ -36,14 +37,14 @@ def python_blocks(text: str) -> list[str]:
 
 
 async def run_block(code: str, namespace: dict[str, Any]) -> None:
-    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    result = eval(compiled, namespace)  # the README's own example code, nothing else
+    compiled = compile(code, "docs/client.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(compiled, namespace)  # the page's own example code, nothing else
     if asyncio.iscoroutine(result):
         await result
 
 
 async def test_client_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = python_blocks(section("client"))
+    blocks = python_blocks(section("client.md", "client"))
     assert len(blocks) >= 12, "the client section lost examples"
     async with DevServer(port=0, flavor="orkes") as server:
         for key in [k for k in os.environ if k.startswith("GATEWAY_")]:
@@ -55,14 +56,14 @@ async def test_client_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
                 try:
                     await run_block(block, namespace)
                 except Exception as exc:
-                    pytest.fail(f"README client example #{number} failed: {exc!r}\n{block}")
+                    pytest.fail(f"docs/client.md example #{number} failed: {exc!r}\n{block}")
             wf = await client.get_workflow(namespace["workflow_id"])
             assert wf.status == "RUNNING"  # the last example reran it from the approval task
 
 
 async def test_cli_example_error_line_is_real() -> None:
     expected = next(
-        line for line in section("cli").splitlines() if line.startswith("gateway: error:")
+        line for line in section("cli.md", "cli").splitlines() if line.startswith("gateway: error:")
     )
     async with DevServer(port=0) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
