@@ -1,5 +1,5 @@
 """The live terminal view of a gateway (rich): `gateway dev` shows it, `gateway top` for any
-running gateway from its admin endpoint (/metrics, /events, /readyz).
+running gateway from its admin endpoint (/metrics, /events, /readyz; gateway/cli/top.py).
 
 Per rule the events/s over the last refresh and the outcomes so far, the last events with their
 workflow ids, dead letters, completion events published, Conductor readiness and the gateway's
@@ -184,34 +184,6 @@ async def show(read: Callable[[], Awaitable[Sample]], stop: asyncio.Event) -> No
                 before = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REFRESH_SECONDS)
-
-
-def register(sub: Any) -> None:
-    top = sub.add_parser("top", help="a live view of a running gateway, from its admin endpoint")
-    top.add_argument(
-        "--admin",
-        default="http://127.0.0.1:8088",
-        metavar="URL",
-        help="the gateway's admin endpoint (%(default)s)",
-    )
-    top.add_argument("--once", action="store_true", help="print the view once as text and exit")
-    top.set_defaults(func=_top)
-
-
-def _top(args: Any) -> int:
-    return asyncio.run(top(args.admin, once=args.once))
-
-
-async def top(url: str, *, once: bool = False) -> int:
-    from gateway.admin import AdminClient  # the admin protocol's HTTP lives at that edge
-
-    async with AdminClient(url) as admin:
-        first = await admin.check()
-        if once:
-            print(to_text(read_view(first)), end="")
-            return 0
-        await show(admin.read, asyncio.Event())
-    return 0
 
 
 def read_gateway(gateway: Any) -> Callable[[], Awaitable[Sample]]:

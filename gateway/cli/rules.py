@@ -22,11 +22,8 @@ if TYPE_CHECKING:
 PROBE_TIMEOUT_SECONDS = 5.0
 
 
-def register(sub: Any) -> None:
-    from gateway.cli import add_config_argument
-
-    check = sub.add_parser("check", help="validate settings and rules, then exit")
-    add_config_argument(check)
+def register(sub: Any, config: argparse.ArgumentParser) -> None:
+    check = sub.add_parser("check", parents=[config], help="validate settings and rules, then exit")
     check.add_argument(
         "--rules", type=Path, default=None, metavar="FILE", help="rules file (default: settings)"
     )
@@ -35,8 +32,9 @@ def register(sub: Any) -> None:
     )
     check.set_defaults(func=_check)
 
-    explain = sub.add_parser("explain", help="show what the rules do with one event")
-    add_config_argument(explain)
+    explain = sub.add_parser(
+        "explain", parents=[config], help="show what the rules do with one event"
+    )
     explain.add_argument("--rules", type=Path, default=None, metavar="FILE")
     explain.add_argument("--event", type=Path, required=True, metavar="FILE", help="body")
     explain.add_argument("--header", action="append", default=[], metavar="K=V")

@@ -14,19 +14,17 @@ from gateway import signals
 log = logging.getLogger("gateway")
 
 
-def register(sub: Any) -> None:
-    from gateway.cli import add_config_argument
-
-    run = sub.add_parser("run", help="run the gateway daemon")
-    add_config_argument(run)
+def register(sub: Any, config: argparse.ArgumentParser) -> None:
+    run = sub.add_parser("run", parents=[config], help="run the gateway daemon")
     run.set_defaults(func=_run)
 
     dlq = sub.add_parser("dlq", help="dead-letter tools")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="WHAT")
     replay = dlq_sub.add_parser(
-        "replay", help="re-inject dead letters into the topic or queue they came from"
+        "replay",
+        parents=[config],
+        help="re-inject dead letters into the topic or queue they came from",
     )
-    add_config_argument(replay)
     replay.add_argument(
         "--from",
         dest="source",

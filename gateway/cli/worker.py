@@ -27,13 +27,12 @@ from gateway.errors import ConfigError
 log = logging.getLogger("gateway.worker")
 
 
-def register(sub: Any) -> None:
-    from gateway.cli import add_config_argument
-
+def register(sub: Any, config: argparse.ArgumentParser) -> None:
     parser = sub.add_parser(
-        "worker", help="run @worker_task functions (module:attr) against Conductor"
+        "worker",
+        parents=[config],
+        help="run @worker_task functions (module:attr) against Conductor",
     )
-    add_config_argument(parser)
     parser.add_argument("targets", nargs="+", metavar="MODULE[:ATTR]", help="workers to run")
     parser.add_argument("--concurrency", type=int, help="tasks at a time per worker (override)")
     parser.add_argument("--domain", help="poll this task domain (override)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,50 +21,54 @@ from pydantic import BaseModel
 from gateway.errors import ConfigError
 
 Op = Callable[[Any, argparse.Namespace], Awaitable[Any]]
+MakeOp = Callable[[Any, str, str, Op], argparse.ArgumentParser]  # (subparsers, name, help, run)
 STATUSES = ["COMPLETED", "FAILED", "FAILED_WITH_TERMINAL_ERROR", "IN_PROGRESS"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, config: argparse.ArgumentParser) -> None:
     conductor = sub.add_parser("conductor", help="call a Conductor operation, print JSON")
     ops = conductor.add_subparsers(dest="conductor_command", metavar="OPERATION", required=True)
-    _workflow_reads(ops)
-    _workflow_changes(ops)
-    _tasks(ops)
-    _definitions(ops)
+    op = functools.partial(_op, config)
+    _workflow_reads(ops, op)
+    _workflow_changes(ops, op)
+    _tasks(ops, op)
+    _definitions(ops, op)
 
 
 # -- parsers -----------------------------------------------------------------------------------
 
 
-def _op(ops: Any, name: str, help: str, run: Op) -> argparse.ArgumentParser:
-    from gateway.cli import add_config_argument
-
-    parser: argparse.ArgumentParser = ops.add_parser(name, help=help, description=help)
-    add_config_argument(parser)
+def _op(
+    config: argparse.ArgumentParser, ops: Any, name: str, help: str, run: Op
+) -> argparse.ArgumentParser:
+    """The parser of one operation: `--config` and the function that runs it."""
+    parser: argparse.ArgumentParser = ops.add_parser(
+        name, parents=[config], help=help, description=help
+    )
     parser.set_defaults(func=lambda args: _execute(run, args))
     return parser
 
 
-def _workflow_reads(ops: Any) -> None:
-    p = _op(ops, "start", "start a workflow asynchronously; prints its id", _start)
+def _workflow_reads(ops: Any, op: MakeOp) -> None:
+    p = op(ops, "start", "start a workflow asynchronously; prints its id", _start)
     _start_args(p)
     p.add_argument("--idempotency-key", help="Orkes: deduplicate starts by this key")
     p.add_argument("--idempotency-strategy", choices=["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"])
-    p = _op(ops, "execute", "start a workflow and wait for its end or a blocking task", _execute_wf)
+    p = op(ops, "execute", "start a workflow and wait for its end or a blocking task", _execute_wf)
     _start_args(p)
     p.add_argument("--wait-until", action="append", metavar="REF", help="task ref (repeatable)")
     p.add_argument("--wait-seconds", type=int, default=10, help="longest wait (default 10)")
-    p = _op(ops, "get", "a workflow execution with its tasks", _get)
+    p = op(ops, "get", "a workflow execution with its tasks", _get)
     p.add_argument("workflow_id")
     p.add_argument("--no-tasks", action="store_true", help="leave the task list out")
-    p = _op(ops, "status", "a workflow's status, output and variables", _status)
+    p = op(ops, "status", "a workflow's status, output and variables", _status)
     p.add_argument("workflow_id")
-    p = _op(ops, "correlated", "workflows of NAME with a correlation id", _correlated)
+    p = op(ops, "correlated", "workflows of NAME with a correlation id", _correlated)
     p.add_argument("name")
     p.add_argument("correlation_id")
     p.add_argument("--include-closed", action="store_true", help="also finished ones")
     p.add_argument("--include-tasks", action="store_true")
-    p = _op(ops, "search", "search workflow executions", _search)
+    p = op(ops, "search", "search workflow executions", _search)
     p.add_argument("--query", help='e.g. "workflowType = flow AND status IN (RUNNING,PAUSED)"')
     p.add_argument("--free-text", default="*")
     p.add_argument("--start", type=int, default=0)
@@ -84,50 +89,50 @@ def _start_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--priority", type=int)
 
 
-def _workflow_changes(ops: Any) -> None:
-    p = _op(ops, "terminate", "terminate a workflow", _terminate)
+def _workflow_changes(ops: Any, op: MakeOp) -> None:
+    p = op(ops, "terminate", "terminate a workflow", _terminate)
     p.add_argument("workflow_id")
     p.add_argument("--reason")
     p.add_argument("--trigger-failure-workflow", action="store_true", help="Orkes only")
     for name, doc in (("pause", "pause a workflow"), ("resume", "resume a paused workflow")):
-        _op(ops, name, doc, _simple(name)).add_argument("workflow_id")
-    p = _op(ops, "retry", "retry the failed task(s) of a workflow", _retry)
+        op(ops, name, doc, _simple(name)).add_argument("workflow_id")
+    p = op(ops, "retry", "retry the failed task(s) of a workflow", _retry)
     p.add_argument("workflow_id")
     p.add_argument("--resume-subworkflow-tasks", action="store_true")
-    p = _op(ops, "restart", "restart a finished workflow from the beginning", _restart)
+    p = op(ops, "restart", "restart a finished workflow from the beginning", _restart)
     p.add_argument("workflow_id")
     p.add_argument("--use-latest-definitions", action="store_true")
-    p = _op(ops, "rerun", "rerun a finished workflow, from a task or from scratch", _rerun)
+    p = op(ops, "rerun", "rerun a finished workflow, from a task or from scratch", _rerun)
     p.add_argument("workflow_id")
     p.add_argument("--from-task", metavar="TASK_ID", help="task id to rerun from")
     p.add_argument("--task-input", type=_json_object, help="JSON object, or @file")
     p.add_argument("--workflow-input", type=_json_object, help="JSON object, or @file")
     p.add_argument("--correlation-id")
-    p = _op(ops, "variables", "set workflow variables (Orkes only)", _variables)
+    p = op(ops, "variables", "set workflow variables (Orkes only)", _variables)
     p.add_argument("workflow_id")
     p.add_argument("variables", type=_json_object, help="JSON object, or @file")
 
 
-def _tasks(ops: Any) -> None:
-    p = _op(ops, "signal", "complete or fail a waiting task", _signal)
+def _tasks(ops: Any, op: MakeOp) -> None:
+    p = op(ops, "signal", "complete or fail a waiting task", _signal)
     p.add_argument("workflow_id")
     p.add_argument("status", choices=STATUSES)
     p.add_argument("--output", type=_json_object, default={}, help="JSON object, or @file")
     p.add_argument("--task-ref", help="reference name (default: the first waiting WAIT task)")
     p.add_argument("--reason", help="reason for incompletion (with FAILED)")
-    _op(ops, "capabilities", "what this Conductor supports (probed)", _capabilities)
+    op(ops, "capabilities", "what this Conductor supports (probed)", _capabilities)
 
 
-def _definitions(ops: Any) -> None:
+def _definitions(ops: Any, op: MakeOp) -> None:
     taskdef = ops.add_parser("taskdef", help="register, update or get task definitions")
     tops = taskdef.add_subparsers(dest="taskdef_command", metavar="ACTION", required=True)
     for name, run in (("register", _taskdef_register), ("update", _taskdef_update)):
-        p = _op(tops, name, f"{name} task definition(s) from a JSON or YAML file", run)
+        p = op(tops, name, f"{name} task definition(s) from a JSON or YAML file", run)
         p.add_argument("file", type=Path)
-    _op(tops, "get", "print a task definition", _taskdef_get).add_argument("name")
+    op(tops, "get", "print a task definition", _taskdef_get).add_argument("name")
     wfdef = ops.add_parser("workflowdef", help="register workflow definitions")
     wops = wfdef.add_subparsers(dest="workflowdef_command", metavar="ACTION", required=True)
-    p = _op(wops, "register", "register a workflow definition (file, or module:attr)", _wf_reg)
+    p = op(wops, "register", "register a workflow definition (file, or module:attr)", _wf_reg)
     p.add_argument(
         "file", metavar="FILE|MODULE:ATTR", help="JSON/YAML file, or a ConductorWorkflow"
     )
@@ -224,7 +229,7 @@ def _load_definition(source: str, option: str) -> Any:
         if not isinstance(data, dict):
             raise ConfigError(f"{option} {path}: give one workflow definition object")
         return data
-    from gateway.conductor.launcher import load_attribute
+    from gateway.cli.worker import load_attribute
 
     value = load_attribute(source, option)
     return value() if callable(value) and not hasattr(value, "to_workflow_def") else value

@@ -1,8 +1,10 @@
 """The `gateway` command: run | check | explain | dev | top | conductor <op> | worker |
 dlq replay | version.
 
-Each family of subcommands registers itself from the module that implements it, so this file
-only wires them together and turns gateway errors into one clear line and exit code 2.
+Each family of subcommands registers itself from its module in this package (daemon: run and
+dlq replay; rules: check and explain; dev; conductor; worker; top), so this file only wires
+them together, gives the ones that read settings the shared `--config` option (an argparse
+parent parser) and turns gateway errors into one clear line and exit code 2.
 """
 
 from __future__ import annotations
@@ -28,26 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _args: print(__version__) or 0)
 
-    from gateway import commands, liveview
-    from gateway.conductor import commands as conductor_commands
-    from gateway.conductor import launcher
-    from gateway.devserver import commands as dev_commands
-    from gateway.rules import commands as rules_commands
+    from gateway.cli import conductor, daemon, dev, rules, top, worker
 
-    commands.register(sub)
-    rules_commands.register(sub)
-    dev_commands.register(sub)
-    conductor_commands.register(sub)
-    launcher.register(sub)
-    liveview.register(sub)
+    config = config_parent()
+    daemon.register(sub, config)
+    rules.register(sub, config)
+    dev.register(sub)
+    conductor.register(sub, config)
+    worker.register(sub, config)
+    top.register(sub)
     return parser
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """`--config FILE`: the YAML settings file (the environment overrides it)."""
-    parser.add_argument(
+def config_parent() -> argparse.ArgumentParser:
+    """The parent parser of every subcommand that reads settings: `--config FILE`, the YAML
+    settings file (the environment overrides it)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
         "--config", type=Path, default=None, metavar="FILE", help="YAML settings file"
     )
+    return parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
