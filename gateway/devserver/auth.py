@@ -22,7 +22,10 @@ class AuthError(Exception):
         self.message = message
 
 
-class TokenAuth:
+class TokenIssuer:
+    """The server side of Orkes auth: issues tokens for the key, checks them on each call (the
+    client side is `gateway.conductor.auth.TokenAuth`)."""
+
     def __init__(self, key_id: str, key_secret: str, ttl_seconds: float, clock: Clock) -> None:
         self._key_id = key_id
         self._key_secret = key_secret

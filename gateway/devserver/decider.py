@@ -32,11 +32,11 @@ from gateway.statuses import SUCCESSFUL_TASK
 # whose decide runs too long, a decide stops after this many rounds and the sweeper goes on.
 MAX_ROUNDS = 200
 
-__all__ = ["Decider", "Store", "parse_duration_ms", "retry_delay_seconds"]
+__all__ = ["Decider", "EngineState", "parse_duration_ms", "retry_delay_seconds"]
 
 
 @dataclass
-class Store:
+class EngineState:
     """Everything the engine holds; single-threaded access from the event loop."""
 
     clock: Clock
@@ -89,7 +89,7 @@ def retry_delay_seconds(task_def: TaskDef, retry_count: int) -> int:
 
 
 class Decider:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: EngineState) -> None:
         self.store = store
         self._waiting: dict[str, None] = {}  # workflow ids to decide, in order
         self._deciding = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.devserver.clock import Clock
-from gateway.devserver.decider import Decider, Store
+from gateway.devserver.decider import Decider, EngineState
 from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import RerunRequest, StartWorkflowRequest, WorkflowDef
 from gateway.devserver.state import TaskRecord, WorkflowRecord
@@ -24,7 +24,7 @@ class Engine:
     def __init__(self, clock: Clock, flavor: str = "oss") -> None:
         self.flavor = flavor
         self.metadata = Metadata()
-        self.store = Store(clock=clock, metadata=self.metadata)
+        self.store = EngineState(clock=clock, metadata=self.metadata)
         self.decider = Decider(self.store)
         self._idempotency: dict[tuple[str, str], str] = {}
         # Removed with archiveWorkflow=true: gone from the execution store, still in the

@@ -18,14 +18,14 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway.devserver.auth import AuthError, TokenAuth
+from gateway.devserver.auth import AuthError, TokenIssuer
 from gateway.errors import BadRequest, ConductorError, ServerError
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
 INSTANCE = socket.gethostname()
-AUTH_KEY: web.AppKey[TokenAuth | None] = web.AppKey("auth")
+AUTH_KEY: web.AppKey[TokenIssuer | None] = web.AppKey("auth")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

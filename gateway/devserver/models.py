@@ -14,7 +14,10 @@ from pydantic.alias_generators import to_camel
 IdempotencyStrategy = Literal["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
 
 
-class Wire(BaseModel):
+class EchoModel(BaseModel):
+    """Base: camelCase aliases, snake_case names accepted too, unknown fields kept and echoed
+    (unlike the client's `WireModel`, which ignores them)."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
     def wire(self) -> dict[str, Any]:
@@ -22,7 +25,7 @@ class Wire(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class TaskDef(Wire):
+class TaskDef(EchoModel):
     name: str = Field(min_length=1)
     description: str | None = None
     retry_count: int = Field(default=3, ge=0)
@@ -56,7 +59,7 @@ class TaskDef(Wire):
         return self
 
 
-class WorkflowTask(Wire):
+class WorkflowTask(EchoModel):
     """One task of a definition. Which fields a type needs is checked by its handler
     (gateway/devserver/tasks) when the definition is registered or started inline."""
 
@@ -83,7 +86,7 @@ class WorkflowTask(Wire):
     dynamic_fork_tasks_input_param_name: str | None = None
 
 
-class WorkflowDef(Wire):
+class WorkflowDef(EchoModel):
     name: str = Field(min_length=1)
     description: str | None = None
     version: int = 1
@@ -102,7 +105,7 @@ class WorkflowDef(Wire):
     failure_workflow: str | None = None
 
 
-class StartWorkflowRequest(Wire):
+class StartWorkflowRequest(EchoModel):
     name: str | None = None
     version: int | None = None
     correlation_id: str | None = None
@@ -115,7 +118,7 @@ class StartWorkflowRequest(Wire):
     idempotency_strategy: IdempotencyStrategy | None = None
 
 
-class TaskResult(Wire):
+class TaskResult(EchoModel):
     task_id: str
     workflow_instance_id: str | None = None
     status: str
@@ -125,7 +128,7 @@ class TaskResult(Wire):
     worker_id: str | None = None
 
 
-class RerunRequest(Wire):
+class RerunRequest(EchoModel):
     re_run_from_workflow_id: str | None = None
     workflow_input: dict[str, Any] | None = None
     re_run_from_task_id: str | None = None

@@ -21,7 +21,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from gateway.devserver.auth import TokenAuth
+from gateway.devserver.auth import TokenIssuer
 from gateway.devserver.clock import Clock, SystemClock
 from gateway.devserver.engine import Engine
 from gateway.devserver.http import (
@@ -73,7 +73,7 @@ class DevServer:
         if key_id is not None and key_secret is not None:
             if flavor != "orkes":
                 raise ConfigError("key_id/key_secret: token auth exists only with flavor 'orkes'")
-            self.auth = TokenAuth(key_id, key_secret, token_ttl_seconds, self.clock)
+            self.auth = TokenIssuer(key_id, key_secret, token_ttl_seconds, self.clock)
         self._requested_port = port
         self._ssl_context = ssl_context  # serve https with it
         self._sweep_interval = sweep_interval

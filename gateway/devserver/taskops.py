@@ -10,7 +10,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from gateway.devserver.decider import Decider, Store
+from gateway.devserver.decider import Decider, EngineState
 from gateway.devserver.models import TaskResult
 from gateway.devserver.state import TaskRecord, WorkflowRecord
 from gateway.errors import NotFound, ServerError
@@ -31,7 +31,7 @@ def check_result_status(status: str) -> str:
 
 
 class TaskOps:
-    def __init__(self, store: Store, decider: Decider, orkes: bool) -> None:
+    def __init__(self, store: EngineState, decider: Decider, orkes: bool) -> None:
         self.store = store
         self.decider = decider
         self.orkes = orkes

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gateway.rules.capabilities import Requirement, required_capabilities
     from gateway.rules.loader import RuleSetError, load_rules, parse_rules
-    from gateway.rules.router import Failure, Miss, Router, RouteResult
+    from gateway.rules.router import Miss, PlanFailure, Router, RouteResult
     from gateway.rules.ruleset import Rule, RuleSet
 
 _HOMES = {
@@ -24,7 +24,7 @@ _HOMES = {
     "RuleSetError": "loader",
     "load_rules": "loader",
     "parse_rules": "loader",
-    "Failure": "router",
+    "PlanFailure": "router",
     "Miss": "router",
     "RouteResult": "router",
     "Router": "router",
@@ -32,8 +32,8 @@ _HOMES = {
     "RuleSet": "ruleset",
 }
 __all__ = [
-    "Failure",
     "Miss",
+    "PlanFailure",
     "Requirement",
     "RouteResult",
     "Router",

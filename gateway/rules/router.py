@@ -2,7 +2,7 @@
 
 Rules are indexed by channel (`kafka:<topic>` / `amqp:<queue>`), so the cost of routing an
 event does not grow with rules written for other sources; rules with a topic pattern are
-resolved once per topic and cached. Every failure to render surfaces as a `Failure` holding
+resolved once per topic and cached. Every failure to render surfaces as a `PlanFailure` holding
 a TemplateError or EventError (permanent for this event), never as another exception.
 """
 
@@ -29,7 +29,7 @@ class Miss:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class PlanFailure:
     """A rule that applies to the event but cannot be turned into a Plan: a permanent error."""
 
     rule: str
@@ -40,7 +40,7 @@ class Failure:
 @dataclass(frozen=True, slots=True)
 class RouteResult:
     plans: tuple[Plan, ...]
-    failures: tuple[Failure, ...]
+    failures: tuple[PlanFailure, ...]
     misses: tuple[Miss, ...]
     on_unmatched: OnUnmatched
 
@@ -82,7 +82,7 @@ class Router:
     def route(self, event: Event, *, explain: bool = False) -> RouteResult:
         first = self.ruleset.match_mode == "first"
         plans: list[Plan] = []
-        failures: list[Failure] = []
+        failures: list[PlanFailure] = []
         misses: list[Miss] = []
         doc: dict[str, Any] | None = None
         for rule in self.candidates(event):
@@ -100,7 +100,7 @@ class Router:
         return RouteResult(tuple(plans), tuple(failures), tuple(misses), self.ruleset.on_unmatched)
 
     def _explain_rest(
-        self, event: Event, misses: list[Miss], plans: list[Plan], failures: list[Failure]
+        self, event: Event, misses: list[Miss], plans: list[Plan], failures: list[PlanFailure]
     ) -> list[Miss]:
         decided = {m.rule for m in misses} | {p.rule for p in plans} | {f.rule for f in failures}
         candidates = {r.name for r in self.candidates(event)}
@@ -123,10 +123,10 @@ def _evaluate(
     event: Event,
     doc: Mapping[str, Any],
     plans: list[Plan],
-    failures: list[Failure],
+    failures: list[PlanFailure],
     explain: bool,
 ) -> str | None:
-    """Append the rule's Plan (or Failure) and return None, or return why it does not match
+    """Append the rule's Plan (or PlanFailure) and return None, or return why it does not match
     (the full reason only when explaining: building it costs more than matching)."""
     if rule.source.exchange is not None:
         refused = rule.source.refuses(event)
@@ -134,7 +134,7 @@ def _evaluate(
             return refused
     if event.body_error is not None and not rule.accept_raw_text:
         error = EventError(f"{event.body_error} (set accept_raw_text: true to take text)")
-        failures.append(Failure(rule.name, error, rule.options.dead_letter))
+        failures.append(PlanFailure(rule.name, error, rule.options.dead_letter))
         return None
     if not rule.pattern.matches(doc):
         return "match: " + (rule.pattern.mismatch(doc) or "no match") if explain else "match"
@@ -145,7 +145,7 @@ def _evaluate(
                 return f"condition: {rule.condition.source!r} is {_show(value)}"
         plans.append(rule.plan(doc, event))
     except TemplateError as exc:
-        failures.append(Failure(rule.name, exc, rule.options.dead_letter))
+        failures.append(PlanFailure(rule.name, exc, rule.options.dead_letter))
     return None
 
 

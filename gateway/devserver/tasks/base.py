@@ -16,7 +16,7 @@ from gateway.devserver.state import new_id
 from gateway.devserver.tasks.script import check
 
 if TYPE_CHECKING:
-    from gateway.devserver.decider import Store
+    from gateway.devserver.decider import EngineState
     from gateway.devserver.state import TaskRecord, WorkflowRecord
     from gateway.devserver.tasks.tree import Node, Tree
 
@@ -56,7 +56,7 @@ def script_problem(wt: WorkflowTask, path: str, field: str, source: str | None) 
 class Runtime(Protocol):
     """What handlers may ask of the decider."""
 
-    store: Store
+    store: EngineState
 
     def tree(self, wf: WorkflowRecord) -> Tree: ...
 
