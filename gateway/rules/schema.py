@@ -1,7 +1,8 @@
 """The rules file as pydantic models: the edge where YAML is validated (unknown keys forbidden).
 
-These models only check shapes; templates and patterns are compiled afterwards in
-`compiler.py` into frozen values. Strings in action parameters may hold `${...}` templates.
+These models only check shapes; `loader.py` then compiles templates (`template.py`), patterns
+(`pattern.py`) and actions (`actions.py`) into frozen values. Strings in action parameters may
+hold `${...}` templates.
 """
 
 from __future__ import annotations
