@@ -34,7 +34,7 @@ from gateway.relay import Relay
 from gateway.rules.loader import load_rules
 from gateway.rules.router import Router
 from gateway.rules.ruleset import RuleSet
-from gateway.settings import Settings
+from gateway.settings import KafkaSettings, Settings
 from gateway.sinks import Publisher
 from gateway.sources.amqp import AmqpSource, QueueSpec
 from gateway.sources.base import SourceUnavailable
@@ -72,6 +72,7 @@ class Gateway:
         self.amqp: AmqpSource | None = None
         self.client: ConductorClient | None = None
         self.pipeline: Pipeline | None = None
+        self.store: Store | None = None
         self.admin: Admin | None = None
         self.readiness = Readiness()
         self.started = False  # __aenter__ finished: a stop request now drains (serve)
@@ -102,6 +103,7 @@ class Gateway:
         watcher = asyncio.create_task(self._watch_readiness(), name="readiness")
         stack.callback(watcher.cancel)
         store: Store = await keep_trying(self.readiness, "store", "not open", self._open_store)
+        self.store = store
         client = await stack.enter_async_context(ConductorClient.from_settings(s.conductor))
         self.client = client
         caps = await keep_trying(
@@ -118,6 +120,8 @@ class Gateway:
             self.tracing.traced(store, "store"),
             publisher=publisher,
             orkes_idempotency=caps.idempotency,
+            replica_id=s.replica_id,
+            start_lease_seconds=s.store.claim_seconds,
         )
         self.pipeline = Pipeline(
             router=Router(self.ruleset),
@@ -166,6 +170,7 @@ class Gateway:
                 r.note("conductor", cause)  # its first answer is on the way: nothing failed
             else:
                 r.fail("conductor", cause)
+        self._check_store()
         if self.kafka is not None:
             if self.kafka.awaiting_assignment:
                 r.note("kafka", "waiting for partition assignment")
@@ -179,6 +184,17 @@ class Gateway:
             else:
                 r.note("amqp", "connection lost; reconnecting")
 
+    def _check_store(self) -> None:
+        """The shared store's reachability, as its health check last saw it (PostgreSQL)."""
+        r = self.readiness
+        if self.store is None or "store" in r.opening:
+            return
+        problem = getattr(self.store, "problem", None)
+        if problem:
+            r.fail("store", problem)
+        else:
+            r.clear("store")
+
     def _expose(self, tracker: Tracker) -> None:
         for name, attribute in TRACKER_METRICS.items():
             self.metrics.gauge_fn(name, functools.partial(_read_count, tracker, attribute))
@@ -190,7 +206,7 @@ class Gateway:
         if topics or pattern:
             kafka = functools.partial(
                 KafkaSource,
-                s.kafka,
+                kafka_settings(s),
                 topics,
                 self.pipeline,
                 limits=s.limits,
@@ -276,6 +292,15 @@ class Gateway:
                 task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
         log.info("stopped: in-flight work settled, offsets committed")
+
+
+def kafka_settings(settings: Settings) -> KafkaSettings:
+    """The consumer's settings: a replica with a `replica_id` is a static member of its group
+    under that name, unless kafka.group_instance_id names it otherwise."""
+    kafka = settings.kafka
+    if kafka.group_instance_id or not settings.replica_id:
+        return kafka
+    return kafka.model_copy(update={"group_instance_id": settings.replica_id})
 
 
 def kafka_pattern(ruleset: RuleSet) -> str | None:

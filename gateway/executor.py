@@ -5,11 +5,16 @@ per action (documented in the README's `guarantees` section):
 
 - start_workflow / execute_workflow: deduplicated by the gateway's store (key: the rule's
   idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.
-  The workflow id is recorded before the delivery is settled. Within one process, starts of
-  one key run one at a time (find, start, record), so two deliveries racing for a key (a
-  republished AMQP message, one business key on two partitions) start one workflow; the id
-  the store kept first is the one answered and reported. With `reply:`, the run is
-  answered (gateway.replies) before settling too, and answered again on a repeat.
+  The workflow id is recorded before the delivery is settled. Starts of one key run one at a
+  time: within a process under a per-key lock, across replicas under the store's claim of the
+  key (written before Conductor is called, with a lease; gateway.store.base), so deliveries
+  racing for a key (a republished AMQP message, one business key on several partitions or
+  replicas) start one workflow. A claim left without its record (a crash, a failed call)
+  puts the key in doubt: its next owner asks Conductor by correlation id before starting. A
+  start the store still refuses (a lease that ran out mid-call) is undone: its workflow is
+  terminated, naming the one recorded, and the event counts as `undone`. While the store is
+  out of reach a start waits for it, unacked. With `reply:`, the run is answered
+  (gateway.replies) before settling too, and answered again on a repeat.
 - terminate of a TERMINATED workflow, pause of a PAUSED one, resume of a RUNNING one: no-ops
   that count as success (OSS answers resume-of-running with a 500).
 - retry, restart, rerun of a workflow that is RUNNING again: success when the message may have
@@ -24,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.coalesce import Coalescer
 from gateway.conductor.models import WorkflowRun
@@ -37,15 +45,22 @@ from gateway.plan import Plan, Target
 from gateway.ratelimit import RateLimits
 from gateway.replies import Replies
 from gateway.sinks.base import Sink
-from gateway.store.base import Store
+from gateway.statuses import TERMINAL_WORKFLOW as TERMINAL
+from gateway.statuses import UNSUCCESSFUL_WORKFLOW as RETRYABLE
+from gateway.store.base import Claim, Store, StoreUnreachable
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 ACTIVE = frozenset({"RUNNING", "PAUSED"})
-TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
-RETRYABLE = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
 STARTS = frozenset({"start_workflow", "execute_workflow"})
 TASK_METHODS = frozenset({"signal", "update_task"})
+START_LEASE_SECONDS = 60.0  # longer than a start call with its retries takes
+CLAIM_POLL_SECONDS = 0.05  # first wait for a key another replica is starting (then doubled)
+CLAIM_POLL_MAX_SECONDS = 1.0
+STORE_RETRY_SECONDS = 0.2  # first wait for an unreachable store (then doubled)
+STORE_RETRY_MAX_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +154,11 @@ class Conductor(Protocol):
     async def get_status(self, workflow_id: str) -> Any: ...
 
 
+def default_replica_id() -> str:
+    """`<host name>-<process id>`: unique on a host, but new with every restart."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def start_key(plan: Plan, event: Event) -> str:
     """The dedupe key of a start: the rule's key, else the message's stable id and the rule.
 
@@ -165,9 +185,15 @@ class Executor:
         *,
         publisher: Sink | None = None,
         orkes_idempotency: bool = False,
+        replica_id: str | None = None,
+        start_lease_seconds: float = START_LEASE_SECONDS,
     ) -> None:
         self._client = client
         self._store = store
+        # Claims name this process: its replica and this incarnation of it, so a restarted
+        # replica knows the claims of its previous run as its own and takes them over at once.
+        self._owner = f"{replica_id or default_replica_id()}#{uuid.uuid4().hex[:12]}"
+        self._lease = start_lease_seconds
         self._replies = Replies(client, publisher)
         self._orkes_idempotency = orkes_idempotency
         self._limits = RateLimits()
@@ -204,56 +230,124 @@ class Executor:
 
     async def _start_once(self, plan: Plan, ctx: Context, key: str) -> str:
         # A Kafka message seen for the first time, under a key derived from its own position,
-        # cannot have a record yet. Every other start looks first: a business key repeats by
-        # design, and an AMQP message id repeats when a producer publishes again.
+        # cannot have a record yet (nor a claim: only its partition's owner reads it). Every
+        # other start claims its key first: a business key repeats by design, across
+        # partitions and replicas, and an AMQP message id repeats when a producer publishes
+        # again.
         first_sight = (
             ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event)
         )
-        recorded, earlier = (None, None) if first_sight else await self._look_up(plan, ctx, key)
-        if recorded is not None:
-            ctx.workflow_ids.append(recorded)
-            await self._replies.answer(plan, ctx.event, await self._replies.current(plan, recorded))
+        if first_sight:
+            return await self._record(plan, ctx, key, await self._call_start(plan, key), "started")
+        handle = self._correlation_handle(plan, ctx, key)
+        # A suspect event of a backlog asks Conductor while it claims: it usually misses the
+        # store (it was never recorded) and needs Conductor's answer next.
+        asked = self._correlated.ask(handle) if handle and ctx.suspect else None
+        try:
+            claim = await self._claim(key)
+        except BaseException:
+            if asked is not None:
+                asked.cancel()
+            raise
+        if claim.state == "recorded":
+            if asked is not None:
+                asked.cancel()  # the store's record decides; Conductor's answer is moot
+            assert claim.workflow_id is not None
+            ctx.workflow_ids.append(claim.workflow_id)
+            run = await self._replies.current(plan, claim.workflow_id)
+            await self._replies.answer(plan, ctx.event, run)
             return "reused"
-        if earlier is not None:
-            run, outcome = await self._replies.current(plan, earlier), "reused"
-        else:
-            run, outcome = await self._call_start(plan, key), "started"
-        track = self._replies.track(plan, ctx.event, run)
-        kept = await self._store.record_start(key, str(run.workflow_id), plan.rule, track)
-        if kept != str(run.workflow_id):
-            # Another process recorded this key first (the lock is per process): its workflow
-            # is the one this event started; ours is a duplicate the store did not keep.
+        try:
+            run, outcome = await self._run_claimed(plan, ctx, key, claim, handle, asked)
+        except Exception:
+            # The start may have reached Conductor: the claim stays, expired, so the key's
+            # next owner asks Conductor before it starts again.
+            with contextlib.suppress(Exception):
+                await self._store.release_claim(key, self._owner)
+            raise
+        return await self._record(plan, ctx, key, run, outcome)
+
+    async def _run_claimed(
+        self,
+        plan: Plan,
+        ctx: Context,
+        key: str,
+        claim: Claim,
+        handle: tuple[str, str] | None,
+        asked: asyncio.Future[str | None] | None,
+    ) -> tuple[WorkflowRun, str]:
+        """The key is ours: reuse the workflow Conductor knows by correlation id when the key
+        is in doubt (or the event may be a redelivery), else start it."""
+        if asked is None and handle is not None and claim.state == "in_doubt":
+            asked = self._correlated.ask(handle)
+        elif claim.state == "in_doubt":
             log.warning(
-                "rule '%s': key %s was recorded with workflow %s meanwhile; %s is a duplicate",
+                "rule '%s': key %s is in doubt (a start without its record) and the rule's "
+                "correlation_id differs from its idempotency_key, so Conductor cannot be asked; "
+                "starting again",
                 plan.rule,
                 key,
-                kept,
-                run.workflow_id,
             )
-            run, outcome = await self._replies.current(plan, kept), "reused"
+        earlier = await asked if asked is not None else None
+        if earlier is not None:
+            return await self._replies.current(plan, earlier), "reused"
+        return await self._call_start(plan, key), "started"
+
+    async def _claim(self, key: str) -> Claim:
+        """Claim `key` for this process; while another replica holds it, wait for its record
+        (or for its lease to run out)."""
+        delay = CLAIM_POLL_SECONDS
+        while True:
+            claim = await self._durably(
+                "claim", key, lambda: self._store.claim_start(key, self._owner, self._lease)
+            )
+            if claim.state != "held":
+                return claim
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CLAIM_POLL_MAX_SECONDS)
+
+    async def _record(
+        self, plan: Plan, ctx: Context, key: str, run: WorkflowRun, outcome: str
+    ) -> str:
+        """Record the start; a workflow the store refuses (another one is recorded for the
+        key) is a duplicate: it is terminated, and the event gets the recorded one."""
+        track = self._replies.track(plan, ctx.event, run)
+        started = str(run.workflow_id)
+        kept = await self._durably(
+            "record", key, lambda: self._store.record_start(key, started, plan.rule, track)
+        )
+        if kept != started:
+            await self._undo(plan, key, started, kept)
+            run, outcome = await self._replies.current(plan, kept), "undone"
         ctx.workflow_ids.append(str(run.workflow_id))
         await self._replies.answer(plan, ctx.event, run)
         return outcome
 
-    async def _look_up(self, plan: Plan, ctx: Context, key: str) -> tuple[str | None, str | None]:
-        """(the workflow the store recorded for `key`, the one Conductor knows by the event's
-        correlation id). Both are asked at once: a suspect event of a backlog misses the store
-        (it was never recorded) and needs Conductor's answer next, so waiting for one before
-        asking the other only adds latency. Conductor's answer counts only when the store has
-        no record, and so does its failure."""
-        handle = self._correlation_handle(plan, ctx, key)
-        if handle is None:
-            return await self._store.find_start(key), None
-        asked = self._correlated.ask(handle)
+    async def _undo(self, plan: Plan, key: str, duplicate: str, kept: str) -> None:
+        log.warning(
+            "rule '%s': key %s was recorded with workflow %s meanwhile; terminating duplicate %s",
+            plan.rule,
+            key,
+            kept,
+            duplicate,
+        )
+        reason = f"duplicate start of key {key}: the gateway recorded workflow {kept} for it"
         try:
-            recorded = await self._store.find_start(key)
-        except BaseException:
-            asked.cancel()
-            raise
-        if recorded is not None:
-            asked.cancel()  # the store's record decides; Conductor's answer or failure is moot
-            return recorded, None
-        return None, await asked
+            await self._client.terminate(duplicate, reason=reason)
+        except ConductorError as exc:  # e.g. an execute_workflow run that ended already
+            log.error("rule '%s': could not terminate duplicate %s: %s", plan.rule, duplicate, exc)
+
+    async def _durably(self, what: str, key: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run a store step of a start until the store answers: while PostgreSQL is out of
+        reach the delivery waits here (unacked), so intake pauses once every slot waits."""
+        delay = STORE_RETRY_SECONDS
+        while True:
+            try:
+                return await step()
+            except StoreUnreachable as exc:
+                log.warning("%s of start key %s waits for the store: %s", what, key, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 
     async def _call_start(self, plan: Plan, key: str) -> WorkflowRun:
         params = dict(plan.params)
@@ -276,11 +370,12 @@ class Executor:
         """After a crash, the start may have reached Conductor without reaching the store.
 
         When the correlation id is the event's identity (the rule sets none, so the dedupe key
-        is used, or sets it equal to idempotency_key), a possibly redelivered start looks for
-        that workflow too: (workflow name, correlation id), or None when it cannot.
+        is used, or sets it equal to idempotency_key), a possibly redelivered start, or one
+        whose key is in doubt, looks for that workflow too: (workflow name, correlation id), or
+        None when it cannot.
         """
         given = plan.params.get("correlation_id")
-        if not ctx.suspect or (given and given != plan.idempotency_key):
+        if given and given != plan.idempotency_key:
             return None
         return str(plan.params["name"]), given or key
 

@@ -187,6 +187,13 @@ class StoreSettings(_Section):
     purge_interval_seconds: float = Field(
         3600, gt=0, description="Seconds between background purges of expired dedupe records."
     )
+    claim_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Lease of a start's claim on its key: how long other replicas wait for a "
+        "replica that stopped answering before they take the key over. Longer than a start "
+        "call with its retries takes.",
+    )
 
 
 class AdminSettings(_Section):
@@ -309,6 +316,14 @@ class Settings(BaseSettings):
     relay: RelaySettings = Field(default_factory=RelaySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     rules_file: Path = Field(Path("config/rules.yaml"), description="The routing rules file.")
+    replica_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="This replica's name, unique among the replicas sharing a store and "
+        "stable across its restarts (e.g. a StatefulSet pod name): owner of its start claims "
+        "and kafka.group_instance_id when that is unset. Unset: <host name>-<pid>, new with "
+        "every restart (no static membership).",
+    )
     shutdown_grace_seconds: float = Field(
         30.0, gt=0, description="Time to finish in-flight work after SIGTERM."
     )

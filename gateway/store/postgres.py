@@ -6,6 +6,14 @@ Same tables as the SQLite store, prefixed `gateway_`. What changes with several 
 - `due` CLAIMS the rows it returns: it selects due rows `FOR UPDATE SKIP LOCKED` and pushes
   their next poll `claim_seconds` ahead in the same statement, so two replicas never poll the
   same workflow at once; if a replica dies, its claimed rows come due again after the claim.
+- Starts of one key are claimed first (`claim_start`): a row in `gateway_claims` with its owner
+  and a lease, inserted before Conductor is called and deleted by the key's `record_start`.
+  Insert-first rather than an advisory lock held for the call: a lock needs one pooled
+  connection per start in flight for the whole Conductor call (the pool, not Conductor, would
+  bound throughput), it vanishes with its session when the network to PostgreSQL breaks while
+  the call goes on (two replicas would both start), and it leaves no trace after a crash,
+  while a claim row left without a record tells the next owner the key is in doubt, so it asks
+  Conductor by correlation id before starting again.
 - Migrations run under a transaction-scoped advisory lock, so replicas starting together do
   not race on CREATE.
 Commits are durable (`synchronous_commit` is left at the server's default, on).
@@ -47,6 +55,7 @@ _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 # A server the network swallows must not hold a start for ever: bounded connects and queries.
 CONNECT_SECONDS = 5.0
 COMMAND_SECONDS = 10.0
+WATCH_SECONDS = 2.0  # between the health checks behind /readyz
 
 _CLAIMS = """
 CREATE TABLE IF NOT EXISTS gateway_claims (
@@ -151,6 +160,9 @@ class PostgresStore:
             self._claim_many, concurrency=max(1, max_size // 2)
         )
         self._retry: tuple[type[BaseException], ...] = ()  # asyncpg's, once it is imported
+        self._watcher: asyncio.Task[None] | None = None
+        # Why the server is out of reach now (None: it answers): for /readyz.
+        self.problem: str | None = None
 
     async def __aenter__(self) -> PostgresStore:
         await self.open()
@@ -199,6 +211,14 @@ class PostgresStore:
                 purge_forever(self.purge_starts, self.retention_seconds, self.purge_interval),
                 name="postgres-store-purge",
             )
+        self._watcher = asyncio.create_task(self._watch(), name="postgres-store-watch")
+
+    async def _watch(self) -> None:
+        """Ask the server every WATCH_SECONDS, so `problem` is current without traffic."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            with contextlib.suppress(StoreUnreachable), self._reachable("reach the server"):
+                await self._db().fetchval("SELECT 1", timeout=WATCH_SECONDS)
 
     async def _migrate(self) -> None:
         async with self._pool.acquire() as db, db.transaction():
@@ -220,11 +240,12 @@ class PostgresStore:
             await db.execute("UPDATE gateway_schema_version SET version = $1", SCHEMA_VERSION)
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        for task in (self._purger, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._purger = self._watcher = None
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -255,10 +276,12 @@ class PostgresStore:
         try:
             yield
         except self._retry as exc:
+            self.problem = f"PostgreSQL unreachable ({type(exc).__name__}: {exc})"
             raise StoreUnreachable(
                 f"store.postgres_dsn: cannot {what} ({type(exc).__name__}: {exc}); "
                 "waiting for PostgreSQL"
             ) from exc
+        self.problem = None
 
     async def claim_start(self, key: str, owner: str, lease_seconds: float) -> Claim:
         """Claims asked together share one transaction (insert-first; see _CLAIM_STARTS)."""

@@ -133,6 +133,7 @@ class SqliteStore:
         self._task: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
         self._lookups: Coalescer[str, str] = Coalescer(self.find_starts, max_batch=CHUNK)
+        self.problem: str | None = None  # a local file is never out of reach (see PostgresStore)
 
     async def __aenter__(self) -> SqliteStore:
         await self.open()
