@@ -25,7 +25,7 @@ GatewayError
 │                               proxy 503 (ambiguous: idempotent calls only)
 ├── PublishError                a completion event or dead letter was not confirmed by a broker
 │   └── MessageTooLarge         the broker (or the client's own limit) refused the size
-└── Outcome                     control flow of one delivery, raised by dispatch, caught by
+└── Outcome                     control flow of one delivery, raised while it runs, caught by
     ├── RetryLater              settlement: try the delivery again after a backoff
     ├── DeadLetter              settlement: send to the dead-letter target, then ack
     └── Abandoned               settlement (also raised by a delivery whose channel closed):
@@ -152,7 +152,7 @@ class MessageTooLarge(PublishError):
 
 
 class Outcome(GatewayError):
-    """Control flow for one delivery; raised inside dispatch, caught only by settlement."""
+    """Control flow for one delivery; raised while it runs, caught only by settlement."""
 
 
 class RetryLater(Outcome):

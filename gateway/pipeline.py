@@ -1,19 +1,23 @@
 """Dispatch and settlement: every delivery is settled here, and only here, exactly once.
 
-    admit(delivery) -> Job          route the event (cheap, synchronous): plans or a failure
+    dispatch(delivery) -> Job       route the event (cheap, synchronous, never raises): plans,
+                                    or a failure (also when routing itself broke)
     run(job)                        execute the plans, then settle:
         success                  -> delivery.ack()   (Kafka: the offset may be committed)
         RetryLater               -> backoff with full jitter, in place (Kafka) or through the
-                                    source's retry queue (AMQP); when Conductor is down, or
-                                    refuses the gateway's credentials (401, token errors),
-                                    intake is paused and no attempt is spent; a 403 is one
-                                    rule's missing permission: retried, then dead-lettered
+                                    source's retry queue (AMQP: delivery.defer(); a retry copy
+                                    the broker did not confirm: delivery.requeue()); when
+                                    Conductor is down, or refuses the gateway's credentials
+                                    (401, token errors), intake is paused and no attempt is
+                                    spent; a 403 is one rule's missing permission: retried,
+                                    then dead-lettered
         DeadLetter               -> publish to the dead-letter target (with context headers),
                                     then ack; if the publish fails, retry the publish
         no rule matched          -> the rule set's on_unmatched policy
-        stopping                 -> a delivery backing off, a delivery queued behind an
-                                    abandoned one of its key, and one admitted after the stop
-                                    are left unsettled (Abandoned): the broker redelivers them
+        stopping                 -> one admitted after the stop is given back untouched
+                                    (delivery.release()); a delivery backing off and one queued
+                                    behind an abandoned one of its key are left unsettled
+                                    (Abandoned): the broker redelivers them
 
 Nothing is acked before its effect is durable: a start is in the store, an action was answered
 by Conductor, a dead letter was confirmed by the broker.
@@ -130,6 +134,17 @@ class Pipeline:
 
     # -- admission ---------------------------------------------------------------------------
 
+    def dispatch(self, delivery: Delivery) -> Job:
+        """The delivery's job, never raising: one that cannot be routed (a bug in a rule
+        function, say) gets a job that dead-letters it, so one bad message can neither stop its
+        source nor, unsettled, hold its place (a Kafka watermark, an AMQP prefetch slot)."""
+        try:
+            return self.admit(delivery)
+        except Exception as exc:
+            log.exception("cannot route %s", delivery.event.source_id)
+            reason = f"cannot route the message: {exc!r}"
+            return Job(delivery, failure=Failure(reason, cause=exc))
+
     def admit(self, delivery: Delivery) -> Job:
         """Route the event now, so the ordering key is known before the work is scheduled."""
         event = delivery.event
@@ -170,7 +185,7 @@ class Pipeline:
     async def _run(self, job: Job) -> None:
         self.in_flight += 1
         try:
-            self._check_stop(job)
+            await self._check_stop(job)
             outcome = await self._settle(job)
         except Abandoned:
             if job.key is not None:
@@ -198,14 +213,17 @@ class Pipeline:
         event_id = job.delivery.event.source_id
         return settled_fields(event_id, rules, job.workflow_ids, outcome, seconds)
 
-    def _check_stop(self, job: Job) -> None:
-        """While stopping, leave unsettled what must not run: a job admitted after the stop,
-        and a job whose predecessor of the same key was abandoned (settling it would put it
-        before that one, which the broker redelivers). Other queued jobs finish in the grace
-        period like the ones already running."""
+    async def _check_stop(self, job: Job) -> None:
+        """While stopping, do not run a job admitted after the stop (it is given back at once,
+        not as a failed attempt) nor a job whose predecessor of the same key was abandoned
+        (settling it would put it before that one, which the broker redelivers: it is left
+        unsettled too). Other queued jobs finish in the grace period like the running ones."""
         if not self.stopping.is_set():
             return
-        if job.late or (job.key is not None and job.key in self._abandoned_keys):
+        if job.late:
+            await job.delivery.release()
+            raise Abandoned
+        if job.key is not None and job.key in self._abandoned_keys:
             raise Abandoned
 
     async def _settle(self, job: Job) -> str:
@@ -213,7 +231,7 @@ class Pipeline:
         attempts = job.delivery.attempts
         while True:
             try:
-                outcome = await self._dispatch(job, attempts)
+                outcome = await self._execute(job, attempts)
             except RetryLater as retry:
                 job.retried = True
                 if await self._held_back(retry):
@@ -244,12 +262,24 @@ class Pipeline:
             "retry %d of %s in %.2fs: %s", attempts, delivery.event.source_id, delay, retry.reason
         )
         if delivery.defers:
-            await delivery.defer(delay, attempts)
+            await self._defer(delivery, delay, attempts)
             return "deferred"
         await self._sleep(delay)
         return None
 
-    async def _dispatch(self, job: Job, attempts: int) -> str:
+    @staticmethod
+    async def _defer(delivery: Delivery, delay: float, attempts: int) -> None:
+        """Retry through the broker; a retry copy it did not confirm puts the original back,
+        as a failed attempt (a quorum queue's delivery limit ends a loop of these)."""
+        try:
+            await delivery.defer(delay, attempts)
+        except PublishError as exc:
+            log.warning(
+                "retry publish of %s failed (%s); requeueing it", delivery.event.source_id, exc
+            )
+            await delivery.requeue()
+
+    async def _execute(self, job: Job, attempts: int) -> str:
         """Run the job's plans; raise RetryLater or DeadLetter; return the outcome word."""
         if job.failure is not None:
             raise DeadLetter(job.failure.reason, cause=job.failure.cause)

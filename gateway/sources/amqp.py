@@ -11,8 +11,9 @@
   travel with the copy and bound the attempts and the age.
 - Retry copies go through their own channel with publisher confirms and `on_return_raises`: a
   copy the broker cannot route (its retry queue was deleted) raises instead of being "confirmed"
-  and lost. The queue is declared again and the copy sent once more; failing that, the original
-  is rejected with requeue. Retry queues that already exist are used as they are (a passive
+  and lost. The queue is declared again and the copy sent once more; failing that, `defer`
+  raises PublishError and the pipeline puts the original back (`requeue`: basic.reject with
+  requeue). Retry queues that already exist are used as they are (a passive
   probe first), so one declared with other arguments cannot close a channel.
 - A delivery belongs to the channel it came on: when that channel closes the broker redelivers
   it, so its work is cancelled and nothing is acked or copied for it any more.
@@ -52,15 +53,14 @@ from gateway.deadletters import (
     FIRST_SEEN_HEADER,
     ORIGIN_EXCHANGE,
     ORIGIN_ROUTING_KEY,
-    Failure,
 )
-from gateway.errors import Abandoned, EventError, PublishError
-from gateway.events import Event, parse_body
+from gateway.errors import Abandoned, PublishError
+from gateway.events import Event
 from gateway.metrics import Metrics
 from gateway.pipeline import Job, Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
 from gateway.sinks.tls import tls_problem
-from gateway.sources.base import Ordered, SourceUnavailable
+from gateway.sources.base import Ordered, SourceUnavailable, read_body, read_event
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +129,7 @@ class AmqpDelivery:
                     self._message, self.event, delay, attempts, self.first_seen
                 )
         except Exception as exc:
-            log.warning(
-                "retry publish of %s failed (%s); requeueing it",
-                self.event.source_id,
-                type(exc).__name__,
-            )
-            await self.requeue()
-            return
+            raise PublishError(f"retry copy not confirmed ({type(exc).__name__})") from exc
         await self.ack()
 
     async def requeue(self) -> None:
@@ -144,6 +138,13 @@ class AmqpDelivery:
             await self._message.reject(requeue=True)
         except Exception:
             log.debug("reject failed; the broker requeues on channel close")
+
+    async def release(self) -> None:
+        try:
+            # nack, not reject: giving it back at a stop is not one of its attempts (A44)
+            await self._message.nack(requeue=True)
+        except Exception:
+            log.debug("nack failed; the broker requeues on channel close")
 
 
 class AmqpSource:
@@ -277,35 +278,16 @@ class AmqpSource:
         await self._stopping.wait()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        if self._stopping.is_set():
-            await message.nack(requeue=True)
-            return
-        try:
-            job = self._admit(message)
-        except Exception:
-            # Never leave a delivery unsettled: it would hold a prefetch slot until reconnect.
-            log.exception("cannot admit an AMQP delivery; requeueing it")
-            with contextlib.suppress(Exception):
-                await message.reject(requeue=True)
-            return
-        self._ordered.spawn(job.key, lambda: self._process(job, message))
-
-    def _admit(self, message: AbstractIncomingMessage) -> Job:
-        """The pipeline's job for `message`; a failure to read or route it becomes a job that
-        dead-letters it, so one bad message can neither stop the consumer nor leak its slot."""
+        # Neither reading nor dispatching raises: every message becomes a job the pipeline
+        # settles (one that arrives while stopping is given back), so none holds its slot.
         queue = _queue_of(message, self._tags)
-        try:
-            event, error = to_event(message, queue, self._limits)
-        except Exception as exc:
-            log.exception("cannot read a message from %s", queue)
-            event, error = bare_event(message, queue), f"cannot read the message: {exc!r}"
-        delivery = AmqpDelivery(self, message, event, error)
-        try:
-            return self._pipeline.admit(delivery)
-        except Exception as exc:
-            log.exception("cannot route %s", event.source_id)
-            reason = f"cannot route the message: {exc!r}"
-            return Job(delivery, failure=Failure(reason, cause=exc))
+        event, error = read_event(
+            lambda: to_event(message, queue, self._limits),
+            lambda: bare_event(message, queue),
+            queue,
+        )
+        job = self._pipeline.dispatch(AmqpDelivery(self, message, event, error))
+        self._ordered.spawn(job.key, lambda: self._process(job, message))
 
     async def _process(self, job: Job, message: AbstractIncomingMessage) -> None:
         """Run the job; cancel it if the delivery's channel closes (the broker redelivers)."""
@@ -453,13 +435,7 @@ def to_event(
     headers = {str(k): _text(v) for k, v in (message.headers or {}).items()}
     exchange = headers.pop(ORIGIN_EXCHANGE, None)
     routing_key = headers.pop(ORIGIN_ROUTING_KEY, None)
-    error = None
-    try:
-        body, body_error = parse_body(
-            message.body, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
-        )
-    except EventError as exc:
-        body, body_error, error = None, str(exc), str(exc)
+    body, body_error, error = read_body(message.body, limits)
     timestamp = message.timestamp
     event = Event(
         source="amqp",

@@ -1,10 +1,13 @@
 """The source contract, one shape for Kafka and AMQP, and per-key ordering shared by both.
 
-A source turns broker messages into `Delivery` objects and hands each to the pipeline; the
-pipeline settles each delivery exactly once, through `ack` (done: commit / basic.ack) or `defer`
-(AMQP only: try again later through a retry queue). A delivery that is neither (the process
-stops first) is redelivered by the broker. Both may raise `gateway.errors.Abandoned` when the
-delivery can no longer be settled (its AMQP channel closed): the broker redelivers it.
+A source turns broker messages into `Delivery` objects and hands each to the pipeline
+(`Pipeline.dispatch`, then `Pipeline.run`); the pipeline decides how each delivery is settled,
+exactly once, and calls one of its methods: `ack` (done: commit / basic.ack), `defer` (AMQP only:
+try again later through a retry queue), `requeue` (AMQP only: give it back as a failed attempt)
+or `release` (give it back untouched: the gateway is stopping). A delivery that is none of these
+(the process stops first) is redelivered by the broker. `ack` and `defer` may raise
+`gateway.errors.Abandoned` when the delivery can no longer be settled (its AMQP channel closed):
+the broker redelivers it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from gateway.errors import GatewayError
-from gateway.events import Event
+from gateway.errors import EventError, GatewayError
+from gateway.events import Event, parse_body
+from gateway.settings import LimitSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,41 @@ class Delivery(Protocol):
         """The delivery is done: its effect (or its dead letter) is durable."""
 
     async def defer(self, delay: float, attempts: int) -> None:
-        """Try again after `delay` seconds as attempt `attempts + 1`; the original is acked."""
+        """Try again after `delay` seconds as attempt `attempts + 1`; the original is acked.
+        Raises PublishError when the retry copy was not confirmed (the original is untouched)."""
+
+    async def requeue(self) -> None:
+        """Give the delivery back as a failed attempt, to be delivered again (AMQP: basic.reject
+        with requeue, which a quorum queue's delivery limit counts)."""
+
+    async def release(self) -> None:
+        """Give the delivery back untouched, not counted as an attempt (AMQP: basic.nack with
+        requeue; Kafka: nothing to do, its offset stays uncommitted)."""
+
+
+def read_event(
+    read: Callable[[], tuple[Event, str | None]], bare: Callable[[], Event], where: str
+) -> tuple[Event, str | None]:
+    """The message as an event and why it is unusable (None: usable). A message that cannot
+    even be read becomes its bare event with the reason as its error: the pipeline dead-letters
+    it where it came from, instead of the source failing on it again and again."""
+    try:
+        return read()
+    except Exception as exc:
+        log.exception("cannot read a message from %s", where)
+        return bare(), f"cannot read the message: {exc!r}"
+
+
+def read_body(raw: bytes, limits: LimitSettings) -> tuple[Any, str | None, str | None]:
+    """(body, body_error, error): the parsed body, why it is text rather than JSON, and why the
+    message cannot be used at all (too large, not UTF-8: then there is no body)."""
+    try:
+        body, body_error = parse_body(
+            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
+        )
+    except EventError as exc:
+        return None, str(exc), str(exc)
+    return body, body_error, None
 
 
 class Ordered:

@@ -20,8 +20,9 @@
   leader within `FETCH_STALE_SECONDS`.
 - Every call that talks to the group coordinator (commit, stop) has a deadline: aiokafka retries
   them for as long as the coordinator is unreachable, which would hang a shutdown.
-- A message that cannot even be turned into an event or routed is dead-lettered, not raised: an
-  exception here would stop the consumer and, after a restart, stop it again on the same offset.
+- A message that cannot even be turned into an event or routed is dead-lettered, not raised
+  (`read_event`, `Pipeline.dispatch`): an exception here would stop the consumer and, after a
+  restart, stop it again on the same offset.
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from gateway.deadletters import Failure
-from gateway.errors import EventError
-from gateway.events import Event, parse_body
+from gateway.events import Event
 from gateway.metrics import Metrics
-from gateway.pipeline import Job, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
-from gateway.sources.base import SourceUnavailable
+from gateway.sources.base import SourceUnavailable, read_body, read_event
 from gateway.sources.kafka_config import consumer_options, security_problem
 from gateway.sources.offsets import PartitionWindow
 
@@ -84,9 +83,16 @@ class KafkaDelivery:
     async def defer(self, delay: float, attempts: int) -> None:  # pragma: no cover
         raise NotImplementedError("Kafka deliveries are retried in place")
 
+    async def requeue(self) -> None:  # pragma: no cover
+        raise NotImplementedError("Kafka deliveries are retried in place")
+
+    async def release(self) -> None:
+        """Nothing to give back: the offset stays unsettled, so it is never committed."""
+
 
 class KafkaSource:
-    """`async with KafkaSource(...) as source: await source.run()`; `stop()` ends `run`."""
+    """`async with KafkaSource(...) as source: await source.run()`; `stop_intake()` ends `run`,
+    `drain()` finishes the work in flight and commits."""
 
     def __init__(
         self,
@@ -176,7 +182,7 @@ class KafkaSource:
     # -- the poll loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Poll, admit and commit until `stop()`; then drain and commit once more."""
+        """Poll, dispatch and commit until `stop_intake()`."""
         watchdog = asyncio.create_task(self._watch())
         last_commit = time.monotonic()
         try:
@@ -282,23 +288,14 @@ class KafkaSource:
             # the previous owner without a commit (a crash, a lost revoke).
             window.suspect_below = self.consumer.highwater(window.tp) or 0
         suspect = record.offset < window.suspect_below
-        job = self._job(window, record, suspect)
-        window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
-
-    def _job(self, window: PartitionWindow, record: Any, suspect: bool) -> Job:
-        """The pipeline's job; a record that cannot be read or routed gets a dead-letter job."""
-        try:
-            event, error = to_event(record, self._limits, self._settings)
-        except Exception as exc:
-            log.exception("cannot read %s/%d@%d", record.topic, record.partition, record.offset)
-            event, error = bare_event(record), f"cannot read the message: {exc!r}"
+        event, error = read_event(
+            lambda: to_event(record, self._limits, self._settings),
+            lambda: bare_event(record),
+            f"{record.topic}/{record.partition}@{record.offset}",
+        )
         delivery = KafkaDelivery(window, event, error, suspect, self._room)
-        try:
-            return self._pipeline.admit(delivery)
-        except Exception as exc:
-            log.exception("cannot route %s", event.source_id)
-            reason = f"cannot route the message: {exc!r}"
-            return Job(delivery, failure=Failure(reason, cause=exc))
+        job = self._pipeline.dispatch(delivery)
+        window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
 
     def _apply_pauses(self) -> None:
         limit = self._settings.max_in_flight_per_partition
@@ -340,16 +337,20 @@ class KafkaSource:
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight work within `timeout`, then commit what finished."""
-        windows = list(self._windows.values())
+        await self._finish(
+            list(self._windows.values()),
+            timeout,
+            "%s: %d deliveries unfinished at shutdown; they will be redelivered",
+        )
+
+    async def _finish(self, windows: list[PartitionWindow], timeout: float, cut_log: str) -> None:
+        """Drain the windows' work within `timeout` (what is left is cancelled and logged with
+        `cut_log`, which takes the partition and the count), then commit what finished."""
         deadline = time.monotonic() + timeout
         for window in windows:
             cut = await window.ordered.drain(max(0.0, deadline - time.monotonic()))
             if cut:
-                log.warning(
-                    "%s: %d deliveries unfinished at shutdown; they will be redelivered",
-                    window.tp,
-                    cut,
-                )
+                log.warning(cut_log, window.tp, cut)
         await self._commit(windows)
 
     # -- rebalance ---------------------------------------------------------------------------
@@ -364,16 +365,11 @@ class KafkaSource:
         for window in windows:
             window.revoked = True
         self._paused -= set(revoked)
-        deadline = time.monotonic() + self._settings.revoke_drain_seconds
-        for window in windows:
-            cut = await window.ordered.drain(max(0.0, deadline - time.monotonic()))
-            if cut:
-                log.warning(
-                    "%s revoked with %d deliveries unfinished; the new owner redoes them",
-                    window.tp,
-                    cut,
-                )
-        await self._commit(windows)
+        await self._finish(
+            windows,
+            self._settings.revoke_drain_seconds,
+            "%s revoked with %d deliveries unfinished; the new owner redoes them",
+        )
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         self._unassigned_since = None  # a rebalance completed (an empty assignment is fine)
@@ -473,13 +469,7 @@ def to_event(
     raw: bytes = record.value or b""
     headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
-    error = None
-    try:
-        body, body_error = parse_body(
-            raw, max_bytes=limits.max_message_bytes, max_depth=limits.max_json_depth
-        )
-    except EventError as exc:
-        body, body_error, error = None, str(exc), str(exc)
+    body, body_error, error = read_body(raw, limits)
     event = Event(
         source="kafka",
         raw=raw,
