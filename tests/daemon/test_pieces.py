@@ -1,14 +1,13 @@
 """The daemon's pieces without brokers: watermark, per-key order, retry tiers, settlement.
 
-Settlement runs the real router, executor and store against the real dev server over HTTP;
-only the broker side is replaced (a delivery that records how it was settled, and a sink that
-records what was published).
+Settlement runs the real router, executor and store against the real dev server over HTTP,
+fed by the in-memory source (it records how each message was settled) and a sink that records
+what was published.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,6 @@ from aiokafka import TopicPartition
 
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.server import DevServer
-from gateway.events import Event
 from gateway.executor import Executor
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Policy
@@ -25,6 +23,7 @@ from gateway.rules.loader import parse_rules
 from gateway.rules.router import Router
 from gateway.sources.amqp import retry_tier_ms
 from gateway.sources.base import Ordered
+from gateway.sources.memory import MemorySource
 from gateway.sources.offsets import PartitionWindow
 from gateway.store.sqlite import SqliteStore
 from tests.daemon.conftest import wait_workflow
@@ -75,39 +74,6 @@ def test_retry_tiers_round_up_to_powers_of_two() -> None:
     assert retry_tier_ms(60) == 64000
 
 
-class RecordingDelivery:
-    defers = False
-    error = None
-    attempts = 0
-    suspect = False
-
-    def __init__(self, event: Event, *, suspect: bool = False) -> None:
-        self.event = event
-        self.suspect = suspect
-        self.first_seen = time.time()
-        self.acked = 0
-
-    async def ack(self) -> None:
-        self.acked += 1
-
-    async def defer(self, delay: float, attempts: int) -> None:
-        raise AssertionError("Kafka-style deliveries are retried in place")
-
-
-def kafka_event(body: bytes, offset: int) -> Event:
-    import json
-
-    return Event(
-        source="kafka",
-        raw=body,
-        body=json.loads(body),
-        topic="orders",
-        partition=0,
-        offset=offset,
-        key="k",
-    )
-
-
 async def test_settlement_retries_then_dead_letters_with_attempts_and_acks_once(
     tmp_path: Path,
 ) -> None:
@@ -139,15 +105,16 @@ rules:
             metrics=Metrics(),
             policy=Policy(),
         )
-        delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 7))
-        await pipeline.run(pipeline.admit(delivery))
-    assert delivery.acked == 1
+        async with MemorySource(pipeline, topic="orders") as source:
+            message = source.put(b'{"id": "e1"}', key="k")
+            await asyncio.wait_for(source.idle(), 20)
+    assert message.settlements == ["ack"] and message.deliveries == 1  # retried in place
     [(destination, body, headers)] = sink.published
     assert destination == Destination("kafka", "dead") and body == b'{"id": "e1"}'
     assert headers["x-gateway-error-attempts"] == "3"
     assert headers["x-gateway-error-class"]  # the client's transient error class
     assert headers["x-gateway-error-conductor-status"] == "503"
-    assert headers["x-gateway-error-offset"] == "7"
+    assert headers["x-gateway-error-offset"] == "0"
     assert "gave up after 3 attempts" in headers["x-gateway-error-reason"]
 
 
@@ -180,10 +147,13 @@ rules:
             metrics=Metrics(),
             policy=Policy(),
         )
-        for n in range(3):  # the same message three times; sources mark redeliveries
-            delivery = RecordingDelivery(kafka_event(b'{"id": "e1"}', 42), suspect=n > 0)
-            await pipeline.run(pipeline.admit(delivery))
-            assert delivery.acked == 1
+        async with MemorySource(pipeline, topic="orders") as source:
+            message = source.put(b'{"id": "e1"}', key="k")
+            await asyncio.wait_for(source.idle(), 20)
+            for _ in range(2):  # the broker delivers the same record again, marked redelivered
+                source.again(message)
+                await asyncio.wait_for(source.idle(), 20)
+        assert message.settlements == ["ack"] * 3
         found = await client.get_by_correlation_id("flow", "e1", include_closed=True)
     assert len(found) == 1
 
@@ -261,8 +231,9 @@ rules:
                 metrics=Metrics(),
                 policy=Policy(dead_letter=ruleset.default_dead_letter),
             )
-            delivery = RecordingDelivery(kafka_event(b'{"type": "Other", "id": "x"}', 3))
-            await pipeline.run(pipeline.admit(delivery))
-            results[policy] = (delivery.acked, [str(d) for d, _b, _h in sink.published])
+            async with MemorySource(pipeline, topic="orders") as source:
+                message = source.put({"type": "Other", "id": "x"}, key="k")
+                await asyncio.wait_for(source.idle(), 20)
+            results[policy] = (message.acked, [str(d) for d, _b, _h in sink.published])
     assert results["ack"] == (1, [])
     assert results["dead_letter"] == (1, ["kafka:parked"])
