@@ -144,7 +144,7 @@ class Gateway:
         await stack.enter_async_context(tracker)
         if s.relay.topic:  # Conductor's own status events, republished as CloudEvents
             await stack.enter_async_context(
-                Relay(s.relay, s.kafka, publisher, mode=s.tracker.content_mode)
+                Relay(s.relay, s.kafka, publisher, mode=s.tracker.content_mode, store=store)
             )
         await self._open_sources()
 

@@ -6,9 +6,14 @@ key the workflow id, value `{"workflowName", "eventType", "payload": WorkflowSum
 in conductor-oss's KafkaWorkflowStatusPublisher). The relay reads that topic (`relay.topic`),
 keeps the records whose workflow name (`relay.workflow_names`, empty: all) and event type
 (`relay.event_types`) are asked for, and publishes each as the CloudEvent the tracker would
-(`gateway.completion.build_listener_event`: same attributes, same id for the same ending), so a
-workflow the gateway tracks too yields duplicates a consumer drops by id. Offsets are committed
-after the broker confirmed the batch's events: at least once.
+(`gateway.completion.build_listener_event`: same attributes, same id for the same ending).
+
+Workflows the gateway started are left out (`relay.include_gateway_started: false`): their
+events are the tracker's to publish. The store says which, one query per fetched batch; a start
+whose record is not yet written when its workflow's event is read (a workflow that ends within
+milliseconds of its start) is relayed, with the id the tracker gives it, so a consumer drops the
+duplicate by id. Offsets are committed after the broker confirmed the batch's events: at least
+once.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from gateway.settings import KafkaSettings, RelaySettings
 from gateway.sinks.base import Sink
 from gateway.sources.status import StatusRecord, StatusTopic
 from gateway.statuses import TERMINAL_WORKFLOW
+from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,13 @@ class Relay:
     """`async with Relay(settings.relay, settings.kafka, publisher):` relays in the background."""
 
     def __init__(
-        self, settings: RelaySettings, kafka: KafkaSettings, publisher: Sink, *, mode: Mode
+        self,
+        settings: RelaySettings,
+        kafka: KafkaSettings,
+        publisher: Sink,
+        *,
+        mode: Mode,
+        store: Store | None = None,
     ) -> None:
         assert settings.topic and settings.destination, "relay.topic and relay.destination"
         self.settings = settings
@@ -48,6 +60,8 @@ class Relay:
         self.destination = Destination.parse(settings.destination)
         self.publisher = publisher
         self.mode = mode
+        # None: relay every workflow's events (no store to tell the gateway's own starts)
+        self.store = None if settings.include_gateway_started else store
         self.published = 0
         self.skipped = 0
         self._task: asyncio.Task[None] | None = None
@@ -93,22 +107,30 @@ class Relay:
                 await status.rewind()
 
     async def _publish_all(self, records: Sequence[StatusRecord]) -> bool:
-        for record in records:
-            if not await self._publish(record):
+        wanted = [(r, m) for r, m in ((r, _message(r.value)) for r in records) if m is not None]
+        wanted = [(r, m) for r, m in wanted if self._wanted(m)]
+        ours = await self._started_here([_workflow_id(m) for _, m in wanted])
+        self.skipped += len(records) - len(wanted)
+        for record, message in wanted:
+            if _workflow_id(message) in ours:
+                self.skipped += 1
+            elif not await self._publish(record, message):
                 return False
         return True
 
-    async def _publish(self, record: StatusRecord) -> bool:
-        """Publish the record's event, if it is one asked for; False if not confirmed."""
-        message = _message(record.value)
-        event = None
-        if message is not None and self._wanted(message):
-            trigger = Trigger(
-                RULE,
-                f"kafka:{record.topic}:{record.partition}:{record.offset}",
-                f"kafka:{record.topic}",
-            )
-            event = build_listener_event(message, trigger, TERMINAL_WORKFLOW | TRANSITIONS)
+    async def _started_here(self, workflow_ids: list[str]) -> set[str]:
+        if self.store is None or not workflow_ids:
+            return set()
+        return await self.store.started_workflows(workflow_ids)
+
+    async def _publish(self, record: StatusRecord, message: dict[str, Any]) -> bool:
+        """Publish the record's event; False if not confirmed."""
+        trigger = Trigger(
+            RULE,
+            f"kafka:{record.topic}:{record.partition}:{record.offset}",
+            f"kafka:{record.topic}",
+        )
+        event = build_listener_event(message, trigger, TERMINAL_WORKFLOW | TRANSITIONS)
         if event is None:
             self.skipped += 1
             return True
@@ -144,3 +166,8 @@ def _message(value: bytes) -> dict[str, Any] | None:
 
 
 __all__ = ["Relay"]
+
+
+def _workflow_id(message: dict[str, Any]) -> str:
+    payload = message.get("payload")
+    return str(payload.get("workflowId", "")) if isinstance(payload, dict) else ""

@@ -190,9 +190,9 @@ class StoreSettings(_Section):
     claim_seconds: float = Field(
         60.0,
         gt=0,
-        description="Lease of a start's claim on its key: how long other replicas wait for a "
-        "replica that stopped answering before they take the key over. Longer than a start "
-        "call with its retries takes.",
+        description="Lease of a replica's claims (a start's key, the outbox rows it polls): how "
+        "long the other replicas wait for one that stopped answering before they take its work "
+        "over. Longer than a start call with its retries takes.",
     )
 
 
@@ -252,6 +252,11 @@ class RelaySettings(_Section):
         default_factory=lambda: ["completed", "terminated"],
         description="Comma-separated listener event types to relay: started, completed, "
         "terminated, paused, resumed, retried, restarted, reran.",
+    )
+    include_gateway_started: bool = Field(
+        False,
+        description="Relay the events of workflows the gateway started too (their completion "
+        "events are the tracker's; off: left out, as the store records them).",
     )
 
     @field_validator("workflow_names", "event_types", mode="before")

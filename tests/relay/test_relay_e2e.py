@@ -1,6 +1,7 @@
 """The relay end to end (issue 19): the real Conductor OSS with its Kafka workflow status
 listener publishing to Apache Kafka, `gateway run`'s relay republishing the status events of
-workflows started directly on Conductor as CloudEvents, read by a plain aiokafka consumer."""
+workflows started directly on Conductor as CloudEvents, read by a plain aiokafka consumer; the
+workflows the gateway started itself are left out (their events are the tracker's)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,24 @@ import pytest
 from gateway.completion import Trigger, build_event
 from gateway.conductor.client import ConductorClient
 from gateway.devserver.realservers import ConductorOSS
-from tests.daemon.conftest import create_topic, make_settings, read_topic, running, unique
+from tests.daemon.conftest import (
+    create_topic,
+    eventually,
+    make_settings,
+    producer,
+    read_topic,
+    running,
+    unique,
+)
 
 pytestmark = [pytest.mark.brokers, pytest.mark.slow]
 
 RULES = """
 version: 1
 rules:
-  - name: unused
-    source: {topic: relay-test-unused}
-    terminate: {workflow_id: "${body.id}"}
+  - name: orders
+    source: {topic: %s}
+    start_workflow: {name: %s, version: 1, input: {x: "${body.x}"}, correlation_id: "${body.id}"}
 """
 
 
@@ -84,11 +93,25 @@ async def test_status_events_of_workflows_started_on_conductor_arrive_as_cloudev
             "workflow_names": [relayed, relayed + "_w"],
         },
     )
+    orders = unique("orders")
+    await create_topic(apache_kafka_bootstrap, orders, 1)
     async with ConductorClient(url, flavor="oss") as client:
         await client.register_workflow_def(definition(relayed, SET), overwrite=True)
         await client.register_workflow_def(definition(other, SET), overwrite=True)
         await client.register_workflow_def(definition(relayed + "_w", WAIT), overwrite=True)
-        async with running(settings, RULES):
+        async with running(settings, RULES % (orders, relayed + "_w")) as gateway:
+            # First a workflow the gateway starts (a listed name): its events are not relayed.
+            async with producer(apache_kafka_bootstrap) as p:
+                await p.send_and_wait(orders, json.dumps({"id": "o-1", "x": 1}).encode())
+            ours = await eventually_started(client, relayed + "_w", "o-1")
+            assert gateway.store is not None
+
+            async def recorded() -> bool:
+                assert gateway.store is not None
+                return await gateway.store.started_workflows([ours]) == {ours}
+
+            await eventually(recorded, timeout=30)
+            await client.terminate(ours, reason="cancelled by the test")
             done = await client.start_workflow(relayed, 1, {"x": 7})  # completes at once
             await client.start_workflow(other, 1, {"x": 8})  # not asked for
             waiting = await client.start_workflow(relayed + "_w", 1, {"x": 9})
@@ -96,7 +119,8 @@ async def test_status_events_of_workflows_started_on_conductor_arrive_as_cloudev
             records = await read_topic(apache_kafka_bootstrap, out, 2, timeout=60)
         finished = await client.get_workflow(done, include_tasks=False)
     events = [json.loads(r.value) for r in records]
-    assert {e["subject"] for e in events} == {done, waiting}  # not `other`, no `started`
+    # Not `other`, no `started`, not the gateway's own (it ended first, on the one partition).
+    assert [e["subject"] for e in events] == [done, waiting]
     event = next(e for e in events if e["subject"] == done)
     assert event["type"] == "io.conductor.workflow.completed"
     assert event["source"] == "/conductor-gateway/rules/relay"
@@ -107,3 +131,15 @@ async def test_status_events_of_workflows_started_on_conductor_arrive_as_cloudev
     assert stopped["type"] == "io.conductor.workflow.terminated"
     assert "cancelled" in stopped["data"]["reasonForIncompletion"]
     assert {r.key for r in records} == {done.encode(), waiting.encode()}
+
+
+async def eventually_started(client: ConductorClient, name: str, correlation_id: str) -> str:
+    found: list[str] = []
+
+    async def started() -> bool:
+        runs = await client.get_by_correlation_id(name, correlation_id)
+        found[:] = [r.workflow_id for r in runs]
+        return bool(found)
+
+    await eventually(started, timeout=30)
+    return found[0]
