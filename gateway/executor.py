@@ -278,9 +278,9 @@ class Executor:
     ) -> tuple[WorkflowRun, str]:
         """The key is ours: reuse the workflow Conductor knows by correlation id when the key
         is in doubt (or the event may be a redelivery), else start it."""
-        if asked is None and handle is not None and claim.state == "in_doubt":
+        if claim.state == "in_doubt" and asked is None and handle is not None:
             asked = self._correlated.ask(handle)
-        elif claim.state == "in_doubt":
+        elif claim.state == "in_doubt" and handle is None:
             log.warning(
                 "rule '%s': key %s is in doubt (a start without its record) and the rule's "
                 "correlation_id differs from its idempotency_key, so Conductor cannot be asked; "

@@ -29,6 +29,7 @@ def build_store(settings: Settings) -> SqliteStore | PostgresStore:
         return PostgresStore(
             settings.store.postgres_dsn.get_secret_value(),
             first_poll_delay=first_poll,
+            claim_seconds=settings.store.claim_seconds,
             retention_seconds=keep,
             purge_interval=every,
         )

@@ -203,6 +203,11 @@ class PostgresStore:
             ) from exc
         try:
             await self._migrate()
+        except self._retry as exc:  # e.g. the server went away: start-up tries again
+            await self.close()
+            raise OSError(
+                f"store.postgres_dsn: cannot prepare the schema ({type(exc).__name__}: {exc})"
+            ) from exc
         except BaseException:
             await self.close()  # a failed open leaves no pool (and its connections) behind
             raise
@@ -223,6 +228,12 @@ class PostgresStore:
     async def _migrate(self) -> None:
         async with self._pool.acquire() as db, db.transaction():
             await db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            # A current schema takes no DDL: CREATE ... IF NOT EXISTS still locks its table,
+            # and a replica (re)starting beside busy ones would deadlock with their writes.
+            if await db.fetchval("SELECT to_regclass('gateway_schema_version') IS NOT NULL"):
+                version = await db.fetchval("SELECT max(version) FROM gateway_schema_version")
+                if version == SCHEMA_VERSION:
+                    return
             await db.execute(_SCHEMA)
             version = await db.fetchval("SELECT max(version) FROM gateway_schema_version")
             if version is None:
