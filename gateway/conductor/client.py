@@ -46,6 +46,7 @@ from gateway.conductor.session import Session
 from gateway.conductor.validation import validate_workflow_def
 from gateway.conductor.wire import make_wire
 from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound, ServerError
+from gateway.keylocks import KeyLocks
 from gateway.settings import ConductorSettings
 from gateway.statuses import TaskResultStatus
 
@@ -95,6 +96,7 @@ class ConductorClient:
         )
         self._caps_lock = asyncio.Lock()
         self._caps: caps.Capabilities | None = None if flavor == "auto" else caps.assumed(flavor)
+        self._signalling = KeyLocks()  # workflow ids with a signal under way
 
     @classmethod
     def from_settings(cls, settings: ConductorSettings) -> ConductorClient:
@@ -433,18 +435,43 @@ class ConductorClient:
         reason_for_incompletion: str | None = None,
     ) -> str | None:
         """Complete or fail a waiting task. With `task_ref`, the first pending task with that
-        reference name; without, the first pending WAIT task. Returns the task id when the
-        server names it (None when no task was waiting, on OSS). On a server without the
-        signal endpoint (OSS before v3.32, as probed), the WAIT task is looked up instead."""
-        no_signal = self._caps is not None and not self._caps.signal
-        if reason_for_incompletion is not None or (task_ref is None and no_signal):
-            return await self._signal_by_lookup(
+        reference name: returns its task id (None when none was pending, on OSS). Without, the
+        first pending WAIT task: raises NotFound when the workflow has none (an unsignalled
+        event is never reported as delivered); returns its task id when the server names it.
+        On a server without the signal endpoint (OSS before v3.32, as probed), or with a
+        reason, the task is looked up and updated by id.
+
+        Signals to one workflow go one at a time from this client: Conductor finds the waiting
+        task and then updates it, so a second signal racing the first would find the same task
+        and its update would be dropped without an error (OSS's `updateTask` of a finished
+        task), where going second it finds the next waiting task or none."""
+        async with self._signalling.hold(workflow_id):
+            return await self._signal(
                 workflow_id, status, output, task_ref, reason_for_incompletion
             )
+
+    async def _signal(
+        self,
+        workflow_id: str,
+        status: TaskResultStatus,
+        output: Mapping[str, Any] | None,
+        task_ref: str | None,
+        reason: str | None,
+    ) -> str | None:
+        no_signal = self._caps is not None and not self._caps.signal
+        if reason is not None or (task_ref is None and no_signal):
+            task_id = await self._signal_by_lookup(workflow_id, status, output, task_ref, reason)
+            if task_id is None and task_ref is None:
+                raise NotFound(f"workflow {workflow_id} has no waiting WAIT task to signal")
+            return task_id
         if task_ref is None:
+            # The asynchronous variant answers 200 whether or not a task was waiting; the
+            # synchronous one says 404 when none was. A 1 ms wait, as the answer is not used;
+            # TARGET_WORKFLOW, as OSS fails (500) to render the others when nothing blocks.
             await self._session.request(
                 "POST",
-                f"/tasks/{_seg(workflow_id)}/{_seg(status)}/signal",
+                f"/tasks/{_seg(workflow_id)}/{_seg(status)}/signal/sync",
+                params={"returnStrategy": "TARGET_WORKFLOW", "timeoutMillis": "1"},
                 json=dict(output or {}),
                 idempotent=False,
             )

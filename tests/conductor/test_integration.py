@@ -304,8 +304,32 @@ async def test_signal_the_first_waiting_task(env: Env) -> None:
     assert await env.client.signal(wf_id, "COMPLETED", {"via": "signal"}) is None
     wf = await env.client.get_workflow(wf_id)
     assert wf.status == "COMPLETED" and wf.tasks[0].output_data["via"] == "signal"
-    with pytest.raises(NotFound):
-        await env.client.signal("no-such-workflow", "COMPLETED")
+    for target in (wf_id, "no-such-workflow"):  # nothing waits any more / unknown id
+        with pytest.raises(NotFound):
+            await env.client.signal(target, "COMPLETED")
+
+
+async def test_concurrent_signals_to_one_workflow_each_complete_a_wait(env: Env) -> None:
+    # OSS finds the waiting task, then updates it: two signals at once would find the same
+    # task, and the second update is dropped without an error. The client sends them in turn.
+    name = env.names("it_signal_loop")
+    loop = {
+        "name": "lp",
+        "taskReferenceName": "lp",
+        "type": "DO_WHILE",
+        "loopCondition": "$.lp.iteration < 100",
+        "loopOver": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}],
+    }
+    await env.client.register_workflow_def({"name": name, "tasks": [loop]}, overwrite=True)
+    wf_id = await env.client.start_workflow(name)
+    await asyncio.gather(*(env.client.signal(wf_id, "COMPLETED", {"n": n}) for n in range(12)))
+    wf = await env.client.get_workflow(wf_id, include_tasks=True)
+    done = [
+        t.output_data.get("n")
+        for t in wf.tasks
+        if t.task_type == "WAIT" and t.status == "COMPLETED"
+    ]
+    assert sorted(done) == list(range(12))
 
 
 async def test_signal_falls_back_to_a_lookup_without_the_signal_endpoint(env: Env) -> None:
@@ -316,6 +340,8 @@ async def test_signal_falls_back_to_a_lookup_without_the_signal_endpoint(env: En
     wf = await env.client.get_workflow(wf_id)
     assert wf.status == "COMPLETED" and wf.tasks[0].task_id == task_id
     assert wf.tasks[0].output_data["via"] == "lookup"
+    with pytest.raises(NotFound):  # as the signal endpoint: nothing waits any more
+        await env.client.signal(wf_id, "COMPLETED")
 
 
 async def test_fail_a_task_with_a_reason(env: Env) -> None:

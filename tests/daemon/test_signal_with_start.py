@@ -4,8 +4,7 @@ first event and signals it on every event, once per key under races and duplicat
 200 events over 20 business keys, shuffled, each produced twice, spread over 4 partitions at
 random (events of one key race each other on different partitions): exactly 20 workflows, and
 each has as many completed WAIT tasks (signals) as records of its key were produced. Counted on
-the server (the dev server: on the real Conductor OSS this load did not finish in 90 s on a
-2-core machine, see the issue's report)."""
+the server: the dev server, then the real Conductor OSS."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ from typing import Any
 import pytest
 
 from gateway.conductor.client import ConductorClient
-from gateway.devserver.server import DevServer
 from tests.daemon.conftest import (
+    ConductorServer,
     create_topic,
     eventually,
     make_settings,
@@ -74,8 +73,9 @@ async def signals_of(client: ConductorClient, workflow_id: str) -> int:
 
 
 async def test_first_event_of_a_key_starts_every_event_signals(
-    kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
+    kafka_bootstrap: str, oss_conductor: ConductorServer, tmp_path: Path
 ) -> None:
+    conductor = oss_conductor.client
     topic, workflow = unique("order-events"), unique("order_saga")
     await create_topic(kafka_bootstrap, topic, PARTITIONS)
     await conductor.register_workflow_def(saga(workflow))
@@ -90,7 +90,9 @@ async def test_first_event_of_a_key_starts_every_event_signals(
         for event in records:
             await p.send(topic, json.dumps(event).encode(), partition=rng.randrange(PARTITIONS))
         await p.flush()
-    settings = make_settings(tmp_path, conductor_url=devserver.url, kafka_bootstrap=kafka_bootstrap)
+    settings = make_settings(
+        tmp_path, conductor_url=oss_conductor.url, kafka_bootstrap=kafka_bootstrap
+    )
     async with running(settings, rules(topic, workflow)):
 
         async def all_signalled() -> bool:
