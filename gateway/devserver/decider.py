@@ -22,7 +22,7 @@ from gateway.devserver.metadata import Metadata
 from gateway.devserver.models import TaskDef, WorkflowDef, WorkflowTask
 from gateway.devserver.state import RETRIABLE_TASK, TaskRecord, WorkflowRecord, new_id
 from gateway.devserver.tasks import HANDLERS
-from gateway.devserver.tasks.base import TaskHandler
+from gateway.devserver.tasks.base import Slot, TaskHandler
 from gateway.devserver.tasks.tree import Node, Tree
 from gateway.devserver.tasks.waiting import parse_duration_ms
 from gateway.statuses import SUCCESSFUL_TASK
@@ -214,7 +214,7 @@ class Decider:
         iteration: int,
         input_data: dict[str, Any] | None = None,
     ) -> None:
-        HANDLERS[node.task.type].schedule(self, wf, node, iteration, input_data)
+        HANDLERS[node.task.type].schedule(self, Slot(wf, node, iteration, input_data))
 
     def finish(self, task: TaskRecord, status: str, reason: str | None = None) -> None:
         now = self.store.now()

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from gateway.devserver.tasks.tree import Node, Tree
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where a task is being scheduled: its workflow, its place in the definition, the loop
+    iteration, and the input a retry or rerun passes on (None: map inputParameters now)."""
+
+    wf: WorkflowRecord
+    node: Node
+    iteration: int
+    given: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class Problem:
     """One registration error: where in the definition, and what is wrong."""
@@ -112,18 +123,6 @@ class Runtime(Protocol):
     def decide(self, wf: WorkflowRecord) -> None: ...
 
 
-def mapped_input(
-    rt: Runtime,
-    wf: WorkflowRecord,
-    wt: WorkflowTask,
-    given: dict[str, Any] | None,
-    task_id: str | None = None,
-) -> dict[str, Any]:
-    """The input a task is scheduled with: `given` (a retry or rerun passes the old task's),
-    else `wt.inputParameters` mapped against the workflow now for the task `task_id`."""
-    return given if given is not None else rt.task_input(wf, wt, task_id)
-
-
 class TaskHandler:
     type: ClassVar[str]
     # Built-in operators are never retried by the decider (TaskType.isBuiltIn).
@@ -159,23 +158,27 @@ class TaskHandler:
         # MetadataMapperService: ad-hoc defs of system tasks get no retries (§3.5).
         return TaskDef(name=wt.name, retry_count=0)
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
+    def schedule(self, rt: Runtime, at: Slot) -> None:
         """Create the task (input mapped unless given) and start it."""
-        task_id = new_id()
-        data = input_data
-        if data is None:
-            data = self.input_for(rt, wf, node.task, task_id)
-        task = rt.new_task(wf, node, iteration, data, task_id)
-        rt.add(wf, task)
+        task = self.new_task(rt, at)
+        rt.add(at.wf, task)
         if not task.terminal:
-            self.start(rt, wf, task)
+            self.start(rt, at.wf, task)
+
+    def new_task(self, rt: Runtime, at: Slot, data: dict[str, Any] | None = None) -> TaskRecord:
+        """A task for `at`, not yet added, with `data` as its input, else `at.given`, else
+        its inputParameters mapped now."""
+        task_id = new_id()
+        if data is None:
+            data = self.input_of(rt, at, task_id)
+        return rt.new_task(at.wf, at.node, at.iteration, data, task_id)
+
+    def input_of(self, rt: Runtime, at: Slot, task_id: str | None = None) -> dict[str, Any]:
+        """The input a task at `at` is scheduled with: `at.given` (a retry or rerun passes
+        the old task's), else its inputParameters mapped now for the task `task_id`."""
+        if at.given is not None:
+            return at.given
+        return self.input_for(rt, at.wf, at.node.task, task_id or new_id())
 
     def input_for(
         self, rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, task_id: str

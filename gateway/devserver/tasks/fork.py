@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
+from gateway.devserver.tasks.base import Problem, Runtime, Slot, TaskHandler, required
 from gateway.statuses import SUCCESSFUL_TASK
 
 if TYPE_CHECKING:
@@ -38,19 +38,18 @@ class _Fork(TaskHandler):
     def def_name(self, wt: WorkflowTask) -> str:
         return "FORK"
 
-    def _open(
-        self, rt: Runtime, wf: WorkflowRecord, node: Node, iteration: int, data: dict[str, Any]
-    ) -> TaskRecord | None:
-        """Create the FORK task; None (workflow failed) when no JOIN follows it."""
-        join = rt.tree(wf).after(node)
+    def _open(self, rt: Runtime, at: Slot, data: dict[str, Any]) -> Node | None:
+        """Create the FORK task and return the JOIN after it; None (workflow failed) when
+        no JOIN follows it."""
+        join = rt.tree(at.wf).after(at.node)
         if join is None or join.task.type != "JOIN":
-            kind = "Dynamic join" if node.task.type == "FORK_JOIN_DYNAMIC" else "Fork task"
-            rt.fail(wf, f"{kind} definition is not followed by a join task")
+            kind = "Dynamic join" if at.node.task.type == "FORK_JOIN_DYNAMIC" else "Fork task"
+            rt.fail(at.wf, f"{kind} definition is not followed by a join task")
             return None
-        task = rt.new_task(wf, node, iteration, data)
-        rt.add(wf, task)
+        task = self.new_task(rt, at, data)
+        rt.add(at.wf, task)
         rt.finish(task, "COMPLETED")
-        return task
+        return join
 
 
 class ForkJoin(_Fork):
@@ -64,24 +63,15 @@ class ForkJoin(_Fork):
     def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
         return [(f"forkTasks[{i}]", branch) for i, branch in enumerate(wt.fork_tasks or [])]
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        data = mapped_input(rt, wf, node.task, input_data)
-        if self._open(rt, wf, node, iteration, data) is None:
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        join = self._open(rt, at, self.input_of(rt, at))
+        if join is None:
             return
-        tree = rt.tree(wf)
-        for branch in node.task.fork_tasks or []:
+        tree = rt.tree(at.wf)
+        for branch in at.node.task.fork_tasks or []:
             if branch:
-                rt.schedule(wf, tree.node_of(branch[0]), iteration)
-        join = tree.after(node)
-        assert join is not None
-        rt.schedule(wf, join, iteration)
+                rt.schedule(at.wf, tree.node_of(branch[0]), at.iteration)
+        rt.schedule(at.wf, join, at.iteration)
 
 
 class ForkJoinDynamic(_Fork):
@@ -98,32 +88,24 @@ class ForkJoinDynamic(_Fork):
             problems.append(required(wt, path, "dynamicForkTasksInputParamName"))
         return problems
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        wt = node.task
-        data = mapped_input(rt, wf, wt, input_data)
-        forks = self._forks(rt, wf, wt, data)
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        wt = at.node.task
+        data = self.input_of(rt, at)
+        forks = self._forks(rt, at.wf, wt, data)
         if forks is None:
             return
         inputs: dict[str, Any] = data.get(wt.dynamic_fork_tasks_input_param_name or "") or {}
         refs = [f.task_reference_name for f in forks]
         fork_input = {**data, "forkedTasks": refs, "forkedTaskDefs": [f.wire() for f in forks]}
-        if self._open(rt, wf, node, iteration, fork_input) is None:
+        join = self._open(rt, at, fork_input)
+        if join is None:
             return
-        tree = rt.tree(wf)
+        tree = rt.tree(at.wf)
         for fork in forks:
             given = inputs.get(fork.task_reference_name)
             child = dict(given) if isinstance(given, dict) else {}
-            rt.schedule(wf, tree.branch_node(node, fork), iteration, child)
-        join = tree.after(node)
-        assert join is not None
-        rt.schedule(wf, join, iteration)
+            rt.schedule(at.wf, tree.branch_node(at.node, fork), at.iteration, child)
+        rt.schedule(at.wf, join, at.iteration)
 
     def _forks(
         self, rt: Runtime, wf: WorkflowRecord, wt: WorkflowTask, data: dict[str, Any]
@@ -159,27 +141,21 @@ class Join(TaskHandler):
     def def_name(self, wt: WorkflowTask) -> str:
         return "JOIN"
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        node, iteration = at.node, at.iteration
         in_loop = node.loop() is not None
         fork = node.siblings[node.index - 1] if node.index > 0 else None
         if fork is not None and fork.type == "FORK_JOIN_DYNAMIC":
-            fork_task = latest(wf, suffix(fork.task_reference_name, iteration, in_loop))
+            fork_task = latest(at.wf, suffix(fork.task_reference_name, iteration, in_loop))
             refs = list(fork_task.input_data.get("forkedTasks", [])) if fork_task else []
             join_on = [suffix(r, iteration, in_loop) for r in refs]
         else:
             join_on = [suffix(r, iteration, in_loop) for r in node.task.join_on or []]
         # Conductor ignores a JOIN's inputParameters: its input is only joinOn.
-        task = rt.new_task(wf, node, iteration, {"joinOn": join_on})
+        task = self.new_task(rt, at, {"joinOn": join_on})
         task.status = "IN_PROGRESS"
         task.start_time = rt.store.now()
-        rt.add(wf, task)
+        rt.add(at.wf, task)
 
     def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
         """tasks/Join.execute: outputs are gathered as they come; the first joined task

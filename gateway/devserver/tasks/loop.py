@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.devserver.models import WorkflowTask
-from gateway.devserver.state import new_id
 from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
+    Slot,
     TaskHandler,
-    mapped_input,
     required,
     script_problem,
 )
@@ -25,7 +24,6 @@ from gateway.statuses import SUCCESSFUL_TASK
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
-    from gateway.devserver.tasks.tree import Node
 
 
 def _nested_loops(tasks: list[WorkflowTask]) -> list[str]:
@@ -72,21 +70,12 @@ class DoWhile(TaskHandler):
     def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
         return [("loopOver", wt.loop_over or [])]
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        task_id = new_id()
-        data = mapped_input(rt, wf, node.task, input_data, task_id)
-        task = rt.new_task(wf, node, iteration, data, task_id)
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        task = self.new_task(rt, at)
         task.status = "IN_PROGRESS"
         task.start_time = rt.store.now()
-        rt.add(wf, task)
-        self._next_iteration(rt, wf, task)
+        rt.add(at.wf, task)
+        self._next_iteration(rt, at.wf, task)
 
     def _next_iteration(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> None:
         task.iteration += 1

@@ -13,8 +13,8 @@ from gateway.devserver.models import WorkflowTask
 from gateway.devserver.tasks.base import (
     Problem,
     Runtime,
+    Slot,
     TaskHandler,
-    mapped_input,
     required,
     script_problem,
 )
@@ -81,18 +81,10 @@ class Switch(TaskHandler):
     def output(self, case: str) -> dict[str, Any]:
         return {"evaluationResult": [case], "selectedCase": case}
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        data = mapped_input(rt, wf, node.task, input_data)
-        task = rt.new_task(wf, node, iteration, data)
-        rt.add(wf, task)
-        self._choose(rt, wf, task)
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        task = self.new_task(rt, at)
+        rt.add(at.wf, task)
+        self._choose(rt, at.wf, task)
 
     def execute(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> bool:
         return self._choose(rt, wf, task)  # only while its script runs long

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.devserver.models import TaskDef, WorkflowTask
 from gateway.devserver.state import new_id
-from gateway.devserver.tasks.base import Problem, Runtime, TaskHandler, mapped_input, required
+from gateway.devserver.tasks.base import Problem, Runtime, Slot, TaskHandler, required
 
 if TYPE_CHECKING:
     from gateway.devserver.state import TaskRecord, WorkflowRecord
-    from gateway.devserver.tasks.tree import Node
 
 
 class Simple(TaskHandler):
@@ -43,29 +42,22 @@ class Dynamic(TaskHandler):
             return [required(wt, path, "dynamicTaskNameParam")]
         return []
 
-    def schedule(
-        self,
-        rt: Runtime,
-        wf: WorkflowRecord,
-        node: Node,
-        iteration: int,
-        input_data: dict[str, Any] | None = None,
-    ) -> None:
-        wt = node.task
+    def schedule(self, rt: Runtime, at: Slot) -> None:
+        wt = at.node.task
         task_id = new_id()
-        data = mapped_input(rt, wf, wt, input_data, task_id)
+        data = self.input_of(rt, at, task_id)
         name = data.get(wt.dynamic_task_name_param or "")
         if not isinstance(name, str) or not name:
             rt.fail(
-                wf,
+                at.wf,
                 f"Cannot map a dynamic task based on the parameter and input. Parameter= "
                 f"{wt.dynamic_task_name_param}, input= {data}",
             )
             return
-        task = rt.new_task(wf, node, iteration, data, task_id)
+        task = rt.new_task(at.wf, at.node, at.iteration, data, task_id)
         # From here on it is a worker task of that name (queue, retries, timeouts).
         task.workflow_task = wt.model_copy(update={"name": name, "type": "SIMPLE"})
         task.type_name = task.def_name = name
         task.task_def = rt.store.metadata.find_task_def(name) or TaskDef(name=name)
-        rt.add(wf, task)
+        rt.add(at.wf, task)
         rt.store.enqueue(task)
