@@ -1,9 +1,15 @@
 """AMQP source (aio-pika): robust consumers that ack only settled deliveries.
 
-- `connect_robust` with a prefetch window; every queue and exchange object is held by this
-  source (aio-pika restores only what is still referenced, pitfall A31), declared again on
+- `connect_robust`; one channel per consumer (queue), each with its own prefetch window:
+  `amqp.prefetch` deliveries in work plus `ACK_HOLD` settled ones that may wait for a batched
+  ack, so batching never takes a slot from the work. Every queue and exchange object is held by
+  this source (aio-pika restores only what is still referenced, pitfall A31), declared again on
   reconnect by aio-pika, and a missing consumer is re-created by aio-pika 10's consumer
   recovery (pitfall A32).
+- Acks are batched per channel (sources/acks.py): `multiple=True` once every earlier delivery
+  tag of the channel is settled, a few milliseconds after the pipeline settled the delivery;
+  never before (nothing is acked before its effect is durable). A crash loses at most those few
+  milliseconds of acks: the broker redelivers them and the store dedupes.
 - Retry without blocking the queue: a retryable failure publishes a copy to a TTL queue
   `<queue>.gateway-retry.<ms>` that dead-letters back to the source queue, then acks the
   original. Delays are rounded up to a power-of-two tier, so one queue holds one delay and a
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -47,6 +54,7 @@ from aio_pika.exceptions import (
     ChannelNotFoundEntity,
 )
 from aio_pika.exceptions import PublishError as ReturnedError
+from aiormq.abc import AbstractChannel
 
 from gateway.deadletters import (
     ATTEMPTS_HEADER,
@@ -60,12 +68,16 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Job, Pipeline
 from gateway.settings import AmqpSettings, LimitSettings
 from gateway.sinks.tls import tls_problem
+from gateway.sources.acks import Acks
 from gateway.sources.base import Ordered, SourceUnavailable, read_body, read_event
 
 log = logging.getLogger(__name__)
 
 MIN_TIER_MS = 250
 RETRY_PUBLISH_SECONDS = 10.0  # a retry copy not confirmed by then: requeue the original
+ACK_INTERVAL = 0.005  # seconds a settled delivery may wait to share its ack with others
+ACK_LINGER = 0.1  # ...and, behind an unsettled earlier delivery, before it is acked alone
+ACK_HOLD = 32  # settled deliveries per channel that may wait behind an unsettled one
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,7 @@ class AmqpDelivery:
         self.attempts = _int(headers.get(ATTEMPTS_HEADER), 0)
         self.first_seen = _int(headers.get(FIRST_SEEN_HEADER), int(time.time() * 1000)) / 1000
         self.suspect = bool(message.redelivered)
+        self._tag = message.delivery_tag or 0
 
     @property
     def orphaned(self) -> bool:
@@ -111,14 +124,7 @@ class AmqpDelivery:
     async def ack(self) -> None:
         if self.orphaned:
             raise Abandoned  # acking on a new channel is impossible; the copy is redelivered
-        try:
-            await self._message.ack()
-        except Exception as exc:  # channel gone: the broker redelivers, the store dedupes
-            log.warning(
-                "ack of %s failed (%s); it will be redelivered",
-                self.event.source_id,
-                type(exc).__name__,
-            )
+        self._source.acks_of(self._message).ack(self._tag)
 
     async def defer(self, delay: float, attempts: int) -> None:
         if self.orphaned:
@@ -138,6 +144,7 @@ class AmqpDelivery:
             await self._message.reject(requeue=True)
         except Exception:
             log.debug("reject failed; the broker requeues on channel close")
+        self._forget()
 
     async def release(self) -> None:
         try:
@@ -145,6 +152,12 @@ class AmqpDelivery:
             await self._message.nack(requeue=True)
         except Exception:
             log.debug("nack failed; the broker requeues on channel close")
+        self._forget()
+
+    def _forget(self) -> None:
+        """Settled with the broker by itself: no later batched ack waits for it."""
+        if not self.orphaned:
+            self._source.acks_of(self._message).forget(self._tag)
 
 
 class AmqpSource:
@@ -167,7 +180,9 @@ class AmqpSource:
         self._limits = limits
         self._metrics = metrics
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
+        self._channel: AbstractRobustChannel | None = None  # declarations
+        self._consumers: dict[str, AbstractRobustChannel] = {}  # a channel per queue consumed
+        self._acks: dict[AbstractChannel, Acks] = {}  # per underlying channel (tags are per one)
         self._retry_channel: AbstractRobustChannel | None = None  # confirms, returns raise
         self._queues: dict[str, AbstractQueue] = {}  # strong references (A31)
         self._keep: list[Any] = []  # exchanges and retry queues, also kept alive
@@ -199,7 +214,6 @@ class AmqpSource:
     async def _open_channels(self) -> None:
         assert self._connection is not None
         self._channel = await self._connection.channel(publisher_confirms=True)
-        await self.channel.set_qos(prefetch_count=self._settings.prefetch)
         self._retry_channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -219,8 +233,13 @@ class AmqpSource:
 
     @property
     def channel(self) -> AbstractRobustChannel:
+        """The channel that declares exchanges and the queues published to."""
         assert self._channel is not None, "use `async with AmqpSource(...)`"
         return self._channel
+
+    def consumer_channel(self, queue: str) -> AbstractRobustChannel:
+        """The channel that consumes `queue` (its own prefetch window and delivery tags)."""
+        return self._consumers[queue]
 
     @property
     def retry_channel(self) -> AbstractRobustChannel:
@@ -240,7 +259,12 @@ class AmqpSource:
         # A queue or exchange that exists is used as it is (quorum queue, other arguments,
         # another exchange type); declaring it with different arguments would close the channel.
         exists = await self._exists("queue", spec.name)
-        queue = await self.channel.declare_queue(spec.name, durable=True, passive=exists)
+        assert self._connection is not None
+        consumer = await self._connection.channel()
+        await consumer.set_qos(prefetch_count=self._settings.prefetch + ACK_HOLD)
+        self._consumers[spec.name] = consumer
+        # Declared on its consumer's channel: the queue object consumes where it was declared.
+        queue = await consumer.declare_queue(spec.name, durable=True, passive=exists)
         for exchange_name, routing_key in spec.bindings:
             exchange = await self.channel.declare_exchange(
                 exchange_name,
@@ -280,6 +304,8 @@ class AmqpSource:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Neither reading nor dispatching raises: every message becomes a job the pipeline
         # settles (one that arrives while stopping is given back), so none holds its slot.
+        with contextlib.suppress(ChannelInvalidStateError):  # closed: it is redelivered anyway
+            self.acks_of(message).expect(message.delivery_tag or 0)
         queue = _queue_of(message, self._tags)
         event, error = read_event(
             lambda: to_event(message, queue, self._limits),
@@ -311,6 +337,17 @@ class AmqpSource:
             await self._pipeline.run(job)
         finally:
             closing.remove_done_callback(cancel)
+
+    def acks_of(self, message: AbstractIncomingMessage) -> Acks:
+        """The ack batch of the channel `message` came on (raises if that channel closed)."""
+        channel = message.channel
+        acks = self._acks.get(channel)
+        if acks is None:
+            send = functools.partial(_basic_ack, channel)
+            acks = Acks(send, hold=ACK_HOLD, interval=ACK_INTERVAL, linger=ACK_LINGER)
+            self._acks[channel] = acks
+            channel.closing.add_done_callback(lambda _: self._acks.pop(channel, None))
+        return acks
 
     async def publish_retry(
         self,
@@ -376,6 +413,11 @@ class AmqpSource:
         cut = await self._ordered.drain(timeout)
         if cut:
             log.warning("%d AMQP deliveries unfinished at shutdown; they will be redelivered", cut)
+        await asyncio.gather(*(acks.close() for acks in list(self._acks.values())))
+
+
+async def _basic_ack(channel: AbstractChannel, tag: int, multiple: bool) -> None:
+    await channel.basic_ack(delivery_tag=tag, multiple=multiple)
 
 
 def _queue_of(message: AbstractIncomingMessage, tags: Mapping[str, str]) -> str:

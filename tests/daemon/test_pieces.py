@@ -21,6 +21,7 @@ from gateway.pipeline import Pipeline, Policy
 from gateway.plan import Destination
 from gateway.rules.loader import parse_rules
 from gateway.rules.router import Router
+from gateway.sources.acks import Acks
 from gateway.sources.amqp import retry_tier_ms
 from gateway.sources.base import Ordered
 from gateway.sources.memory import MemorySource
@@ -237,3 +238,54 @@ rules:
             results[policy] = (message.acked, [str(d) for d, _b, _h in sink.published])
     assert results["ack"] == (1, [])
     assert results["dead_letter"] == (1, ["kafka:parked"])
+
+
+async def test_amqp_acks_are_one_multiple_ack_only_when_nothing_before_them_is_unsettled() -> None:
+    sent: list[tuple[int, bool]] = []
+
+    async def send(tag: int, multiple: bool) -> None:
+        sent.append((tag, multiple))
+
+    acks = Acks(send, hold=2, interval=60, linger=60)  # the timers never fire: flushed by hand
+    for tag in range(1, 10):
+        acks.expect(tag)
+    acks.ack(2)
+    acks.ack(3)
+    await acks.send(final=False)
+    assert sent == []  # 1 is unsettled: a multiple ack of 2 or 3 would ack it too
+    acks.ack(1)
+    await acks.send(final=False)
+    assert sent == [(3, True)]  # one frame for 1, 2 and 3
+    acks.forget(4)  # rejected or nacked: the broker holds it no longer
+    acks.ack(5)
+    await acks.send(final=False)
+    assert sent[-1] == (5, False)
+    for tag in (7, 8):
+        acks.ack(tag)
+    await acks.send(final=False)
+    assert sent[-1] == (5, False)  # 7 and 8 wait behind 6 (no more than `hold` of them)
+    acks.ack(9)
+    await acks.send(final=False)
+    assert sent[-3:] == [(7, False), (8, False), (9, False)]  # over `hold`: each alone
+    acks.ack(6)
+    await acks.close()
+    assert sent[-1] == (6, False) and len(sent) == 6  # 7, 8 and 9 are not acked twice
+
+
+async def test_an_amqp_ack_behind_an_unsettled_delivery_goes_alone_after_lingering() -> None:
+    sent: list[tuple[int, bool]] = []
+
+    async def send(tag: int, multiple: bool) -> None:
+        sent.append((tag, multiple))
+
+    acks = Acks(send, hold=100, interval=0.001, linger=0.02)
+    acks.expect(1)
+    acks.expect(2)
+    acks.ack(2)
+    async with asyncio.timeout(5):
+        while not sent:
+            await asyncio.sleep(0.005)
+    assert sent == [(2, False)]  # 1 may run long: 2 does not hold its prefetch slot forever
+    acks.ack(1)
+    await acks.close()
+    assert sent == [(2, False), (1, False)]

@@ -191,7 +191,7 @@ async def test_an_existing_retry_queue_with_other_arguments_is_used_as_it_is(
     settings = make_settings(tmp_path, conductor_url=devserver.url, amqp_url=amqp_url)
     async with running(settings, signal_rules(queue, exchange, workflow)) as gateway:
         assert gateway.amqp is not None
-        consuming = await gateway.amqp.channel.get_underlay_channel()
+        consuming = await gateway.amqp.consumer_channel(queue).get_underlay_channel()
         await publish(amqp_url, exchange, {"order_id": "o-2"}, "m-2")
 
         async def retried() -> bool:
@@ -200,7 +200,7 @@ async def test_an_existing_retry_queue_with_other_arguments_is_used_as_it_is(
         await eventually(retried, timeout=30)
         await signalled(conductor, workflow, "o-2")
         # Declaring the queue with other arguments would have closed the consuming channel.
-        assert await gateway.amqp.channel.get_underlay_channel() is consuming
+        assert await gateway.amqp.consumer_channel(queue).get_underlay_channel() is consuming
         assert not consuming.is_closed
 
 
