@@ -28,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.backoff import capped
 from gateway.conductor.auth import TOKEN_ERRORS
 from gateway.deadletters import Failure, KeptBodies, error_headers, without_body
 from gateway.errors import (
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()
 # Failed dead-letter publishes of one delivery after which it counts as blocked.
 BLOCKED_AFTER = 10
+AUTH_HOLD_MAX_SECONDS = 60.0  # the longest intake hold after refused credentials (2, 4, ... s)
 
 
 class Readiness(Protocol):
@@ -256,7 +257,7 @@ class Pipeline:
             failure = Failure(f"{give_up}: {retry.reason}", cause=retry.cause)
             await self._dead_letter(job, failure, attempts)
             return "dead_letter"
-        delay = random.uniform(0, self._retry_policy(job).backoff(attempts))
+        delay = self._retry_policy(job).delay(attempts)
         self._metrics.inc("gateway_retries_total", source=delivery.event.channel)
         log.info(
             "retry %d of %s in %.2fs: %s", attempts, delivery.event.source_id, delay, retry.reason
@@ -345,7 +346,7 @@ class Pipeline:
         # next hold is longer only if the calls are refused again after it.
         if self._auth_hold is None or self._auth_hold.done():
             self._auth_failures += 1
-            delay = min(60.0, 2.0 ** min(self._auth_failures, 6))
+            delay = capped(self._auth_failures, initial=1.0, cap=AUTH_HOLD_MAX_SECONDS)
             log.error(
                 "Conductor refused the gateway's credentials (%s); intake paused, "
                 "next try in %.0fs",
@@ -426,8 +427,7 @@ class Pipeline:
                 except PublishError as exc:
                     failures += 1
                     self._dead_letter_failed(event, destination, exc, failures)
-                delay = self._policy.dead_letter_retry.backoff(failures)
-                await self._sleep(random.uniform(0, delay))
+                await self._sleep(self._policy.dead_letter_retry.delay(failures))
         finally:
             if failures >= BLOCKED_AFTER:
                 self.dead_letters_blocked -= 1

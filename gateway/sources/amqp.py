@@ -34,7 +34,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -139,24 +139,19 @@ class AmqpDelivery:
         await self.ack()
 
     async def requeue(self) -> None:
-        try:
-            # reject, not nack: a quorum queue's delivery limit counts rejects (A44)
-            await self._message.reject(requeue=True)
-        except Exception:
-            log.debug("reject failed; the broker requeues on channel close")
-        self._forget()
+        # reject, not nack: a quorum queue's delivery limit counts rejects (A44)
+        await self._give_back(self._message.reject(requeue=True), "reject")
 
     async def release(self) -> None:
-        try:
-            # nack, not reject: giving it back at a stop is not one of its attempts (A44)
-            await self._message.nack(requeue=True)
-        except Exception:
-            log.debug("nack failed; the broker requeues on channel close")
-        self._forget()
+        # nack, not reject: giving it back at a stop is not one of its attempts (A44)
+        await self._give_back(self._message.nack(requeue=True), "nack")
 
-    def _forget(self) -> None:
-        """Settled with the broker by itself: no later batched ack waits for it."""
-        if not self.orphaned:
+    async def _give_back(self, settle: Awaitable[None], what: str) -> None:
+        try:
+            await settle
+        except Exception:
+            log.debug("%s failed; the broker requeues on channel close", what)
+        if not self.orphaned:  # settled by itself: no later batched ack waits for it
             self._source.acks_of(self._message).forget(self._tag)
 
 
