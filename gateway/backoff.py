@@ -18,16 +18,7 @@ def capped(attempt: int, *, initial: float, cap: float, multiplier: float = 2.0)
         return float(cap)
 
 
-def jittered(
-    attempt: int,
-    *,
-    initial: float,
-    cap: float,
-    multiplier: float = 2.0,
-    jitter: float = 1.0,
-) -> float:
-    """Seconds to wait before retry `attempt` (from 0): uniform in
-    [(1 - jitter) * ceiling, ceiling]; `jitter=1` is full jitter, `jitter=0` none.
-    """
-    top = capped(attempt, initial=initial, cap=cap, multiplier=multiplier)
-    return random.uniform((1.0 - jitter) * top, top)
+def jittered(ceiling: float, jitter: float = 1.0) -> float:
+    """A delay drawn uniformly from [(1 - jitter) * ceiling, ceiling]: `jitter=1` is full
+    jitter, `jitter=0` none. `ceiling` is usually `capped(...)`."""
+    return random.uniform((1.0 - jitter) * ceiling, ceiling)

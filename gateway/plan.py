@@ -110,12 +110,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before `attempt` (1-based), with full jitter."""
-        return jittered(
-            attempt - 1,
-            initial=self.initial_backoff,
-            cap=self.max_backoff,
-            multiplier=self.multiplier,
-        )
+        return jittered(self.backoff(attempt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
 
-from gateway.backoff import jittered
+from gateway.backoff import capped, jittered
 from gateway.completion import TRANSITIONS, Mode, Trigger, build_event, encode
 from gateway.conductor.models import Workflow
 from gateway.errors import ConductorError, NotFound, PublishError
@@ -269,12 +269,10 @@ class Tracker:
         """Seconds to the next poll after `attempts` polls: doubling, capped, jittered."""
         # A quarter of jitter: spread enough that workflows started together drift apart,
         # while a poll still comes close to the interval the settings ask for.
-        return jittered(
-            attempts,
-            initial=self.settings.min_interval,
-            cap=self.settings.max_interval,
-            jitter=0.25,
+        interval = capped(
+            attempts, initial=self.settings.min_interval, cap=self.settings.max_interval
         )
+        return jittered(interval, jitter=0.25)
 
 
 def wanted_targets(request: TrackRequest, status: str) -> list[tuple[str, str | None]]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from gateway.backoff import jittered
+from gateway.backoff import capped, jittered
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
 from gateway.conductor.http import Throttled, never_sent, raise_for_status
 from gateway.conductor.wire import Reply, Wire
@@ -107,7 +107,7 @@ class Session:
                 self.last_error = str(exc)
             if self._up.is_set():
                 return
-            await asyncio.sleep(jittered(attempt, initial=0.1, cap=2.0))
+            await asyncio.sleep(jittered(capped(attempt, initial=0.1, cap=2.0)))
             attempt += 1
 
     async def aclose(self) -> None:
@@ -154,7 +154,7 @@ class Session:
         return idempotent or never_sent(exc)
 
     def _delay(self, exc: ConductorError, attempt: int) -> float:
-        delay = jittered(attempt, initial=self.backoff_base, cap=self.backoff_cap)
+        delay = jittered(capped(attempt, initial=self.backoff_base, cap=self.backoff_cap))
         if isinstance(exc, Throttled) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self.backoff_cap))
         return delay
