@@ -26,7 +26,6 @@ root (app.py) and the live view any HTTP code.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -72,12 +71,7 @@ class Admin:
             self.port = int(addresses[0][1])
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -136,12 +130,7 @@ class AdminClient:
     async def __aenter__(self) -> AdminClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
 
     async def read(self) -> Sample:

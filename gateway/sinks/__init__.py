@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from types import TracebackType
 
 from gateway.errors import PublishError
+from gateway.events import header_bytes
 from gateway.plan import Destination
 from gateway.settings import Settings
 from gateway.sinks.amqp import AmqpSink
@@ -46,12 +46,7 @@ class Publisher:
     async def __aenter__(self) -> Publisher:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -75,13 +70,15 @@ class Publisher:
         content_type: str = "application/json",
     ) -> None:
         if destination.kind == "kafka":
-            kafka_headers = dict(headers or {})
+            kafka_headers: dict[str, str | bytes] = dict(headers or {})
             # Kafka has no message properties: content type and correlation travel as headers.
             kafka_headers.setdefault("content-type", content_type)
             if correlation_id is not None:
-                kafka_headers.setdefault("correlation-id", correlation_id)
-                # Under the name a Kafka requester reads it (Spring's kafka_correlationId).
-                kafka_headers.setdefault(self.settings.kafka.correlation_id_header, correlation_id)
+                # The bytes the request carried, under the name a Kafka requester reads them
+                # (Spring's kafka_correlationId) and as the generic correlation-id.
+                raw = header_bytes(correlation_id)
+                kafka_headers.setdefault("correlation-id", raw)
+                kafka_headers.setdefault(self.settings.kafka.correlation_id_header, raw)
             sink = await self._kafka_sink()
             try:
                 await sink.send(destination.name, body, key=key, headers=kafka_headers)
