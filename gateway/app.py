@@ -17,7 +17,6 @@ import contextlib
 import functools
 import logging
 import re
-from types import TracebackType
 from typing import Any, TypeVar
 
 from gateway.admin import Admin
@@ -86,12 +85,7 @@ class Gateway:
         self.started = True
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
     async def _open(self) -> None:

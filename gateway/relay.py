@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -70,12 +69,7 @@ class Relay:
         self._task = asyncio.create_task(self.run(), name="status-relay")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

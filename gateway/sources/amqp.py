@@ -37,7 +37,6 @@ import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -217,12 +216,7 @@ class AmqpSource:
         for spec in self._specs:
             await self._declare_source(spec)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._connection is not None:
             await self._connection.close()
 

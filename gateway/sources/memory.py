@@ -25,7 +25,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from gateway.events import Event, SourceKind
@@ -122,12 +121,7 @@ class MemorySource:
         self._run = asyncio.create_task(self.run(), name="MemorySource")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.stop_intake()
         await self.drain(self._drain_seconds)
         for handle in self._delayed:

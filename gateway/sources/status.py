@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer
 
@@ -36,12 +35,7 @@ class StatusTopic:
         await self._consumer.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
 
     async def fetch(self, timeout: float = 1.0, limit: int = 500) -> Sequence[StatusRecord]:
