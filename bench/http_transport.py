@@ -3,10 +3,10 @@
 Clients, each sending a 171-byte JSON POST and reading a small JSON answer over keep-alive:
 - httpx 0.28 with its default transport (httpcore pool), limits sized to the concurrency
 - httpx over the `httpx-aiohttp` package's AiohttpTransport
-- gateway.conductor.wire.AiohttpWire: the client's default wire, aiohttp without httpx
+- gateway.conductor.transport.AiohttpTransport: the client's default, aiohttp without httpx
 - raw aiohttp ClientSession: the ceiling the transports are compared against
 - ConductorClient.start_workflow: the whole client (pydantic request model, auth hook, error
-  mapping, retry wrapper) over its default aiohttp wire, sending the same JSON document
+  mapping, retry wrapper) over its default aiohttp transport, sending the same JSON document
 
 Machines here are shared, so each level runs every client in several interleaved rounds and
 reports each client's best round: interference only ever slows a round down.
@@ -108,9 +108,9 @@ async def httpx_aiohttp_pkg(url: str, n: int) -> tuple[Request, Callable[[], Awa
 
 
 async def gateway_wire(url: str, n: int) -> tuple[Request, Callable[[], Awaitable[None]]]:
-    from gateway.conductor.wire import AiohttpWire
+    from gateway.conductor.transport import AiohttpTransport
 
-    wire = AiohttpWire(max_connections=max(n, 1))
+    wire = AiohttpTransport(max_connections=max(n, 1))
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
     async def send() -> None:
@@ -161,7 +161,7 @@ async def conductor_client(url: str, n: int) -> tuple[Request, Callable[[], Awai
 CLIENTS: dict[str, Factory] = {
     "httpx default pool": httpx_default,
     "httpx + httpx-aiohttp pkg": httpx_aiohttp_pkg,
-    "gateway AiohttpWire": gateway_wire,
+    "gateway AiohttpTransport": gateway_wire,
     "raw aiohttp (ceiling)": raw_aiohttp,
     "ConductorClient.start": conductor_client,
 }

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from gateway.conductor.http import redirected
-from gateway.conductor.wire import Reply
+from gateway.conductor.responses import redirected
+from gateway.conductor.transport import Reply
 from gateway.errors import ConductorError, Unauthorized
 
 log = logging.getLogger("gateway.conductor.auth")

@@ -26,7 +26,6 @@ from pydantic import BaseModel, SecretStr
 from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
 from gateway.conductor.builder import ConductorWorkflow
-from gateway.conductor.http import json_body, read_model, read_models, text_id, validated
 from gateway.conductor.models import (
     BulkResponse,
     IdempotencyStrategy,
@@ -42,9 +41,10 @@ from gateway.conductor.models import (
     WorkflowStatusSummary,
 )
 from gateway.conductor.query import Query
+from gateway.conductor.responses import json_body, read_model, read_models, text_id, validated
 from gateway.conductor.session import Session
+from gateway.conductor.transport import make_transport
 from gateway.conductor.validation import validate_workflow_def
-from gateway.conductor.wire import make_wire
 from gateway.errors import BadRequest, InvalidWorkflowDef, NotFound, ServerError
 from gateway.keylocks import KeyLocks
 from gateway.settings import ConductorSettings
@@ -87,7 +87,7 @@ class ConductorClient:
             auth = TokenAuth(key_id, secret)
         self._session = Session(
             url,
-            make_wire(transport, max_connections, ca_file),
+            make_transport(transport, max_connections, ca_file),
             auth=auth,
             timeout=timeout,
             max_retries=max_retries,

@@ -5,7 +5,7 @@ Retry policy. A transient failure (`TransientError`, or a 5xx whose body says `r
 retried with capped exponential backoff and full jitter, up to `max_retries` times, but only
 when repeating the request cannot do harm: always when the request never reached Conductor
 (connection not opened, 429, a 503 with Retry-After or Conductor's own error body), and
-otherwise only for operations the caller marked idempotent (see `gateway.conductor.http`).
+otherwise only for operations the caller marked idempotent (see `gateway.conductor.responses`).
 A start without an enforced idempotency key is therefore never repeated after an ambiguous
 failure; the error goes to the caller, whose store-based dedupe decides.
 
@@ -29,8 +29,8 @@ import orjson
 
 from gateway.backoff import capped, jittered
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
-from gateway.conductor.http import Throttled, never_sent, raise_for_status
-from gateway.conductor.wire import Reply, Wire
+from gateway.conductor.responses import Throttled, never_sent, raise_for_status
+from gateway.conductor.transport import Reply, Transport
 from gateway.errors import ConductorError, ConductorTimeout, ConductorUnavailable
 
 log = logging.getLogger("gateway.conductor")
@@ -43,12 +43,12 @@ TEXT = "text/plain, application/json"
 
 
 class Session:
-    """Sends requests below `base_url` (which ends in /api) over a Wire."""
+    """Sends requests below `base_url` (which ends in /api) over a Transport."""
 
     def __init__(
         self,
         base_url: str,
-        wire: Wire,
+        transport: Transport,
         *,
         auth: TokenAuth | None = None,
         timeout: float = 10.0,
@@ -57,7 +57,7 @@ class Session:
         backoff_cap: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.wire = wire
+        self.transport = transport
         self.auth = auth
         self.timeout = timeout
         self.max_retries = max_retries
@@ -116,7 +116,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
-        await self.wire.aclose()
+        await self.transport.aclose()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ class Session:
         if content is not None:
             all_headers["Content-Type"] = JSON
         try:
-            response = await self.wire.send(
+            response = await self.transport.send(
                 method, self.base_url + path, params, all_headers, content, timeout
             )
         except ConductorUnavailable as exc:

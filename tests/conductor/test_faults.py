@@ -21,8 +21,8 @@ from pydantic import SecretStr
 
 from gateway.conductor import ConductorClient
 from gateway.conductor.auth import EARLY, HEADER, MIN_REFRESH, Send, TokenAuth
-from gateway.conductor.http import ConnectFailed, Redirected, Throttled, raise_for_status
-from gateway.conductor.wire import Reply
+from gateway.conductor.responses import ConnectFailed, Redirected, Throttled, raise_for_status
+from gateway.conductor.transport import Reply
 from gateway.errors import (
     BadRequest,
     ConductorTimeout,

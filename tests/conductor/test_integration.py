@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.conductor import Query, TaskDef
-from gateway.conductor.http import ConnectFailed
+from gateway.conductor.responses import ConnectFailed
 from gateway.conductor.worker import run_worker, work_once
 from gateway.errors import BadRequest, Conflict, NotFound, ServerError
 

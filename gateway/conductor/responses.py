@@ -9,7 +9,7 @@ them; a read timeout, 408, a reset after sending, 502, 504, a bare 503 (a proxy 
 answers 503 also when the upstream reset after the request was forwarded) or a retryable 500
 may have taken effect, so only idempotent operations retry those.
 
-Redirects are never followed (neither wire follows them): a 3xx is an error that names the
+Redirects are never followed (neither transport follows them): a 3xx is an error that names the
 Location, because a proxy redirecting POSTs would otherwise turn an HTML page into a workflow id.
 """
 
@@ -34,7 +34,7 @@ from gateway.errors import (
 )
 
 if TYPE_CHECKING:
-    from gateway.conductor.wire import Reply
+    from gateway.conductor.transport import Reply
 
 
 class ConnectFailed(ConductorUnavailable):

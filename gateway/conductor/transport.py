@@ -1,12 +1,13 @@
-"""The wire: send one HTTP request, get `Reply(status, headers, content)` back, or a
-`ConductorError` when no answer came. The only module that touches httpx or aiohttp.
+"""The transport: send one HTTP request, get `Reply(status, headers, content)` back, or a
+`ConductorError` when no answer came. The Conductor client's only module that touches httpx or
+aiohttp; what the answer means is read by `gateway.conductor.responses`.
 
 Two implementations with one contract:
-- `AiohttpWire` (the default, `conductor.transport: aiohttp`) calls aiohttp directly. The
+- `AiohttpTransport` (the default, `conductor.transport: aiohttp`) calls aiohttp directly. The
   benchmark (bench/http_transport.py) showed that httpx's client layer alone costs more per
   request than a whole aiohttp round trip, so no transport *under* httpx can reach aiohttp's
   throughput; this path skips httpx entirely.
-- `HttpxWire` sends through an `httpx.AsyncClient`: httpx's own pool
+- `HttpxTransport` sends through an `httpx.AsyncClient`: httpx's own pool
   (`conductor.transport: httpx`) or any injected `httpx.AsyncBaseTransport`, which is how the
   fault tests plug in `httpx.MockTransport`.
 
@@ -28,7 +29,7 @@ import aiohttp
 import httpx
 import yarl
 
-from gateway.conductor.http import ConnectFailed
+from gateway.conductor.responses import ConnectFailed
 from gateway.errors import ConductorError, ConductorTimeout, ConductorUnavailable
 from gateway.sinks.tls import tls_problem
 
@@ -48,7 +49,7 @@ class Reply:
         return self.content.decode("utf-8", errors="replace")
 
 
-class Wire(Protocol):
+class Transport(Protocol):
     async def send(
         self,
         method: str,
@@ -62,7 +63,7 @@ class Wire(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AiohttpWire:
+class AiohttpTransport:
     """Requests through one aiohttp ClientSession (created on first use, in the running loop)."""
 
     def __init__(self, *, max_connections: int = 64, ssl_context: ssl.SSLContext | None = None):
@@ -113,7 +114,7 @@ class AiohttpWire:
             self._session = None
 
 
-class HttpxWire:
+class HttpxTransport:
     """Requests through an httpx.AsyncClient (its own pool, or an injected transport)."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
@@ -140,20 +141,20 @@ class HttpxWire:
         await self.client.aclose()
 
 
-def make_wire(
+def make_transport(
     choice: httpx.AsyncBaseTransport | str, max_connections: int, ca_file: str | None
-) -> Wire:
+) -> Transport:
     """`aiohttp` (default), `httpx`, or an httpx transport instance (tests inject faults)."""
     if isinstance(choice, httpx.AsyncBaseTransport):
-        return HttpxWire(httpx.AsyncClient(transport=choice, follow_redirects=False))
+        return HttpxTransport(httpx.AsyncClient(transport=choice, follow_redirects=False))
     context = ssl.create_default_context(cafile=ca_file)  # verification always on
     if choice == "aiohttp":
-        return AiohttpWire(max_connections=max_connections, ssl_context=context)
+        return AiohttpTransport(max_connections=max_connections, ssl_context=context)
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     transport = httpx.AsyncHTTPTransport(verify=context, limits=limits)
-    return HttpxWire(httpx.AsyncClient(transport=transport, follow_redirects=False))
+    return HttpxTransport(httpx.AsyncClient(transport=transport, follow_redirects=False))
 
 
 def _where(method: str, url: str) -> str:

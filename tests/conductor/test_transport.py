@@ -1,6 +1,6 @@
-"""The default aiohttp wire against real sockets that misbehave: a server that hangs up after
+"""The default aiohttp transport against real sockets that misbehave: a server that hangs up after
 reading the request, one that never answers, and a closed port. The classification must match
-the httpx wire's (test_faults.py), because the retry policy depends on it."""
+the httpx transport's (test_faults.py), because the retry policy depends on it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gateway.conductor import ConductorClient
-from gateway.conductor.http import ConnectFailed
+from gateway.conductor.responses import ConnectFailed
 from gateway.errors import ConductorTimeout, ConductorUnavailable
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
