@@ -1,7 +1,7 @@
 """Execute one Plan against Conductor: find the target, make the call, treat repeats as done.
 
 Every source delivers at least once, so every action must tolerate running twice. The treatment
-per action (documented in the README's `guarantees` section):
+per action (documented in docs/guarantees.md):
 
 - start_workflow / execute_workflow: deduplicated by the gateway's store (key: the rule's
   idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.

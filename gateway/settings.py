@@ -382,7 +382,7 @@ def describe_validation_error(exc: ValidationError, config: Path | None) -> str:
         source = f" (from {env})" if env in os.environ else (f" in {config}" if config else "")
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown setting; check the spelling against the README's reference"
+            message = "unknown setting; check the spelling against docs/configuration.md"
         lines.append(f"setting '{key}'{source}: {message}")
     return "\n".join(lines)
 
