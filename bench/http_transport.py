@@ -108,13 +108,13 @@ async def httpx_aiohttp_pkg(url: str, n: int) -> tuple[Request, Callable[[], Awa
 
 
 async def gateway_wire(url: str, n: int) -> tuple[Request, Callable[[], Awaitable[None]]]:
-    from gateway.conductor.transport import AiohttpTransport
+    from gateway.conductor import transport
 
-    wire = AiohttpTransport(max_connections=max(n, 1))
+    wire = transport.AiohttpTransport(max_connections=max(n, 1))
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
     async def send() -> None:
-        reply = await wire.send("POST", url, None, headers, BODY, 30.0)
+        reply = await wire.send(transport.Request("POST", url, None, headers, BODY, 30.0))
         assert reply.status_code == 200 and reply.content
 
     return send, wire.aclose

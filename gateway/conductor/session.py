@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ import orjson
 from gateway.backoff import capped, jittered
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
 from gateway.conductor.responses import Throttled, never_sent, raise_for_status
-from gateway.conductor.transport import Reply, Transport
+from gateway.conductor.transport import Reply, Request, Transport
 from gateway.errors import ConductorError, ConductorTimeout, ConductorUnavailable
 
 log = logging.getLogger("gateway.conductor")
@@ -102,7 +103,7 @@ class Session:
         attempt = 0
         while not self._up.is_set():
             try:
-                await self._send_once("GET", PROBE_PATH, None, None, JSON, {}, self.timeout)
+                await self._send_once(self._request("GET", PROBE_PATH, None, None, JSON))
             except ConductorError as exc:
                 self.last_error = str(exc)
             if self._up.is_set():
@@ -138,7 +139,7 @@ class Session:
         while True:
             try:
                 return await self._send_authorized(
-                    method, path, _clean(params), content, accept, timeout or self.timeout
+                    self._request(method, path, _clean(params), content, accept, timeout)
                 )
             except ConductorError as exc:
                 if not self._may_retry(exc, idempotent, attempt):
@@ -159,23 +160,27 @@ class Session:
             delay = max(delay, min(exc.retry_after, self.backoff_cap))
         return delay
 
-    async def _send_authorized(
+    def _request(
         self,
         method: str,
         path: str,
         params: dict[str, str] | None,
         content: bytes | None,
         accept: str,
-        timeout: float,
-    ) -> Reply:
-        headers = await self._auth_headers()
-        response = await self._send_once(method, path, params, content, accept, headers, timeout)
+        timeout: float | None = None,
+    ) -> Request:
+        headers = {"Accept": accept}
+        if content is not None:
+            headers["Content-Type"] = JSON
+        url = self.base_url + path
+        return Request(method, url, params, headers, content, timeout or self.timeout)
+
+    async def _send_authorized(self, request: Request) -> Reply:
+        auth = await self._auth_headers()
+        response = await self._send_once(request, auth)
         if self.auth is not None and is_token_error(response):
-            await self.auth.refresh(headers.get(HEADER), self.post_token)
-            headers = await self._auth_headers()
-            response = await self._send_once(
-                method, path, params, content, accept, headers, timeout
-            )
+            await self.auth.refresh(auth.get(HEADER), self.post_token)
+            response = await self._send_once(request, await self._auth_headers())
         raise_for_status(response)
         return response
 
@@ -185,25 +190,13 @@ class Session:
         return await self.auth.headers(self.post_token)
 
     async def post_token(self, path: str, body: bytes) -> Reply:
-        return await self._send_once("POST", path, None, body, JSON, {}, self.timeout)
+        return await self._send_once(self._request("POST", path, None, body, JSON))
 
-    async def _send_once(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str] | None,
-        content: bytes | None,
-        accept: str,
-        headers: dict[str, str],
-        timeout: float,
-    ) -> Reply:
-        all_headers = {"Accept": accept, **headers}
-        if content is not None:
-            all_headers["Content-Type"] = JSON
+    async def _send_once(self, request: Request, auth: Mapping[str, str] | None = None) -> Reply:
+        if auth:
+            request = replace(request, headers={**request.headers, **auth})
         try:
-            response = await self.transport.send(
-                method, self.base_url + path, params, all_headers, content, timeout
-            )
+            response = await self.transport.send(request)
         except ConductorUnavailable as exc:
             self._mark_down(str(exc))
             raise

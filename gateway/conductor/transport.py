@@ -35,6 +35,18 @@ from gateway.sinks.tls import tls_problem
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request as the transports take it: `url` absolute and already escaped."""
+
+    method: str
+    url: str
+    params: Mapping[str, str] | None
+    headers: Mapping[str, str]
+    content: bytes | None
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """An HTTP answer: status, case-insensitive headers, the whole body, and what was asked."""
 
@@ -50,15 +62,7 @@ class Reply:
 
 
 class Transport(Protocol):
-    async def send(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        content: bytes | None,
-        timeout: float,
-    ) -> Reply: ...
+    async def send(self, request: Request) -> Reply: ...
 
     async def aclose(self) -> None: ...
 
@@ -85,28 +89,21 @@ class AiohttpTransport:
             timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        content: bytes | None,
-        timeout: float,
-    ) -> Reply:
+    async def send(self, request: Request) -> Reply:
         session = self._get_session()
-        with translate_aiohttp_errors(method, url):
+        with translate_aiohttp_errors(request.method, request.url):
             async with session.request(
-                method,
-                yarl.URL(url, encoded=True),  # path segments are already percent-escaped
-                params=params,
-                data=content,
-                headers=headers,
+                request.method,
+                yarl.URL(request.url, encoded=True),  # path segments are already escaped
+                params=request.params,
+                data=request.content,
+                headers=request.headers,
                 allow_redirects=False,
-                timeout=self._timeout(timeout),
+                timeout=self._timeout(request.timeout),
             ) as response:
                 body = await response.read()
-                return Reply(response.status, response.headers, body, method, response.url.path)
+                path = response.url.path
+                return Reply(response.status, response.headers, body, request.method, path)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -120,22 +117,19 @@ class HttpxTransport:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        content: bytes | None,
-        timeout: float,
-    ) -> Reply:
-        request = self.client.build_request(
-            method, url, params=params, content=content, headers=headers, timeout=timeout
+    async def send(self, request: Request) -> Reply:
+        built = self.client.build_request(
+            request.method,
+            request.url,
+            params=request.params,
+            content=request.content,
+            headers=request.headers,
+            timeout=request.timeout,
         )
-        with translate_httpx_errors(method, url):
-            response = await self.client.send(request)
-        path = request.url.path
-        return Reply(response.status_code, response.headers, response.content, method, path)
+        with translate_httpx_errors(request.method, request.url):
+            response = await self.client.send(built)
+        path = built.url.path
+        return Reply(response.status_code, response.headers, response.content, request.method, path)
 
     async def aclose(self) -> None:
         await self.client.aclose()
