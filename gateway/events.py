@@ -6,6 +6,7 @@ uses `source_id` for dead-letter headers and as the default dedupe key.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -113,6 +114,29 @@ def parse_body(raw: bytes, *, max_bytes: int, max_depth: int) -> tuple[Any, str 
         return json.loads(text), None
     except (ValueError, RecursionError) as exc:
         return text, f"body is not JSON: {exc}"
+
+
+BINARY = "base64:"  # marks a header value that was not UTF-8 text
+
+
+def header_text(value: bytes) -> str:
+    """A correlation header's bytes as the text the gateway carries and stores: UTF-8 text as
+    it is; other bytes (Spring's ReplyingKafkaTemplate sends a UUID's 16 raw bytes), and text
+    that starts with the mark, as the mark and base64, so `header_bytes` gives back the bytes."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not text.startswith(BINARY):
+        return text
+    return BINARY + base64.b64encode(value).decode("ascii")
+
+
+def header_bytes(text: str) -> bytes:
+    """The header bytes `header_text` was given."""
+    if text.startswith(BINARY):
+        return base64.b64decode(text[len(BINARY) :])
+    return text.encode("utf-8")
 
 
 def _too_deep(depth: int, max_depth: int) -> str:

@@ -78,12 +78,15 @@ class KafkaSink:
         value: bytes,
         *,
         key: str | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
     ) -> None:
         """Send one record and wait for acks=all; raise PublishError on failure or deadline."""
         if self._producer is None:
             raise PublishError("the Kafka sink is not started")
-        record_headers = [(name, val.encode("utf-8")) for name, val in (headers or {}).items()]
+        record_headers = [
+            (name, val if isinstance(val, bytes) else val.encode("utf-8"))
+            for name, val in (headers or {}).items()
+        ]
         try:
             await asyncio.wait_for(
                 self._producer.send_and_wait(

@@ -37,7 +37,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from gateway.events import Event
+from gateway.events import Event, header_text
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
@@ -458,6 +458,13 @@ def bare_event(record: Any) -> Event:
     )
 
 
+def _correlation_id(headers: Any, settings: KafkaSettings) -> str | None:
+    """The request's correlation id, its bytes kept (binary ids are sent back as they came)."""
+    found = dict(headers)
+    value = found.get(settings.correlation_id_header) or found.get("correlation-id")
+    return header_text(value) if value else None
+
+
 def to_event(
     record: Any, limits: LimitSettings, settings: KafkaSettings | None = None
 ) -> tuple[Event, str | None]:
@@ -481,7 +488,7 @@ def to_event(
         partition=record.partition,
         offset=record.offset,
         message_id=headers.get("message-id"),
-        correlation_id=headers.get(settings.correlation_id_header) or headers.get("correlation-id"),
+        correlation_id=_correlation_id(record.headers or (), settings),
         reply_to=headers.get(settings.reply_topic_header) or None,
         timestamp=record.timestamp,
     )
