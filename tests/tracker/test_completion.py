@@ -9,7 +9,6 @@ from cloudevents.v1.kafka import KafkaMessage, from_binary
 
 from gateway.completion import (
     STRUCTURED_CONTENT_TYPE,
-    TERMINAL,
     Trigger,
     build_event,
     build_reply,
@@ -19,6 +18,7 @@ from gateway.completion import (
 )
 from gateway.conductor.models import Workflow, WorkflowRun
 from gateway.plan import Destination
+from gateway.statuses import TERMINAL_WORKFLOW
 
 WF = Workflow.model_validate(
     {
@@ -96,7 +96,8 @@ def test_types_per_status() -> None:
     for status in ("COMPLETED", "FAILED", "TERMINATED", "PAUSED", "RUNNING"):
         event = build_event(WF.model_copy(update={"status": status}), TRIGGER)
         assert event.attributes["type"] == f"io.conductor.workflow.{status.lower()}"
-        mark = 1_764_201_661_234 if status in TERMINAL else 1_764_201_600_000  # end / start
+        # the end time of a terminal status, else the start time
+        mark = 1_764_201_661_234 if status in TERMINAL_WORKFLOW else 1_764_201_600_000
         assert event.id == f"wf-123:{status}:{mark}"
 
 
