@@ -290,6 +290,8 @@ class Executor:
             )
         earlier = await asked if asked is not None else None
         if earlier is not None:
+            if claim.state == "in_doubt":
+                log.info("rule '%s': key %s in doubt: Conductor has %s", plan.rule, key, earlier)
             return await self._replies.current(plan, earlier), "reused"
         return await self._call_start(plan, key), "started"
 

@@ -46,7 +46,7 @@ from tests.proxy import TcpProxy
 
 pytestmark = [pytest.mark.brokers, pytest.mark.slow]
 
-EVENTS = int(os.environ.get("GATEWAY_REPLICAS_EVENTS", "6000"))
+EVENTS = int(os.environ.get("GATEWAY_REPLICAS_EVENTS", "3000"))
 PARTITIONS = 8
 REPLICAS = 3
 KILL_EVERY = 3.0  # seconds between kill -9s
@@ -228,6 +228,8 @@ async def settled(scenario: Scenario, pg: asyncpg.Connection, keys: set[str]) ->
         rows = await pg.fetch("SELECT key, workflow_id FROM gateway_starts")
         recorded = {r["key"]: r["workflow_id"] for r in rows}
         outbox = await pg.fetchval("SELECT count(*) FROM gateway_outbox")
+        if os.environ.get("GATEWAY_REPLICAS_PROGRESS"):
+            print(f"{time.strftime('%H:%M:%S')} recorded {len(recorded)} outbox {outbox}")
         if set(recorded) >= keys and outbox == 0:
             committed, end = await committed_and_end(
                 scenario.bootstrap, scenario.group, scenario.topic, PARTITIONS
@@ -307,8 +309,10 @@ async def run_scenario(
             record: dict[str, float] = {}
             pg = await asyncpg.connect(postgres_dsn)  # the test's own view, not through the cut
             try:
+                opened = time.monotonic()
                 async with replicas(scenario, server.url) as running:
                     await asyncio.gather(*(r.wait_ready(90) for r in running))
+                    record["ready"] = time.monotonic() - opened
                     began = time.monotonic()
                     stop = asyncio.Event()
                     chaos_task = asyncio.create_task(chaos(running, proxy, stop, record))
@@ -320,7 +324,8 @@ async def run_scenario(
                         stop.set()
                         await chaos_task
                     record["settled"] = time.monotonic() - began
-                    codes = [await r.stop() for r in running]
+                    codes = list(await asyncio.gather(*(r.stop() for r in running)))
+                    record["stopped"] = time.monotonic() - began
                     kills = sum(r.kills for r in running)
                     logs = "".join(r.log.read_text(errors="replace") for r in running)
             finally:
