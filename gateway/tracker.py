@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from gateway.backoff import capped, jittered
+from gateway.cancellation import cancel
 from gateway.completion import TRANSITIONS, Mode, Trigger, build_event, encode
 from gateway.conductor.models import Workflow
 from gateway.errors import ConductorError, NotFound, PublishError
@@ -104,9 +105,7 @@ class Tracker:
         try:
             await asyncio.wait_for(asyncio.shield(task), self.stop_grace)
         except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -20,7 +20,6 @@ intake while it is False instead of burning retries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -29,6 +28,7 @@ from typing import Any
 import orjson
 
 from gateway.backoff import capped, jittered
+from gateway.cancellation import cancel
 from gateway.conductor.auth import HEADER, TokenAuth, is_token_error
 from gateway.conductor.responses import Throttled, never_sent, raise_for_status
 from gateway.conductor.transport import Reply, Request, Transport
@@ -112,11 +112,8 @@ class Session:
             attempt += 1
 
     async def aclose(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
+        probe, self._probe = self._probe, None
+        await cancel(probe)
         await self.transport.aclose()
 
     # -- requests -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ A background sweeper fires timers (WAIT durations, task and workflow timeouts) e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from gateway.cancellation import cancel
 from gateway.devserver.auth import TokenIssuer
 from gateway.devserver.clock import Clock, SystemClock
 from gateway.devserver.engine import Engine
@@ -165,11 +165,8 @@ class DevServer:
                 log.exception("dev server sweeper failed")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        sweeper, self._sweeper = self._sweeper, None
+        await cancel(sweeper)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

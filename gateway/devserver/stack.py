@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from gateway.cancellation import cancel
 from gateway.devserver.brokers import BrokerError, RabbitMQ, Tansu
 from gateway.devserver.realservers import ApacheKafka, ConductorOSS
 
@@ -261,9 +262,7 @@ async def _serve(
         stop.set()
         if view is not None:
             await view  # ends at its next refresh once `stop` is set
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await cancel(worker)
 
 
 @contextlib.asynccontextmanager
