@@ -51,13 +51,7 @@ class Switch(TaskHandler):
         elif wt.evaluator_type in ("javascript", "graaljs"):
             problems += script_problem(wt, path, "expression", wt.expression)
         if not wt.decision_cases:
-            problems.append(
-                Problem(
-                    path,
-                    f"decisionCases should have atleast one task for taskType: {wt.type} "
-                    f"taskName: {wt.name} (taskReferenceName: {wt.task_reference_name})",
-                )
-            )
+            problems.append(_no_cases(wt, path))
         return problems
 
     def branches(self, wt: WorkflowTask) -> list[tuple[str, list[WorkflowTask]]]:
@@ -127,13 +121,7 @@ class Decision(Switch):
         elif not wt.case_value_param:
             problems += script_problem(wt, path, "caseExpression", wt.case_expression)
         if not wt.decision_cases:
-            problems.append(
-                Problem(
-                    path,
-                    f"decisionCases should have atleast one task for taskType: {wt.type} "
-                    f"taskName: {wt.name} (taskReferenceName: {wt.task_reference_name})",
-                )
-            )
+            problems.append(_no_cases(wt, path))
         return problems
 
     def case_of(self, rt: Runtime, wf: WorkflowRecord, task: TaskRecord) -> str | Waiting:
@@ -148,6 +136,15 @@ class Decision(Switch):
 
     def output(self, case: str) -> dict[str, Any]:
         return {"caseOutput": [case]}
+
+
+def _no_cases(wt: WorkflowTask, path: str) -> Problem:
+    # Conductor's wording (its typo included), plus the reference name.
+    return Problem(
+        path,
+        f"decisionCases should have atleast one task for taskType: {wt.type} "
+        f"taskName: {wt.name} (taskReferenceName: {wt.task_reference_name})",
+    )
 
 
 def _case(value: Any) -> str | Waiting:
