@@ -193,30 +193,39 @@ async def produce(scenario: Scenario, made: list[tuple[str, str, int | None]]) -
         await kafka.flush()
 
 
-async def chaos(
-    running: list[Replica], proxy: TcpProxy, stop: asyncio.Event, record: dict[str, float]
-) -> None:
-    """Kill -9 one replica every KILL_EVERY seconds and start it again; cut PostgreSQL once."""
-    began = time.monotonic()
-    cut_done = False
+async def chaos(running: list[Replica], stop: asyncio.Event) -> None:
+    """Kill -9 one replica every KILL_EVERY seconds and start it again, in turn."""
     turn = 0
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), KILL_EVERY)
         if stop.is_set():
             return
-        elapsed = time.monotonic() - began
-        if not cut_done and elapsed >= CUT_AT:
-            cut_done = True
-            await proxy.cut()
-            record["cut_at"] = elapsed
-            asyncio.get_running_loop().call_later(
-                CUT_FOR, lambda: asyncio.ensure_future(proxy.restore())
-            )
         victim = running[turn % len(running)]
         turn += 1
         await victim.kill()
         await victim.start()
+
+
+async def cut_postgres(
+    proxy: TcpProxy, running: list[Replica], record: dict[str, float]
+) -> set[str]:
+    """Cut PostgreSQL off for CUT_FOR seconds; return the /readyz reasons seen meanwhile."""
+    began = time.monotonic()
+    await asyncio.sleep(CUT_AT)
+    await proxy.cut()
+    record["cut_at"] = time.monotonic() - began
+    seen: set[str] = set()
+    try:
+        while time.monotonic() - began < CUT_AT + CUT_FOR:
+            for replica in running:
+                if replica.process is not None and replica.process.returncode is None:
+                    view = GatewayProcess(replica.process, replica.log, replica.admin_port, 0)
+                    seen.update(await view.reasons() or [])
+            await asyncio.sleep(0.5)
+    finally:
+        await proxy.restore()
+    return seen
 
 
 async def settled(scenario: Scenario, pg: asyncpg.Connection, keys: set[str]) -> dict[str, str]:
@@ -315,7 +324,8 @@ async def run_scenario(
                     record["ready"] = time.monotonic() - opened
                     began = time.monotonic()
                     stop = asyncio.Event()
-                    chaos_task = asyncio.create_task(chaos(running, proxy, stop, record))
+                    chaos_task = asyncio.create_task(chaos(running, stop))
+                    cut_task = asyncio.create_task(cut_postgres(proxy, running, record))
                     await produce(scenario, made)
                     record["produced"] = time.monotonic() - began
                     try:
@@ -323,6 +333,7 @@ async def run_scenario(
                     finally:
                         stop.set()
                         await chaos_task
+                        reasons = await cut_task
                     record["settled"] = time.monotonic() - began
                     codes = list(await asyncio.gather(*(r.stop() for r in running)))
                     record["stopped"] = time.monotonic() - began
@@ -333,6 +344,7 @@ async def run_scenario(
             by_key = await workflows_by_key(client, scenario.workflow, sorted(keys))
             published = await completions(bootstrap, scenario.done_topic, set(recorded.values()))
             undone, problems = await check_workflows(client, keys, by_key, recorded)
+    assert any(r.startswith("store: PostgreSQL unreachable") for r in reasons), reasons
     assert not problems, "\n".join(problems[:20])
     ended = {wf: {kind for _, kind in got} for wf, got in published.items()}
     unfinished = {wf: kinds for wf, kinds in ended.items() if kinds != {COMPLETED}}
