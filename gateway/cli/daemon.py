@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from typing import Any
 
@@ -87,15 +86,8 @@ async def run_daemon(settings: Any) -> int:
 def _install_signals(gateway: Any, main: asyncio.Task[Any] | None) -> list[int]:
     """Loop handlers for SIGTERM/SIGINT; returns the list of signals received (so far: any
     held by `gateway.signals` while the process was importing)."""
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            log.error("second signal: exiting now without draining")
-            # the shell's convention, 128 + signal number: 130 for SIGINT, 143 for SIGTERM
-            os._exit(128 + signum)
+    def first(signum: int) -> None:
         name = signal.Signals(signum).name
         if gateway.started:
             log.info("received %s: draining", name)
@@ -104,8 +96,7 @@ def _install_signals(gateway: Any, main: asyncio.Task[Any] | None) -> list[int]:
             log.info("received %s during start-up: closing what was opened", name)
             main.cancel()  # start-up is cancelled where it stands
 
-    for signum in signals.HANDLED:
-        loop.add_signal_handler(signum, on_signal, signum)
+    received = signals.handle(first, " without draining", log)
     received.extend(signals.held())
     return received
 

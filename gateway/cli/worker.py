@@ -21,6 +21,7 @@ import sys
 import types
 from typing import Any
 
+from gateway import signals
 from gateway.conductor.worker import WorkerTask
 from gateway.errors import ConfigError
 
@@ -120,16 +121,8 @@ async def _serve(conductor: Any, workers: list[WorkerTask], drain: float) -> dic
 
 
 def _install_signals(runner: Any) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            log.error("second signal: exiting now; Conductor will hand the tasks out again")
-            os._exit(128 + signum)
+    def first(signum: int) -> None:
         log.info("received %s: finishing the tasks in hand", signal.Signals(signum).name)
         runner.stop()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    signals.handle(first, "; Conductor will hand the tasks out again", log)
