@@ -20,6 +20,7 @@ from aio_pika.exceptions import AMQPError
 
 from gateway.errors import PublishError
 from gateway.settings import AmqpSettings
+from gateway.sinks.base import BrokerSink
 from gateway.sinks.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _FAILURES = (AMQPError, OSError, RuntimeError, ConnectionError)
 
 
-class AmqpSink:
+class AmqpSink(BrokerSink):
     """Publish to exchanges/queues with confirms. `async with AmqpSink(settings) as sink:`."""
 
     def __init__(self, settings: AmqpSettings, *, timeout: float = 10.0) -> None:
@@ -38,13 +39,6 @@ class AmqpSink:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> AmqpSink:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         try:

@@ -7,9 +7,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, Self
 
 from gateway.plan import Destination
+
+
+class BrokerSink:
+    """A sink with its own broker connection: `start()` opens it, `stop()` flushes and closes
+    it, and `async with` does both."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 class Sink(Protocol):

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeEr
 
 from gateway.errors import MessageTooLarge, PublishError
 from gateway.settings import KafkaSettings
+from gateway.sinks.base import BrokerSink
 from gateway.sources.kafka_config import security_options, security_problem
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # the client's own cap; brokers default to 1 MiB
 
 
-class KafkaSink:
+class KafkaSink(BrokerSink):
     """Publish records to Kafka topics. `async with KafkaSink(settings) as sink:`."""
 
     def __init__(self, settings: KafkaSettings, *, timeout: float = 10.0) -> None:
@@ -41,13 +42,6 @@ class KafkaSink:
         # Set after an indefinite failure (no answer in time): the producer's state is unknown,
         # so the owner replaces it rather than keep using it (reliability-performance A57).
         self.stale = False
-
-    async def __aenter__(self) -> KafkaSink:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(**producer_options(self.settings, self.timeout))
