@@ -7,7 +7,8 @@ per action (documented in docs/guarantees.md):
   idempotency key, default `<source id>#<rule>`); Orkes also gets the key with RETURN_EXISTING.
   The workflow id is recorded before the delivery is settled. Starts of one key run one at a
   time: within a process under a per-key lock, across replicas under the store's claim of the
-  key (written before Conductor is called, with a lease; gateway.store.base), so deliveries
+  key (written before Conductor is called, with a lease; gateway.store.base; a message seen
+  first under its own identity, the default key, needs none), so deliveries
   racing for a key (a republished AMQP message, one business key on several partitions or
   replicas) start one workflow. A claim left without its record (a crash, a failed call)
   puts the key in doubt: its next owner asks Conductor by correlation id before starting. A
@@ -229,16 +230,13 @@ class Executor:
             return await self._start_once(plan, ctx, key)
 
     async def _start_once(self, plan: Plan, ctx: Context, key: str) -> str:
-        # A Kafka message seen for the first time, under a key derived from its own position,
-        # cannot have a record yet (nor a claim: only its partition's owner reads it). Every
-        # other start claims its key first: a business key repeats by design, across
-        # partitions and replicas, and an AMQP message id repeats when a producer publishes
-        # again.
-        first_sight = (
-            ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event)
-        )
-        if first_sight:
-            return await self._record(plan, ctx, key, await self._call_start(plan, key), "started")
+        # A message seen for the first time under its own identity (the default key) is
+        # started without a claim: it repeats only as a redelivery (suspect, so claimed) or,
+        # on AMQP, when a producer publishes it again (looked up first; a race of the two
+        # copies is undone at the record). Every other start claims its key first: a business
+        # key repeats by design, across partitions, queues and replicas.
+        if not ctx.suspect and key == default_key(plan, ctx.event):
+            return await self._start_unclaimed(plan, ctx, key)
         handle = self._correlation_handle(plan, ctx, key)
         # A suspect event of a backlog asks Conductor while it claims: it usually misses the
         # store (it was never recorded) and needs Conductor's answer next.
@@ -266,6 +264,18 @@ class Executor:
                 await self._store.release_claim(key, self._owner)
             raise
         return await self._record(plan, ctx, key, run, outcome)
+
+    async def _start_unclaimed(self, plan: Plan, ctx: Context, key: str) -> str:
+        # A Kafka record's position is unique, so it cannot have a record yet; an AMQP message
+        # id can, when its producer published it twice.
+        if ctx.event.source != "kafka":
+            recorded = await self._durably("look-up", key, lambda: self._store.find_start(key))
+            if recorded is not None:
+                ctx.workflow_ids.append(recorded)
+                run = await self._replies.current(plan, recorded)
+                await self._replies.answer(plan, ctx.event, run)
+                return "reused"
+        return await self._record(plan, ctx, key, await self._call_start(plan, key), "started")
 
     async def _run_claimed(
         self,
@@ -347,7 +357,9 @@ class Executor:
             try:
                 return await step()
             except StoreUnreachable as exc:
-                log.warning("%s of start key %s waits for the store: %s", what, key, exc)
+                # Once per start at WARNING: an outage holds many starts, retried often.
+                level = logging.WARNING if delay == STORE_RETRY_SECONDS else logging.DEBUG
+                log.log(level, "%s of start key %s waits for the store: %s", what, key, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 
