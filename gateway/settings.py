@@ -8,6 +8,7 @@ are never printed (`model_dump` shows `**********`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from pydantic_settings import (
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "GATEWAY_"
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 class _Section(BaseModel):
@@ -323,7 +325,6 @@ class Settings(BaseSettings):
     rules_file: Path = Field(Path("config/rules.yaml"), description="The routing rules file.")
     replica_id: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9._-]{1,200}$",
         description="This replica's name, unique among the replicas sharing a store and "
         "stable across its restarts (e.g. a StatefulSet pod name): owner of its start claims "
         "and kafka.group_instance_id when that is unset. Unset: <host name>-<pid>, new with "
@@ -332,6 +333,17 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, gt=0, description="Time to finish in-flight work after SIGTERM."
     )
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_name(cls, value: str | None) -> str | None:
+        # It becomes a Kafka group.instance.id and the part of a claim owner before its '#'.
+        if value is not None and not REPLICA_NAME.fullmatch(value):
+            raise ValueError(
+                f"'{value}' cannot name a replica; use 1-200 letters, digits, '.', '_' or '-' "
+                "(e.g. the pod name)"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(
