@@ -71,3 +71,18 @@ async def test_replicas_racing_for_keys_get_one_claim_each(store: Any) -> None:
     for key in keys:
         got = [c.state for (k, _), c in zip(asked, claims, strict=True) if k == key]
         assert sorted(got) == ["claimed"] + ["held"] * 7, (key, got)
+
+
+async def test_three_replicas_poll_disjoint_outbox_rows(postgres_dsn: str) -> None:
+    from gateway.store.base import TrackRequest
+
+    track = TrackRequest("kafka:done", frozenset({"COMPLETED"}), "r", "kafka:o:0:1", "kafka:o")
+    stores = [PostgresStore(postgres_dsn, first_poll_delay=0.0) for _ in range(3)]
+    async with stores[0] as a, stores[1] as b, stores[2] as c:
+        await asyncio.gather(*(a.track(f"wf-{i}", track) for i in range(90)))
+        now = 1e12  # every row is due
+        claimed = await asyncio.gather(*(s.due(now, 40) for s in (a, b, c)))
+        ids = [{row.workflow_id for row in rows} for rows in claimed]
+        assert sum(len(i) for i in ids) == 90 and len(set().union(*ids)) == 90
+        again = await asyncio.gather(*(s.due(now, 40) for s in (a, b, c)))
+        assert again == [[], [], []]  # claimed for claim_seconds: nobody polls them twice
