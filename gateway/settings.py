@@ -125,7 +125,13 @@ class AmqpSettings(_Section):
     ssl_cafile: Path | None = Field(None, description="CA bundle for amqps://.")
     ssl_certfile: Path | None = Field(None, description="Client certificate for amqps://.")
     ssl_keyfile: Path | None = Field(None, description="Client private key for amqps://.")
-    prefetch: int = Field(100, ge=1, le=65_535, description="Unacked deliveries per consumer.")
+    prefetch: int = Field(
+        100,
+        ge=1,
+        le=65_535,
+        description="Deliveries in work per consumer; the broker's window holds 32 more, "
+        "settled ones whose acks are being batched.",
+    )
     reconnect_interval: float = Field(2.0, gt=0, description="Seconds between reconnect tries.")
 
     @field_validator("url")
