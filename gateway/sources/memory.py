@@ -15,6 +15,7 @@ the attempt count. What a broker would deliver again (requeued or released) goes
 source as a redelivery; what the pipeline leaves unsettled records nothing.
 
 Each `MemoryMessage` keeps how it was settled, in order: "ack", "defer", "requeue", "release".
+`refuse_retry_copies=N` makes a queue refuse the next N retry copies, as a broker may.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import PublishError
 from gateway.events import Event, SourceKind
 from gateway.pipeline import Pipeline
 from gateway.settings import LimitSettings
@@ -77,6 +79,9 @@ class MemoryDelivery:
         self.message.settlements.append("ack")
 
     async def defer(self, delay: float, attempts: int) -> None:
+        if self._source.refuse_retry_copies:  # as a broker may: a missing or full retry queue
+            self._source.refuse_retry_copies -= 1
+            raise PublishError("retry copy not confirmed (refused by the memory source)")
         self.message.settlements.append("defer")
         self._source.later(delay, self.message, attempts)
 
@@ -101,6 +106,7 @@ class MemorySource:
         queue: str | None = None,
         limits: LimitSettings | None = None,
         drain_seconds: float = 10.0,
+        refuse_retry_copies: int = 0,
     ) -> None:
         if (topic is None) == (queue is None):
             raise ValueError("MemorySource takes one of topic= or queue=")
@@ -109,6 +115,7 @@ class MemorySource:
         self._pipeline = pipeline
         self._limits = limits or LimitSettings()
         self._drain_seconds = drain_seconds
+        self.refuse_retry_copies = refuse_retry_copies  # the next N retry copies (queues) fail
         self._inbox: asyncio.Queue[MemoryMessage] = asyncio.Queue()
         self._offsets = itertools.count()
         self._ordered = Ordered()

@@ -65,17 +65,8 @@ async def test_events_put_into_a_queue_start_their_workflows(tmp_path: Path) -> 
 async def test_a_queue_retries_through_delayed_copies_then_dead_letters_beside_it(
     tmp_path: Path,
 ) -> None:
-    def always_503(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503, json={"message": "overloaded", "retryable": True})
-
     sink = RecordingSink()
-    client = ConductorClient(
-        "http://conductor.invalid/api",
-        flavor="oss",
-        max_retries=0,
-        transport=httpx.MockTransport(always_503),
-    )
-    async with client, SqliteStore(tmp_path / "s.db") as store:
+    async with always_503() as client, SqliteStore(tmp_path / "s.db") as store:
         # A 503 from a server that answers is not an outage: the message's attempts run out.
         pipeline = pipeline_of(client, store, sink, conductor=_AlwaysReady())
         async with MemorySource(pipeline, queue="orders") as source:
@@ -92,12 +83,39 @@ async def test_a_queue_retries_through_delayed_copies_then_dead_letters_beside_i
     assert "gave up after 3 attempts" in headers["x-gateway-error-reason"]
 
 
+async def test_a_retry_copy_the_broker_refuses_puts_the_original_back(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    async with always_503() as client, SqliteStore(tmp_path / "s.db") as store:
+        pipeline = pipeline_of(client, store, sink, conductor=_AlwaysReady())
+        async with MemorySource(pipeline, queue="orders", refuse_retry_copies=1) as source:
+            message = source.put({"id": "o-7"}, message_id="m-7")
+            await asyncio.wait_for(source.idle(), 20)
+    # The first retry copy is refused: the original goes back (requeue, not an attempt of
+    # its own), comes again, and the attempts run out through two confirmed copies.
+    assert message.settlements == ["requeue", "defer", "defer", "ack"]
+    assert message.deliveries == 4
+    [(_destination, _body, headers)] = sink.published
+    assert headers["x-gateway-error-attempts"] == "3"
+
+
 def test_a_memory_source_is_a_topic_or_a_queue() -> None:
     pipeline = Pipeline.__new__(Pipeline)  # never used: the arguments are refused first
     with pytest.raises(ValueError, match="one of topic= or queue="):
         MemorySource(pipeline)
     with pytest.raises(ValueError, match="one of topic= or queue="):
         MemorySource(pipeline, topic="orders", queue="orders")
+
+
+def always_503() -> ConductorClient:
+    """A client whose every call is answered 503 (retryable), without a server."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"message": "overloaded", "retryable": True})
+
+    transport = httpx.MockTransport(answer)
+    return ConductorClient(
+        "http://conductor.invalid/api", flavor="oss", max_retries=0, transport=transport
+    )
 
 
 class _AlwaysReady:
