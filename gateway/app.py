@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 from typing import Any, TypeVar
 
 from gateway.admin import Admin
@@ -27,7 +26,6 @@ from gateway.deadletters import KeptBodies
 from gateway.executor import Executor
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, Policy
-from gateway.plan import Destination
 from gateway.readiness import Readiness, keep_trying
 from gateway.relay import Relay
 from gateway.rules.loader import load_rules
@@ -196,7 +194,7 @@ class Gateway:
     async def _open_sources(self) -> None:
         s, rs = self.settings, self.ruleset
         assert self.pipeline is not None
-        topics, pattern = sorted(rs.kafka_topics()), kafka_pattern(rs)
+        topics, pattern = sorted(rs.kafka_topics()), rs.kafka_pattern()
         if topics or pattern:
             kafka = functools.partial(
                 KafkaSource,
@@ -214,7 +212,7 @@ class Gateway:
                 "waiting for partition assignment",
                 lambda: self._enter(kafka()),
             )
-        queues = amqp_queues(rs)
+        queues = [QueueSpec(name, pairs) for name, pairs in rs.amqp_queue_bindings().items()]
         if queues:
             amqp = functools.partial(
                 AmqpSource,
@@ -223,7 +221,7 @@ class Gateway:
                 self.pipeline,
                 limits=s.limits,
                 metrics=self.metrics,
-                declare=amqp_destination_queues(rs, queues),
+                declare=rs.amqp_declared_queues(),
             )
             self.amqp = await keep_trying(
                 self.readiness, "amqp", "not connected", lambda: self._enter(amqp())
@@ -295,48 +293,6 @@ def kafka_settings(settings: Settings) -> KafkaSettings:
     if kafka.group_instance_id or not settings.replica_id:
         return kafka
     return kafka.model_copy(update={"group_instance_id": settings.replica_id})
-
-
-def kafka_pattern(ruleset: RuleSet) -> str | None:
-    """One anchored regex for every topic pattern of the rules (aiokafka takes one)."""
-    patterns = ruleset.kafka_topic_patterns()
-    if not patterns:
-        return None
-    exact = [re.escape(t) for t in sorted(ruleset.kafka_topics())]
-    return "^(?:" + "|".join([*(f"(?:{p})" for p in patterns), *exact]) + ")$"
-
-
-def amqp_queues(ruleset: RuleSet) -> list[QueueSpec]:
-    bindings: dict[str, list[tuple[str, str]]] = {q: [] for q in sorted(ruleset.amqp_queues())}
-    for queue, exchange, routing_key in ruleset.amqp_bindings():
-        bindings.setdefault(queue, []).append((exchange, routing_key))
-    return [QueueSpec(q, tuple(b)) for q, b in bindings.items()]
-
-
-def amqp_destination_queues(ruleset: RuleSet, queues: list[QueueSpec]) -> list[str]:
-    """Queues the gateway publishes to through the default exchange: declared so a publish
-    is routable (dead letters by default go to `<queue>.dlq`)."""
-    names = {f"{spec.name}.dlq" for spec in queues}
-    for destination in destinations(ruleset):
-        if destination.kind == "amqp" and destination.name == "":
-            names.add(destination.routing_key)
-    return sorted(names)
-
-
-def destinations(ruleset: RuleSet) -> list[Destination]:
-    """Every destination the rules publish to: dead letters, completions, replies."""
-    found: list[Destination] = []
-    if ruleset.default_dead_letter is not None:
-        found.append(ruleset.default_dead_letter)
-    for rule in ruleset.rules:
-        opts: Any = rule.options
-        if opts.dead_letter is not None:
-            found.append(opts.dead_letter)
-        if opts.completion is not None:
-            found.append(opts.completion.destination)
-        if opts.reply is not None and opts.reply.destination is not None:
-            found.append(opts.reply.destination)
-    return found
 
 
 def _failure(task: asyncio.Task[Any]) -> BaseException | None:

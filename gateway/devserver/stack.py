@@ -327,9 +327,7 @@ async def ensure_topics(bootstrap: str | list[str], topics: list[str]) -> None:
 
 
 def _kafka_destinations(ruleset: Any) -> list[str]:
-    from gateway.app import destinations
-
-    return [d.name for d in destinations(ruleset) if d.kind == "kafka"]
+    return [d.name for d in ruleset.destinations() if d.kind == "kafka"]
 
 
 async def _demo_worker(client: Any, stop: asyncio.Event) -> None:

@@ -193,3 +193,45 @@ class RuleSet:
             if s.queue is not None and s.exchange is not None:
                 seen[(s.queue, s.exchange, s.routing_key or "#")] = None
         return tuple(seen)
+
+    # -- topology: what the sources subscribe to and declare ------------------------------------
+
+    def kafka_pattern(self) -> str | None:
+        """One anchored regex for every topic pattern of the rules (aiokafka takes one), the
+        exact topics included; None when no rule has a pattern."""
+        patterns = self.kafka_topic_patterns()
+        if not patterns:
+            return None
+        exact = [re.escape(t) for t in sorted(self.kafka_topics())]
+        return "^(?:" + "|".join([*(f"(?:{p})" for p in patterns), *exact]) + ")$"
+
+    def amqp_queue_bindings(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Each queue to consume, in name order, with its (exchange, routing key) bindings."""
+        bindings: dict[str, list[tuple[str, str]]] = {q: [] for q in sorted(self.amqp_queues())}
+        for queue, exchange, routing_key in self.amqp_bindings():
+            bindings.setdefault(queue, []).append((exchange, routing_key))
+        return {queue: tuple(pairs) for queue, pairs in bindings.items()}
+
+    def amqp_declared_queues(self) -> list[str]:
+        """Queues the gateway publishes to through the default exchange: declared so a publish
+        is routable (dead letters by default go to `<queue>.dlq`)."""
+        names = {f"{queue}.dlq" for queue in self.amqp_queue_bindings()}
+        for destination in self.destinations():
+            if destination.kind == "amqp" and destination.name == "":
+                names.add(destination.routing_key)
+        return sorted(names)
+
+    def destinations(self) -> list[Destination]:
+        """Every destination the rules publish to: dead letters, completions, replies."""
+        found: list[Destination] = []
+        if self.default_dead_letter is not None:
+            found.append(self.default_dead_letter)
+        for rule in self.rules:
+            opts = rule.options
+            if opts.dead_letter is not None:
+                found.append(opts.dead_letter)
+            if opts.completion is not None:
+                found.append(opts.completion.destination)
+            if opts.reply is not None and opts.reply.destination is not None:
+                found.append(opts.reply.destination)
+        return found

@@ -183,8 +183,6 @@ def test_kafka_security_options_verify_tls_and_pass_sasl_credentials() -> None:
 def test_sources_needed_by_the_rules() -> None:
     import re
 
-    from gateway.app import amqp_destination_queues, amqp_queues, kafka_pattern
-
     ruleset = parse_rules("""
 version: 1
 defaults: {dead_letter: "amqp:parked"}
@@ -199,13 +197,12 @@ rules:
     source: {queue: payments, exchange: pay, routing_key: "payment.*"}
     terminate: {workflow_id: "${body.id}"}
 """)
-    pattern = kafka_pattern(ruleset)
+    pattern = ruleset.kafka_pattern()
     assert pattern is not None
     assert re.match(pattern, "orders.eu") and re.match(pattern, "refunds")
     assert not re.match(pattern, "orders") and not re.match(pattern, "refunds.old")
-    queues = amqp_queues(ruleset)
-    assert [(q.name, q.bindings) for q in queues] == [("payments", (("pay", "payment.*"),))]
-    assert amqp_destination_queues(ruleset, queues) == ["parked", "payments.dlq"]
+    assert ruleset.amqp_queue_bindings() == {"payments": (("pay", "payment.*"),)}
+    assert ruleset.amqp_declared_queues() == ["parked", "payments.dlq"]
 
 
 async def test_unmatched_events_follow_the_rule_sets_policy(tmp_path: Path) -> None:
