@@ -29,5 +29,7 @@ def test_a_replica_id_that_cannot_name_a_claim_is_refused_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GATEWAY_REPLICA_ID", "gw#0")
-    with pytest.raises(ConfigError, match=r"setting .replica_id. .*GATEWAY_REPLICA_ID.*gw#0.*pod name"):
+    with pytest.raises(
+        ConfigError, match=r"setting .replica_id. .*GATEWAY_REPLICA_ID.*gw#0.*pod name"
+    ):
         load_settings()
