@@ -1,5 +1,6 @@
-"""Start claims (issue 14), on SQLite and PostgreSQL: one owner at a time per key, a claim left
-without its record marks the key as in doubt for the next owner."""
+"""Start claims (issue 14): on PostgreSQL one owner at a time per key; on both stores a claim
+left without its record marks the key as in doubt for the next owner. SQLite has one process,
+so a claim of another owner there is an earlier process's, taken over at once."""
 
 from __future__ import annotations
 
@@ -18,12 +19,19 @@ A1, A2, B1 = "replica-a#1", "replica-a#2", "replica-b#1"  # A2: replica-a restar
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     if request.param == "sqlite":
         made: Any = SqliteStore(tmp_path / "g.db", first_poll_delay=0.0)
     else:
         made = PostgresStore(request.getfixturevalue("postgres_dsn"), first_poll_delay=0.0)
     async with made as opened:
+        yield opened
+
+
+@pytest.fixture
+async def store(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
+    """The shared store: replicas' claims exclude each other."""
+    async with PostgresStore(postgres_dsn, first_poll_delay=0.0) as opened:
         yield opened
 
 
@@ -43,9 +51,20 @@ async def test_an_expired_claim_is_taken_over_in_doubt(store: Any) -> None:
     assert await store.claim_start("k", A1, 30) == Claim("held")  # B1 holds it now
 
 
-async def test_a_restarted_replica_takes_its_own_claims_over_at_once(store: Any) -> None:
-    assert await store.claim_start("k", A1, 30) == Claim("claimed")
-    assert await store.claim_start("k", A2, 30) == Claim("in_doubt")
+async def test_a_restarted_replica_takes_its_own_claims_over_at_once(any_store: Any) -> None:
+    assert await any_store.claim_start("k", A1, 30) == Claim("claimed")
+    assert await any_store.claim_start("k", A2, 30) == Claim("in_doubt")
+    await any_store.record_start("k", "wf-1", "r")
+    assert await any_store.claim_start("k", A1, 30) == Claim("recorded", "wf-1")
+
+
+async def test_a_sqlite_file_has_one_process_so_an_old_claim_is_in_doubt_at_once(
+    tmp_path: Path,
+) -> None:
+    async with SqliteStore(tmp_path / "g.db") as store:
+        assert await store.claim_start("k", A1, 30) == Claim("claimed")
+    async with SqliteStore(tmp_path / "g.db") as store:  # the next process, any replica id
+        assert await store.claim_start("k", B1, 30) == Claim("in_doubt")
 
 
 async def test_a_released_claim_leaves_the_key_in_doubt(store: Any) -> None:
@@ -56,11 +75,17 @@ async def test_a_released_claim_leaves_the_key_in_doubt(store: Any) -> None:
     assert await store.claim_start("k", B1, 30) == Claim("in_doubt")
 
 
-async def test_the_record_of_a_key_ends_its_claim(store: Any) -> None:
-    assert await store.claim_start("k", A1, 30) == Claim("claimed")
-    await store.record_start("k", "wf-1", "r")
-    await store.purge_starts(1e12)  # the record is forgotten: no claim is left in doubt
-    assert await store.claim_start("k", B1, 30) == Claim("claimed")
+async def test_the_record_of_a_key_ends_its_claim(any_store: Any) -> None:
+    assert await any_store.claim_start("k", A1, 30) == Claim("claimed")
+    await any_store.record_start("k", "wf-1", "r")
+    await any_store.purge_starts(1e12)  # the record is forgotten: no claim is left in doubt
+    assert await any_store.claim_start("k", B1, 30) == Claim("claimed")
+
+
+async def test_a_failed_start_leaves_its_key_in_doubt(any_store: Any) -> None:
+    assert await any_store.claim_start("k", A1, 30) == Claim("claimed")
+    await any_store.release_claim("k", A1)
+    assert await any_store.claim_start("k", A1, 30) == Claim("in_doubt")
 
 
 async def test_replicas_racing_for_keys_get_one_claim_each(store: Any) -> None:
