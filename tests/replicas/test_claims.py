@@ -1,5 +1,6 @@
-"""Start claims through the executor (issue 14): replicas sharing one PostgreSQL store, the
-real dev server as Conductor, no brokers. Each `Executor` here is one replica's."""
+"""Start claims through the executor (issue 14): replicas sharing one PostgreSQL store (and one
+process on SQLite), the real dev server as Conductor, no brokers. Each `Executor` here is one
+replica's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.conductor.client import ConductorClient
@@ -17,6 +19,7 @@ from gateway.executor import Context, Executor
 from gateway.rules.loader import parse_rules
 from gateway.rules.router import Router
 from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
 from tests.daemon.conftest import wait_workflow
 
 RULES = """
@@ -141,3 +144,15 @@ async def test_a_start_the_store_refuses_is_undone_and_counted_so(postgres_dsn: 
         kept = await client.get_workflow(str(late.winner), include_tasks=False)
     assert (undone.status, kept.status) == ("TERMINATED", "RUNNING")
     assert f"recorded workflow {late.winner}" in str(undone.reason_for_incompletion)
+
+
+async def test_one_process_on_sqlite_finds_its_lost_start_after_a_crash(tmp_path: Path) -> None:
+    async with conductor() as client:
+        async with SqliteStore(tmp_path / "g.db") as store:  # the process killed mid-start
+            await store.claim_start("order-5", "host-41#a1", 60)
+            lost = str(await client.start_workflow("flow", correlation_id="order-5"))
+        async with SqliteStore(tmp_path / "g.db") as store:  # restarted: a new pid, a new id
+            plan, ctx = delivery("order-5", 103)  # a newer event of the key, not a redelivery
+            assert await Executor(client, store).execute(plan, ctx) == "reused"
+            assert await store.find_start("order-5") == lost
+        assert await workflows_of_key(client, "order-5") == [lost]
