@@ -34,7 +34,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -42,6 +42,7 @@ from gateway.coalesce import Coalescer
 from gateway.conductor.models import WorkflowRun
 from gateway.errors import ConductorError, DeadLetter, NotFound, RetryLater, TransientError
 from gateway.events import Event
+from gateway.keylocks import KeyLocks
 from gateway.plan import Plan, Target
 from gateway.ratelimit import RateLimits
 from gateway.replies import Replies
@@ -102,34 +103,6 @@ class Found:
     workflow_id: str
     status: str
     start_time: float
-
-
-@dataclass(slots=True)
-class _KeyLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    holders: int = 0  # tasks holding or waiting for the lock
-
-
-class KeyLocks:
-    """One asyncio.Lock per key, present only while some task holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, _KeyLock] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        entry = self._locks.setdefault(key, _KeyLock())
-        entry.holders += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.holders -= 1
-            if entry.holders == 0:
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class Conductor(Protocol):

@@ -300,7 +300,7 @@ async def test_many_calls_refused_with_401_hold_intake_once(
 
 
 async def test_start_key_locks_are_forgotten_when_the_last_holder_leaves() -> None:
-    from gateway.executor import KeyLocks
+    from gateway.keylocks import KeyLocks
 
     locks = KeyLocks()
     order: list[str] = []
