@@ -358,22 +358,40 @@ class Stack:
         return [PYTHON, str(Path(__file__).resolve()), *args, "--conductor", self.conductor]
 
 
-async def measure(stack: Stack, argv: list[str], n: int, log: str) -> float:
-    """Run one consumer over the prepared events; events/s at the stand-in."""
-    await stats(stack.conductor.removesuffix("/api"), "?reset")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (taskset execs: the pid is the consumer's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Measured:
+    rate: float  # events/s at the stand-in, first call to last
+    cpu_us: float  # the consumer's CPU microseconds per event over the same span
+
+
+async def measure(stack: Stack, argv: list[str], n: int, log: str) -> Measured:
+    """Run one consumer over the prepared events: events/s at the stand-in, and the consumer's
+    CPU time per event (start-up excluded), which other load on the machine hardly moves."""
+    base = stack.conductor.removesuffix("/api")
+    await stats(base, "?reset")
     process = pinned(CONSUMER_CORE, argv, stack.tmp / f"{log}.log")
     try:
-        current = await wait_calls(stack.conductor.removesuffix("/api"), n, timeout=600)
+        first = await wait_calls(base, 1, timeout=120)
+        cpu_start, calls_start = cpu_seconds(process.pid), first["count"]
+        current = await wait_calls(base, n, timeout=600)
+        cpu_end = cpu_seconds(process.pid)
     finally:
         await asyncio.to_thread(ended, process)
     if current["count"] < n:
         raise SystemExit(f"{log}: only {current['count']} of {n} calls; see {stack.tmp}/{log}.log")
-    return rate(current)
+    per_event = (cpu_end - cpu_start) / max(1, current["count"] - calls_start) * 1e6
+    return Measured(rate(current), per_event)
 
 
-async def throughput(stack: Stack, n: int, sources: str) -> dict[str, float]:
+async def throughput(stack: Stack, n: int, sources: str) -> dict[str, Measured]:
     tag = uuid.uuid4().hex[:6]
-    result: dict[str, float] = {}
+    result: dict[str, Measured] = {}
     if sources in ("kafka", "both"):
         result.update(await throughput_kafka(stack, n, tag))
     if sources in ("amqp", "both"):
@@ -381,7 +399,7 @@ async def throughput(stack: Stack, n: int, sources: str) -> dict[str, float]:
     return result
 
 
-async def throughput_kafka(stack: Stack, n: int, tag: str) -> dict[str, float]:
+async def throughput_kafka(stack: Stack, n: int, tag: str) -> dict[str, Measured]:
     topic = f"bench-{tag}"
     await create_topic(stack.tansu, topic)
     await fill_kafka(stack.tansu, topic, n)
@@ -392,8 +410,8 @@ async def throughput_kafka(stack: Stack, n: int, tag: str) -> dict[str, float]:
     return result
 
 
-async def throughput_amqp(stack: Stack, n: int, tag: str) -> dict[str, float]:
-    result: dict[str, float] = {}
+async def throughput_amqp(stack: Stack, n: int, tag: str) -> dict[str, Measured]:
+    result: dict[str, Measured] = {}
     await fill_amqp(stack.rabbit, f"bare-{tag}", n)
     await fill_amqp(stack.rabbit, f"gw-{tag}", n)
     bare = stack.bare("--bare-amqp", stack.rabbit, f"bare-{tag}")
@@ -552,7 +570,8 @@ async def drive(args: argparse.Namespace) -> None:
         for run in range(1, args.runs + 1):
             result = await throughput(stack, args.events, args.sources)
             print(f"run {run}: {report(result)}", flush=True)
-            gateway_max = max(gateway_max, result.get("kafka gateway", 0.0))
+            if "kafka gateway" in result:
+                gateway_max = max(gateway_max, result["kafka gateway"].rate)
         rate_half = args.rate or gateway_max / 2
         if args.latency:
             for line in await latency(stack, rate_half):
@@ -561,14 +580,18 @@ async def drive(args: argparse.Namespace) -> None:
             await soak(stack, rate_half, args.soak_events, args.retention)  # prints as it goes
 
 
-def report(result: dict[str, float]) -> str:
-    """`kafka bare N/s gateway N/s ratio R | amqp ...` for the sources measured."""
+def report(result: dict[str, Measured]) -> str:
+    """`kafka bare N/s gateway N/s ratio R, CPU B/G us/event per-core ratio C | amqp ...`: the
+    wall-clock ratio, and the ratio of CPU time per event (what one dedicated core would give
+    when both are CPU-bound; steadier than wall clock on a shared machine)."""
     parts = []
     for source in ("kafka", "amqp"):
         if f"{source} bare" in result:
             bare, gateway = result[f"{source} bare"], result[f"{source} gateway"]
             parts.append(
-                f"{source} bare {bare:6.0f}/s gateway {gateway:6.0f}/s ratio {gateway / bare:.2f}"
+                f"{source} bare {bare.rate:6.0f}/s gateway {gateway.rate:6.0f}/s ratio "
+                f"{gateway.rate / bare.rate:.2f}, CPU {bare.cpu_us:.0f}/{gateway.cpu_us:.0f} "
+                f"us/event per-core ratio {bare.cpu_us / gateway.cpu_us:.2f}"
             )
     return " | ".join(parts)
 
@@ -605,9 +628,11 @@ def main() -> None:
     if args.stand_in:
         asyncio.run(serve_stand_in(args.stand_in))
     elif args.bare_kafka:
-        asyncio.run(bare_kafka(*args.bare_kafka, args.conductor))
+        bootstrap, topic, group = args.bare_kafka
+        asyncio.run(bare_kafka(bootstrap, topic, group, args.conductor))
     elif args.bare_amqp:
-        asyncio.run(bare_amqp(*args.bare_amqp, args.conductor))
+        url, queue = args.bare_amqp
+        asyncio.run(bare_amqp(url, queue, args.conductor))
     else:
         # `timeout` or Ctrl-C: leave through the finally blocks that stop the servers
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
