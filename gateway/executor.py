@@ -34,7 +34,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -46,45 +46,19 @@ from gateway.keylocks import KeyLocks
 from gateway.plan import Plan, Target
 from gateway.ratelimit import RateLimits
 from gateway.replies import Replies
+from gateway.rules.actions import ACTIONS, ActionCalls
 from gateway.sinks.base import Sink
-from gateway.statuses import TERMINAL_WORKFLOW as TERMINAL
-from gateway.statuses import UNSUCCESSFUL_WORKFLOW as RETRYABLE
 from gateway.store.base import Claim, Store, StoreUnreachable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ACTIVE = frozenset({"RUNNING", "PAUSED"})
-STARTS = frozenset({"start_workflow", "execute_workflow"})
-TASK_METHODS = frozenset({"signal", "update_task"})
 START_LEASE_SECONDS = 60.0  # longer than a start call with its retries takes
 CLAIM_POLL_SECONDS = 0.05  # first wait for a key another replica is starting (then doubled)
 CLAIM_POLL_MAX_SECONDS = 1.0
 STORE_RETRY_SECONDS = 0.2  # first wait for an unreachable store (then doubled)
 STORE_RETRY_MAX_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class ActionStates:
-    """Which workflow states an action applies to, and which mean it already happened."""
-
-    eligible: frozenset[str]  # empty: any state
-    noop: frozenset[str] = frozenset()  # success without a call, always
-    repeated: frozenset[str] = frozenset()  # success when the delivery may be a redelivery
-
-
-STATES: dict[str, ActionStates] = {
-    "terminate": ActionStates(ACTIVE, noop=frozenset({"TERMINATED"})),
-    "pause": ActionStates(frozenset({"RUNNING"}), noop=frozenset({"PAUSED"})),
-    "resume": ActionStates(frozenset({"PAUSED"}), noop=frozenset({"RUNNING"})),
-    "signal": ActionStates(ACTIVE),
-    "update_task": ActionStates(ACTIVE),
-    "update_variables": ActionStates(frozenset()),
-    "retry": ActionStates(RETRYABLE, repeated=frozenset({"RUNNING"})),
-    "restart": ActionStates(TERMINAL, repeated=frozenset({"RUNNING"})),
-    "rerun": ActionStates(TERMINAL, repeated=frozenset({"RUNNING"})),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +79,38 @@ class Found:
     start_time: float
 
 
-class Conductor(Protocol):
-    """The part of ConductorClient the executor uses (method names come from plans)."""
+class Conductor(ActionCalls, Protocol):
+    """The part of ConductorClient the executor uses: the actions' calls, the starts and the
+    look-ups of targets."""
+
+    # The starts take their plan's params (rule options, with keys the executor adds) by
+    # keyword only.
+    async def start_workflow(
+        self,
+        name: str,
+        *,
+        idempotency_key: str | None = ...,
+        idempotency_strategy: Any = ...,
+        correlation_id: str | None = ...,
+        version: int | None = ...,
+        input: Mapping[str, Any] | None = ...,
+        priority: int | None = ...,
+        task_to_domain: Mapping[str, str] | None = ...,
+        workflow_def: Mapping[str, Any] | None = ...,
+    ) -> str: ...
+
+    async def execute_workflow(
+        self,
+        name: str,
+        *,
+        wait_until_task_refs: Sequence[str] | None = ...,
+        wait_for_seconds: int = ...,
+        correlation_id: str | None = ...,
+        version: int | None = ...,
+        input: Mapping[str, Any] | None = ...,
+        priority: int | None = ...,
+        workflow_def: Mapping[str, Any] | None = ...,
+    ) -> WorkflowRun: ...
 
     async def get_by_correlation_id(
         self, name: str, correlation_id: str, include_closed: bool = ..., include_tasks: bool = ...
@@ -154,7 +158,7 @@ class Executor:
 
     def __init__(
         self,
-        client: Any,
+        client: Conductor,
         store: Store,
         *,
         publisher: Sink | None = None,
@@ -183,7 +187,7 @@ class Executor:
             return await self._execute(plan, ctx)
 
     async def _execute(self, plan: Plan, ctx: Context) -> str:
-        if plan.method in STARTS:
+        if ACTIONS[plan.action].starts:
             return await self._start(plan, ctx)
         if plan.target is None:
             await self._call(plan, None)
@@ -388,7 +392,7 @@ class Executor:
         if target.workflow_id:
             return [Found(target.workflow_id, "", 0.0)]
         candidates = await self._lookup(target)
-        states = STATES.get(plan.method, ActionStates(frozenset()))
+        states = ACTIONS[plan.action].states
         eligible = [f for f in candidates if not states.eligible or f.status in states.eligible]
         if eligible:
             return self._pick(plan, target, eligible)
@@ -463,18 +467,19 @@ class Executor:
     # -- actions -----------------------------------------------------------------------------
 
     async def _act(self, plan: Plan, found: Found, ctx: Context) -> str:
+        on_task = ACTIONS[plan.action].on_task
         try:
             result = await self._call(plan, found.workflow_id)
         except ConductorError as exc:
             if isinstance(exc, TransientError) or exc.retryable:
                 raise
-            if plan.method in TASK_METHODS and isinstance(exc, NotFound):
+            if on_task and isinstance(exc, NotFound):
                 self._no_waiting_task(plan, ctx)
                 return "skipped"
             if await self._already_done(plan, found.workflow_id, ctx):
                 return "noop"
             raise
-        if plan.method == "signal" and result is None and _names_its_task(plan):
+        if on_task and result is None and _names_its_task(plan):
             self._no_waiting_task(plan, ctx)
             return "skipped"
         return "done"
@@ -484,9 +489,7 @@ class Executor:
         self._missing(plan, target, ctx, "the workflow has no task waiting for this signal")
 
     async def _already_done(self, plan: Plan, workflow_id: str, ctx: Context) -> bool:
-        states = STATES.get(plan.method)
-        if states is None:
-            return False
+        states = ACTIONS[plan.action].states
         try:
             status = str((await self._client.get_status(workflow_id)).status)
         except ConductorError:
@@ -494,10 +497,9 @@ class Executor:
         return status in states.noop or (ctx.suspect and status in states.repeated)
 
     async def _call(self, plan: Plan, workflow_id: str | None) -> Any:
-        method = getattr(self._client, plan.method)
-        if workflow_id is None:
-            return await method(**plan.params)
-        return await method(workflow_id, **plan.params)
+        call = ACTIONS[plan.action].call
+        assert call is not None, f"{plan.action} is a start: _start runs it"
+        return await call(self._client, workflow_id, plan.params)
 
 
 def _names_its_task(plan: Plan) -> bool:

@@ -1,11 +1,14 @@
 """A Plan: what one matched rule asks of Conductor for one event, fully rendered.
 
-The router (rules/) builds Plans; dispatch (pipeline.py) executes them. A Plan names a method of
-`gateway.conductor.ConductorClient` and its keyword arguments, so executing it is one call:
+The router (rules/) builds Plans; dispatch (pipeline.py) executes them. A Plan names its rule
+action, which is its entry in the action registry (`gateway.rules.actions.ACTIONS`), and a method
+of `gateway.conductor.ConductorClient` with its keyword arguments, so executing it is one call:
 
-    workflow_ids = resolve(plan.target)              # only when plan.target is set
-    await getattr(client, plan.method)(workflow_id, **plan.params)   # once per resolved id
-    await getattr(client, plan.method)(**plan.params)                # when plan.target is None
+    workflow_ids = resolve(plan.target)                    # only when plan.target is set
+    await ACTIONS[plan.action].call(client, workflow_id, plan.params)  # once per resolved id
+    await ACTIONS[plan.action].call(client, None, plan.params)  # complete/fail_task by task id
+
+Starts (start_workflow, execute_workflow) go through the executor's start dedupe instead.
 
 Rule action -> method (params are that method's keyword arguments):
 

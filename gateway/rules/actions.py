@@ -1,4 +1,5 @@
-"""Actions compiled into plan builders: one `ActionSpec` per rule renders a `Plan` per event.
+"""The action registry (`ACTIONS`: one `Action` per rule action) and the compiled actions:
+one `ActionSpec` per rule renders a `Plan` per event.
 
 `Plan.method` and `Plan.params` are exactly a `ConductorClient` method and its keyword
 arguments (see gateway/plan.py). Parameters are rendered from templates and then checked
@@ -8,14 +9,18 @@ against the type the method expects, so a wrong type is a TemplateError here and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
 
 from gateway.errors import TemplateError
 from gateway.plan import OnMany, OnMissing, Target
-from gateway.rules import schema
+from gateway.rules import request, schema
+from gateway.rules.request import Request
 from gateway.rules.template import Renderer, compile_query, compile_value
+from gateway.statuses import TERMINAL_WORKFLOW, UNSUCCESSFUL_WORKFLOW, TaskResultStatus
 
 Kind = Literal["any", "object", "object?", "string", "string?", "int?", "strings?", "bool"]
 
@@ -324,19 +329,207 @@ def _rerun(b: _Builder, m: schema.RerunModel) -> str:
     return "rerun"
 
 
-_BUILDERS: dict[str, Callable[[_Builder, Any], str]] = {
-    "start_workflow": _start,
-    "execute_workflow": _execute,
-    "signal": _signal,
-    "complete_task": _complete,
-    "fail_task": _fail,
-    "update_variables": _variables,
-    "terminate": _terminate,
-    "pause": _pause,
-    "resume": _resume,
-    "retry": _retry,
-    "restart": _restart,
-    "rerun": _rerun,
+# --- the registry ------------------------------------------------------------------------
+
+Params = Mapping[str, Any]
+
+
+class ActionCalls(Protocol):
+    """The `ConductorClient` methods that actions call (the executor's `Conductor` adds the
+    look-ups and starts). Plan params are these methods' keyword arguments, rendered and
+    type-checked when the plan was built (`Param.kind`)."""
+
+    async def signal(
+        self,
+        workflow_id: str,
+        status: TaskResultStatus,
+        output: Mapping[str, Any] | None = ...,
+        task_ref: str | None = ...,
+        reason_for_incompletion: str | None = ...,
+    ) -> str | None: ...
+
+    async def update_task(
+        self,
+        task_id: str,
+        workflow_id: str,
+        status: TaskResultStatus,
+        output: Mapping[str, Any] | None = ...,
+        reason_for_incompletion: str | None = ...,
+    ) -> str: ...
+
+    async def update_variables(self, workflow_id: str, variables: Mapping[str, Any]) -> Any: ...
+
+    async def terminate(
+        self, workflow_id: str, reason: str | None = ..., trigger_failure_workflow: bool = ...
+    ) -> None: ...
+
+    async def pause(self, workflow_id: str) -> None: ...
+
+    async def resume(self, workflow_id: str) -> None: ...
+
+    async def retry(self, workflow_id: str, resume_subworkflow_tasks: bool = ...) -> None: ...
+
+    async def restart(self, workflow_id: str, use_latest_definitions: bool = ...) -> None: ...
+
+    async def rerun(
+        self,
+        workflow_id: str,
+        re_run_from_task_id: str | None = ...,
+        task_input: Mapping[str, Any] | None = ...,
+        workflow_input: Mapping[str, Any] | None = ...,
+        correlation_id: str | None = ...,
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionStates:
+    """Which workflow states an action applies to, and which mean it already happened."""
+
+    eligible: frozenset[str]  # empty: any state
+    noop: frozenset[str] = frozenset()  # success without a call, always
+    repeated: frozenset[str] = frozenset()  # success when the delivery may be a redelivery
+
+
+ACTIVE = frozenset({"RUNNING", "PAUSED"})
+_AGAIN = frozenset({"RUNNING"})  # retried, restarted or rerun already
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One rule action, whole: its YAML model, how its params are built, what `explain` shows
+    it sends, the workflow states it applies to and the client call that runs it.
+
+    The registry lives here, beside the builders, because building is most of an action; the
+    executor and `request.plan_requests` look actions up by `Plan.action`. A new action is one
+    entry (plus its model field in schema.RuleModel, which pydantic needs).
+    """
+
+    name: str  # the rule action (its YAML key is schema.ACTION_KEYS[name])
+    model: type[BaseModel]
+    build: Callable[[_Builder, Any], str]  # adds the params, returns the client method
+    requests: Callable[[Params, str], list[Request]]  # the HTTP requests, for `explain`
+    states: ActionStates
+    # The client call, given the found workflow's id (None for complete/fail_task by task id,
+    # which have no target). None for the starts: the executor runs them through its dedupe.
+    call: Callable[[ActionCalls, str | None, Params], Awaitable[Any]] | None = None
+    starts_on_missing: bool = False  # may take `on_missing: start` (signal-with-start)
+    # Acts on a waiting task: a NotFound (or None from a by-ref signal) means none waits yet.
+    on_task: bool = False
+
+    @property
+    def starts(self) -> bool:
+        return self.call is None
+
+
+def _found(workflow_id: str | None) -> str:
+    assert workflow_id is not None, "only a task by id is acted on without a target"
+    return workflow_id
+
+
+async def _call_task(c: ActionCalls, workflow_id: str | None, p: Params) -> str | None:
+    if workflow_id is None:  # complete_task / fail_task by task id: the params name both
+        return await c.update_task(**p)
+    return await c.signal(workflow_id, **p)
+
+
+_TASK = ActionStates(ACTIVE)
+
+ACTIONS: Mapping[str, Action] = {
+    a.name: a
+    for a in (
+        Action(
+            "start_workflow",
+            schema.StartWorkflowModel,
+            _start,
+            request.start_requests,
+            ActionStates(frozenset()),
+        ),
+        Action(
+            "execute_workflow",
+            schema.ExecuteWorkflowModel,
+            _execute,
+            request.execute_requests,
+            ActionStates(frozenset()),
+        ),
+        Action(
+            "signal",
+            schema.SignalModel,
+            _signal,
+            request.signal_requests,
+            _TASK,
+            lambda c, wf, p: c.signal(_found(wf), **p),
+            starts_on_missing=True,
+            on_task=True,
+        ),
+        Action(
+            "complete_task",
+            schema.CompleteTaskModel,
+            _complete,
+            request.task_requests,
+            _TASK,
+            _call_task,
+            starts_on_missing=True,
+            on_task=True,
+        ),
+        Action("fail_task", schema.FailTaskModel, _fail, request.task_requests, _TASK, _call_task),
+        Action(
+            "update_variables",
+            schema.UpdateVariablesModel,
+            _variables,
+            request.variables_requests,
+            ActionStates(frozenset()),
+            lambda c, wf, p: c.update_variables(_found(wf), **p),
+            starts_on_missing=True,
+        ),
+        Action(
+            "terminate",
+            schema.TerminateModel,
+            _terminate,
+            request.terminate_requests,
+            ActionStates(ACTIVE, noop=frozenset({"TERMINATED"})),
+            lambda c, wf, p: c.terminate(_found(wf), **p),
+        ),
+        Action(
+            "pause",
+            schema.PauseModel,
+            _pause,
+            request.pause_requests,
+            ActionStates(frozenset({"RUNNING"}), noop=frozenset({"PAUSED"})),
+            lambda c, wf, p: c.pause(_found(wf), **p),
+        ),
+        Action(
+            "resume",
+            schema.ResumeModel,
+            _resume,
+            request.resume_requests,
+            ActionStates(frozenset({"PAUSED"}), noop=frozenset({"RUNNING"})),
+            lambda c, wf, p: c.resume(_found(wf), **p),
+        ),
+        Action(
+            "retry",
+            schema.RetryActionModel,
+            _retry,
+            request.retry_requests,
+            ActionStates(UNSUCCESSFUL_WORKFLOW, repeated=_AGAIN),
+            lambda c, wf, p: c.retry(_found(wf), **p),
+        ),
+        Action(
+            "restart",
+            schema.RestartModel,
+            _restart,
+            request.restart_requests,
+            ActionStates(TERMINAL_WORKFLOW, repeated=_AGAIN),
+            lambda c, wf, p: c.restart(_found(wf), **p),
+        ),
+        Action(
+            "rerun",
+            schema.RerunModel,
+            _rerun,
+            request.rerun_requests,
+            ActionStates(TERMINAL_WORKFLOW, repeated=_AGAIN),
+            lambda c, wf, p: c.rerun(_found(wf), **p),
+        ),
+    )
 }
 
 
@@ -344,10 +537,10 @@ def compile_action(action: str, model: Any, *, strict: bool) -> ActionSpec:
     """Compile one action's model; raises ParamError (key inside the action) or TemplateError."""
     key = schema.ACTION_KEYS[action]
     builder = _Builder(key, strict)
-    method = _BUILDERS[action](builder, model)
+    method = ACTIONS[action].build(builder, model)
     target = None
     start_given = schema.started_on_missing(model) is not None
-    if start_given and (action not in SIGNAL_WITH_START or method == "update_task"):
+    if start_given and (not ACTIONS[action].starts_on_missing or method == "update_task"):
         what = "complete_task by task_id" if method == "update_task" else action
         raise ParamError(
             "on_missing",
@@ -367,9 +560,6 @@ def _capability(action: str, model: Any) -> str | None:
     if action == "signal" and model.task_ref is None and model.reason is None:
         return "signal"  # the first waiting task: only the signal endpoint finds it
     return None
-
-
-SIGNAL_WITH_START = frozenset({"signal", "complete_task", "update_variables"})
 
 
 def _start_on_missing(

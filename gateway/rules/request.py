@@ -2,13 +2,14 @@
 
 A pure function of the Plan, written from reference/conductor-api.md and the client's
 endpoint choices, so `gateway explain` can show the exact requests without calling anything.
-Nulls are left out of bodies, as Conductor's own serializer does.
+Nulls are left out of bodies, as Conductor's own serializer does. Each action's renderer is
+named by its entry in the action registry (gateway/rules/actions.py `ACTIONS`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -50,7 +51,9 @@ def plan_requests(plan: Plan) -> list[Request]:
             body = _start_body(plan.target.start)
             note = "only when none is found, once per correlation id: the start dedupe"
             requests.append(Request("POST", "/api/workflow", body=body, note=note))
-    requests.extend(_ACTIONS[plan.method](plan.params, workflow_id))
+    from gateway.rules.actions import ACTIONS  # the registry renders with this module's parts
+
+    requests.extend(ACTIONS[plan.action].requests(plan.params, workflow_id))
     return requests
 
 
@@ -94,12 +97,12 @@ def _start_body(p: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _start(p: Mapping[str, Any], _wf: str) -> list[Request]:
+def start_requests(p: Mapping[str, Any], _wf: str) -> list[Request]:
     note = "Orkes also gets idempotencyKey with idempotencyStrategy RETURN_EXISTING"
     return [Request("POST", "/api/workflow", body=_start_body(p), note=note)]
 
 
-def _execute(p: Mapping[str, Any], _wf: str) -> list[Request]:
+def execute_requests(p: Mapping[str, Any], _wf: str) -> list[Request]:
     query = {"waitForSeconds": str(p.get("wait_for_seconds") or 10)}
     refs = p.get("wait_until_task_refs")
     if refs:
@@ -108,7 +111,7 @@ def _execute(p: Mapping[str, Any], _wf: str) -> list[Request]:
     return [Request("POST", path, query, _start_body(p))]
 
 
-def _signal(p: Mapping[str, Any], wf: str) -> list[Request]:
+def signal_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     status, output, ref = p["status"], dict(p.get("output") or {}), p.get("task_ref")
     reason = p.get("reason_for_incompletion")
     if reason is not None:
@@ -138,7 +141,12 @@ def _task_result(wf: str, task_id: str, status: str, output: Any, reason: Any) -
     return Request("POST", "/api/tasks", body=body)
 
 
-def _update_task(p: Mapping[str, Any], _wf: str) -> list[Request]:
+def task_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
+    """complete_task / fail_task: by task id (no target), else a signal of the found workflow."""
+    return update_task_requests(p, wf) if "task_id" in p else signal_requests(p, wf)
+
+
+def update_task_requests(p: Mapping[str, Any], _wf: str) -> list[Request]:
     return [
         _task_result(
             p["workflow_id"],
@@ -150,7 +158,7 @@ def _update_task(p: Mapping[str, Any], _wf: str) -> list[Request]:
     ]
 
 
-def _variables(p: Mapping[str, Any], wf: str) -> list[Request]:
+def variables_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     return [
         Request(
             "POST",
@@ -161,7 +169,7 @@ def _variables(p: Mapping[str, Any], wf: str) -> list[Request]:
     ]
 
 
-def _terminate(p: Mapping[str, Any], wf: str) -> list[Request]:
+def terminate_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     query = {}
     if p.get("reason") is not None:
         query["reason"] = str(p["reason"])
@@ -170,25 +178,25 @@ def _terminate(p: Mapping[str, Any], wf: str) -> list[Request]:
     return [Request("DELETE", f"/api/workflow/{_seg(wf)}", query)]
 
 
-def _pause(_p: Mapping[str, Any], wf: str) -> list[Request]:
+def pause_requests(_p: Mapping[str, Any], wf: str) -> list[Request]:
     return [Request("PUT", f"/api/workflow/{_seg(wf)}/pause")]
 
 
-def _resume(_p: Mapping[str, Any], wf: str) -> list[Request]:
+def resume_requests(_p: Mapping[str, Any], wf: str) -> list[Request]:
     return [Request("PUT", f"/api/workflow/{_seg(wf)}/resume")]
 
 
-def _retry(p: Mapping[str, Any], wf: str) -> list[Request]:
+def retry_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     flag = "true" if p.get("resume_subworkflow_tasks") else "false"
     return [Request("POST", f"/api/workflow/{_seg(wf)}/retry", {"resumeSubworkflowTasks": flag})]
 
 
-def _restart(p: Mapping[str, Any], wf: str) -> list[Request]:
+def restart_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     flag = "true" if p.get("use_latest_definitions") else "false"
     return [Request("POST", f"/api/workflow/{_seg(wf)}/restart", {"useLatestDefinitions": flag})]
 
 
-def _rerun(p: Mapping[str, Any], wf: str) -> list[Request]:
+def rerun_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
     body = _compact(
         {
             "reRunFromWorkflowId": wf,
@@ -199,18 +207,3 @@ def _rerun(p: Mapping[str, Any], wf: str) -> list[Request]:
         }
     )
     return [Request("POST", f"/api/workflow/{_seg(wf)}/rerun", body=body)]
-
-
-_ACTIONS: dict[str, Callable[[Mapping[str, Any], str], list[Request]]] = {
-    "start_workflow": _start,
-    "execute_workflow": _execute,
-    "signal": _signal,
-    "update_task": _update_task,
-    "update_variables": _variables,
-    "terminate": _terminate,
-    "pause": _pause,
-    "resume": _resume,
-    "retry": _retry,
-    "restart": _restart,
-    "rerun": _rerun,
-}
