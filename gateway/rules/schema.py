@@ -258,22 +258,6 @@ class RerunModel(_Targeted):
     new_correlation_id: str | None = None
 
 
-ACTION_MODELS: dict[str, type[_Model]] = {
-    "start_workflow": StartWorkflowModel,
-    "execute_workflow": ExecuteWorkflowModel,
-    "signal": SignalModel,
-    "complete_task": CompleteTaskModel,
-    "fail_task": FailTaskModel,
-    "update_variables": UpdateVariablesModel,
-    "terminate": TerminateModel,
-    "pause": PauseModel,
-    "resume": ResumeModel,
-    "retry": RetryActionModel,
-    "restart": RestartModel,
-    "rerun": RerunModel,
-}
-
-
 class RuleModel(_Model):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
     description: str | None = None
