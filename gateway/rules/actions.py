@@ -415,10 +415,17 @@ class Action:
     starts_on_missing: bool = False  # may take `on_missing: start` (signal-with-start)
     # Acts on a waiting task: a NotFound (or None from a by-ref signal) means none waits yet.
     on_task: bool = False
+    # The optional Conductor capability a rule of this action needs (capabilities.py), if any.
+    capability: Callable[[Any], str | None] = lambda _model: None
 
     @property
     def starts(self) -> bool:
         return self.call is None
+
+
+def _signal_capability(m: schema.SignalModel) -> str | None:
+    """The first waiting task (no task_ref, no reason): only the signal endpoint finds it."""
+    return "signal" if m.task_ref is None and m.reason is None else None
 
 
 def _found(workflow_id: str | None) -> str:
@@ -450,6 +457,7 @@ ACTIONS: Mapping[str, Action] = {
             _execute,
             request.execute_requests,
             ActionStates(frozenset()),
+            capability=lambda _m: "sync_execute",
         ),
         Action(
             "signal",
@@ -460,6 +468,7 @@ ACTIONS: Mapping[str, Action] = {
             lambda c, wf, p: c.signal(_found(wf), **p),
             starts_on_missing=True,
             on_task=True,
+            capability=_signal_capability,
         ),
         Action(
             "complete_task",
@@ -480,6 +489,7 @@ ACTIONS: Mapping[str, Action] = {
             ActionStates(frozenset()),
             lambda c, wf, p: c.update_variables(_found(wf), **p),
             starts_on_missing=True,
+            capability=lambda _m: "variables",
         ),
         Action(
             "terminate",
@@ -549,17 +559,8 @@ def compile_action(action: str, model: Any, *, strict: bool) -> ActionSpec:
         )
     if isinstance(model, schema._Targeted) and method != "update_task":
         target = _compile_target(key, model, strict)
-    return ActionSpec(action, method, tuple(builder.params), target, _capability(action, model))
-
-
-def _capability(action: str, model: Any) -> str | None:
-    if action == "update_variables":
-        return "variables"
-    if action == "execute_workflow":
-        return "sync_execute"
-    if action == "signal" and model.task_ref is None and model.reason is None:
-        return "signal"  # the first waiting task: only the signal endpoint finds it
-    return None
+    capability = ACTIONS[action].capability(model)
+    return ActionSpec(action, method, tuple(builder.params), target, capability)
 
 
 def _start_on_missing(
