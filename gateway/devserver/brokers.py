@@ -68,11 +68,12 @@ class OutputTail:
 
     def _read(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.lines.append(line)
-            if self._marker and self._marker in line:
-                self.seen.set()
+        with process.stdout:  # closed at EOF (the child exited): nothing else reads it
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.lines.append(line)
+                if self._marker and self._marker in line:
+                    self.seen.set()
 
     def text(self) -> str:
         return "\n".join(self.lines)
@@ -102,7 +103,11 @@ class ServerProcess:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self, argv: list[str], env: dict[str, str] | None = None, marker: str | None = None
+    ) -> OutputTail:
+        """Start the child; its output is read from now on (an unread pipe would fill up and
+        stop it) and closed when it exits."""
         self.process = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -111,6 +116,7 @@ class ServerProcess:
             env=env,
             start_new_session=True,
         )
+        return OutputTail(self.process, marker)
 
     def _kill_group(self, grace: float) -> None:
         process = self.process
@@ -154,9 +160,8 @@ class Tansu(ServerProcess):
         listener = f"tcp://127.0.0.1:{self.port}"
         argv = [self.binary(), "broker", "--listener-url", listener]
         argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
-        self._spawn(argv, env={**os.environ, "RUST_LOG": "warn"})
+        tail = self._spawn(argv, env={**os.environ, "RUST_LOG": "warn"})
         assert self.process is not None
-        tail = OutputTail(self.process)
         if not wait_for_port(self.port, time.monotonic() + self.startup_timeout, self.process):
             code = self.process.poll()
             self._kill_group(2)
@@ -267,9 +272,8 @@ class RabbitMQ(ServerProcess):
         if not Path(RABBITMQ_SERVER).exists():
             raise BrokerError(RABBITMQ_INSTALL_HINT)
         self.base = self._make_base()
-        self._spawn([RABBITMQ_SERVER], env=self._env)
+        tail = self._spawn([RABBITMQ_SERVER], env=self._env, marker="Server startup complete")
         assert self.process is not None
-        tail = OutputTail(self.process, marker="Server startup complete")
         deadline = time.monotonic() + self.startup_timeout
         while not tail.seen.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:
