@@ -514,16 +514,11 @@ class ConductorClient:
         worker_id: str | None = None,
     ) -> str:
         """Report a task's result by task id (what a worker does); returns the task id."""
-        body = TaskResult(
-            workflow_instance_id=workflow_id,
-            task_id=task_id,
-            status=status,
-            output_data=dict(output or {}),
-            reason_for_incompletion=reason_for_incompletion,
-            worker_id=worker_id,
+        body = _task_result(
+            task_id, workflow_id, status, output, reason_for_incompletion, worker_id
         )
         response = await self._session.request(
-            "POST", "/tasks", json=body.to_wire(), accept_text=True, idempotent=True
+            "POST", "/tasks", json=body, accept_text=True, idempotent=True
         )
         return text_id(response) or task_id
 
@@ -572,16 +567,11 @@ class ConductorClient:
         (`POST /tasks/update-v2`, OSS v3.21+); None when there is none. Not repeated after an
         ambiguous failure (a repeat could take a second task): report again with
         `update_task`, which is."""
-        body = TaskResult(
-            workflow_instance_id=workflow_id,
-            task_id=task_id,
-            status=status,
-            output_data=dict(output or {}),
-            reason_for_incompletion=reason_for_incompletion,
-            worker_id=worker_id,
+        body = _task_result(
+            task_id, workflow_id, status, output, reason_for_incompletion, worker_id
         )
         response = await self._session.request(
-            "POST", "/tasks/update-v2", json=body.to_wire(), idempotent=False
+            "POST", "/tasks/update-v2", json=body, idempotent=False
         )
         data = json_body(response)
         return validated(response, Task, data) if data else None
@@ -752,3 +742,22 @@ def _pending_task(tasks: Sequence[Task], task_ref: str | None) -> Task | None:
         task for task in pending if (task.reference_task_name or "").rsplit("__", 1)[0] == task_ref
     )
     return next(exact, None) or next(iteration, None)
+
+
+def _task_result(
+    task_id: str,
+    workflow_id: str,
+    status: TaskResultStatus,
+    output: Mapping[str, Any] | None,
+    reason: str | None,
+    worker_id: str | None,
+) -> dict[str, Any]:
+    """The wire body of a task's result (`POST /tasks` and `/tasks/update-v2`)."""
+    return TaskResult(
+        workflow_instance_id=workflow_id,
+        task_id=task_id,
+        status=status,
+        output_data=dict(output or {}),
+        reason_for_incompletion=reason,
+        worker_id=worker_id,
+    ).to_wire()
