@@ -35,7 +35,7 @@ from gateway.plan import Destination
 from gateway.settings import TrackerSettings
 from gateway.sinks.base import Sink
 from gateway.statuses import TERMINAL_WORKFLOW
-from gateway.store.base import PendingCompletion, Store, TrackRequest
+from gateway.store.base import PendingCompletion, Store, StoreUnreachable, TrackRequest
 from gateway.tracing import NO_TRACING, Tracing
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class Tracker:
         self.tracing: Tracing = NO_TRACING  # spans and the traceparent of completion events
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._stopping = asyncio.Event()
+        self._store_out = False  # the last round found the store unreachable
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Tracker:
@@ -114,8 +115,17 @@ class Tracker:
                     await self._wait_ready()
                     continue
                 done = await self.run_once()
+                self._store_out = False
                 if done < self.settings.batch_size:
                     await self._idle()
+            except StoreUnreachable as exc:  # PostgreSQL out of reach: said once, not a trace
+                log.log(
+                    logging.DEBUG if self._store_out else logging.WARNING,
+                    "completion tracker waits for the store: %s",
+                    exc,
+                )
+                self._store_out = True
+                await self._sleep(self.settings.min_interval)
             except Exception:  # one bad round must not end tracking
                 log.exception("completion tracker round failed; retrying")
                 await self._sleep(self.settings.min_interval)
@@ -149,6 +159,8 @@ class Tracker:
         async with self._limit:
             try:
                 await self.check(row)
+            except StoreUnreachable:
+                raise  # the round says it once
             except Exception:
                 log.exception("tracking workflow %s failed; will retry", row.workflow_id)
                 await self._later(row, row.last_status)

@@ -18,7 +18,7 @@ import pytest
 from gateway.conductor.models import Workflow
 from gateway.errors import ConductorUnavailable, NotFound
 from gateway.settings import TrackerSettings
-from gateway.store.base import TrackRequest
+from gateway.store.base import StoreUnreachable, TrackRequest
 from gateway.store.sqlite import SqliteStore
 from gateway.tracker import Tracker
 from tests.fakes import RecordingSink
@@ -171,6 +171,40 @@ async def test_background_tracker_waits_while_conductor_is_not_ready(store: Sqli
                 await asyncio.sleep(0.02)
     assert [e["id"] for _, e, _ in sink.sent] == [f"wf:COMPLETED:{END}"]
     assert await store.pending_count() == 0
+
+
+class UnreachableStore:
+    """The store's own answer while PostgreSQL is out of reach, for a while."""
+
+    def __init__(self, store: SqliteStore, failures: int) -> None:
+        self._store, self.failures = store, failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def due(self, now: float, limit: int) -> object:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnreachable("PostgreSQL at db:5432 did not answer")
+        return await self._store.due(now, limit)
+
+
+async def test_an_unreachable_store_is_said_once_then_tracking_goes_on(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    conductor, sink = FakeConductor(), RecordingSink()
+    conductor.status["wf"] = "COMPLETED"
+    await store.track("wf", request())
+    out = UnreachableStore(store, failures=5)
+    with caplog.at_level(logging.DEBUG, logger="gateway.tracker"):
+        async with Tracker(out, conductor, sink, SETTINGS):  # type: ignore[arg-type]
+            async with asyncio.timeout(5):
+                while not sink.sent:
+                    await asyncio.sleep(0.02)
+    waits = [r for r in caplog.records if "waits for the store" in r.getMessage()]
+    assert [r.levelno for r in waits] == [logging.WARNING] + [logging.DEBUG] * 4
+    assert all(r.exc_info is None for r in caplog.records)  # no traceback per round
+    assert [e["id"] for _, e, _ in sink.sent] == [f"wf:COMPLETED:{END}"]
 
 
 async def test_a_row_older_than_max_age_is_closed_unpolled_with_a_warning(
