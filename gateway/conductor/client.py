@@ -27,6 +27,7 @@ from gateway.conductor import capabilities as caps
 from gateway.conductor.auth import TokenAuth
 from gateway.conductor.builder import ConductorWorkflow
 from gateway.conductor.models import (
+    SIGNAL_SYNC_QUERY,
     BulkResponse,
     IdempotencyStrategy,
     RerunWorkflowRequest,
@@ -465,13 +466,10 @@ class ConductorClient:
                 raise NotFound(f"workflow {workflow_id} has no waiting WAIT task to signal")
             return task_id
         if task_ref is None:
-            # The asynchronous variant answers 200 whether or not a task was waiting; the
-            # synchronous one says 404 when none was. A 1 ms wait, as the answer is not used;
-            # TARGET_WORKFLOW, as OSS fails (500) to render the others when nothing blocks.
             await self._session.request(
                 "POST",
                 f"/tasks/{_seg(workflow_id)}/{_seg(status)}/signal/sync",
-                params={"returnStrategy": "TARGET_WORKFLOW", "timeoutMillis": "1"},
+                params=SIGNAL_SYNC_QUERY,
                 json=dict(output or {}),
                 idempotent=False,
             )

@@ -14,6 +14,12 @@ from pydantic.alias_generators import to_camel
 
 from gateway.statuses import TERMINAL_TASK, TERMINAL_WORKFLOW, TaskResultStatus
 
+# The query of `POST /tasks/{workflowId}/{status}/signal/sync` as the client sends it. The
+# synchronous signal, not the asynchronous one: it answers 404 when no task was waiting, where
+# the other answers 200 and drops the signal. A 1 ms wait, as the answer is not used;
+# TARGET_WORKFLOW, as OSS fails (500) to render the other strategies when nothing blocks.
+SIGNAL_SYNC_QUERY = {"returnStrategy": "TARGET_WORKFLOW", "timeoutMillis": "1"}
+
 IdempotencyStrategy = Literal["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
 
 

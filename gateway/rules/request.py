@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from gateway.conductor.models import SIGNAL_SYNC_QUERY
 from gateway.plan import Plan, Target
 
 WORKFLOW_ID = "{workflowId}"  # stands for each workflow the target lookup finds
@@ -124,7 +125,8 @@ def signal_requests(p: Mapping[str, Any], wf: str) -> list[Request]:
         )
         return [find, _task_result(wf, TASK_ID, status, output, reason)]
     if ref is None:
-        return [Request("POST", f"/api/tasks/{_seg(wf)}/{_seg(status)}/signal", body=output)]
+        path = f"/api/tasks/{_seg(wf)}/{_seg(status)}/signal/sync"
+        return [Request("POST", path, SIGNAL_SYNC_QUERY, body=output)]
     return [Request("POST", f"/api/tasks/{_seg(wf)}/{_seg(ref)}/{_seg(status)}", body=output)]
 
 

@@ -149,7 +149,9 @@ def test_signal_the_first_waiting_task() -> None:
     assert plan.params == {"status": "FAILED", "output": None, "task_ref": None}
     assert plan.target == Target(workflow_id="wf-9")
     (request,) = plan_requests(plan)
-    assert request.line() == "POST /api/tasks/wf-9/FAILED/signal"
+    assert request.line() == (
+        "POST /api/tasks/wf-9/FAILED/signal/sync?returnStrategy=TARGET_WORKFLOW&timeoutMillis=1"
+    )
     assert request.body == {}
 
 

@@ -42,7 +42,10 @@ def test_explain_shows_the_lookup_the_start_when_none_is_found_and_the_signal() 
         "input": {"orderId": "o-1", "who": "bob"},
     }
     assert "only when none is found" in start.note
-    assert signal.line() == "POST /api/tasks/{workflowId}/COMPLETED/signal"
+    assert signal.line() == (
+        "POST /api/tasks/{workflowId}/COMPLETED/signal/sync"
+        "?returnStrategy=TARGET_WORKFLOW&timeoutMillis=1"
+    )
 
 
 @pytest.mark.parametrize(
