@@ -72,7 +72,9 @@ async def test_kill_9_inside_batches_of_repeated_keys_then_restart_gives_one_per
     kafka_bootstrap: str, devserver: DevServer, conductor: ConductorClient, tmp_path: Path
 ) -> None:
     kafka = KafkaBroker("tansu", kafka_bootstrap, False)
-    topic, workflow, group, ids = unique("orders"), unique("order_flow"), unique("gw"), 600
+    # Enough events that the kill lands mid-stream: on a quiet machine the gateway got through
+    # 600 keys (1,800 records) before a 0.2 s poll had seen the first 60 start.
+    topic, workflow, group, ids = unique("orders"), unique("order_flow"), unique("gw"), 1500
     await conductor.register_workflow_def(wait_workflow(workflow))
     await create_topic(kafka.bootstrap, topic, PARTITIONS)
     await produce_repeats(kafka, topic, ids, repeats=3)
@@ -94,10 +96,11 @@ async def test_kill_9_inside_batches_of_repeated_keys_then_restart_gives_one_per
     first = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
     try:
 
-        async def some_started() -> bool:
-            return len(await workflows_of(conductor, workflow)) >= 60
+        async def some_started() -> bool:  # a count, not the list: a cheap, quick poll
+            found = await conductor.search(query=f"workflowType = {workflow}", size=1)
+            return found.total_hits >= 60
 
-        await eventually(some_started, timeout=60)
+        await eventually(some_started, timeout=60, interval=0.02)
         first.send_signal(signal.SIGKILL)  # mid-stream: starts made, records in flight
         await first.wait()
     finally:
