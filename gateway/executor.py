@@ -482,8 +482,8 @@ class Executor:
 
 
 def _names_its_task(plan: Plan) -> bool:
-    """Whether the client reports a missing task as None (by-ref updates and lookups do; the
-    bare signal endpoint answers nothing either way)."""
+    """Whether the client reports a missing task as None: by-ref updates and look-ups do; a
+    signal of the first waiting task raises NotFound instead, and its None means signalled."""
     params = plan.params
     return bool(params.get("task_ref")) or params.get("reason_for_incompletion") is not None
 

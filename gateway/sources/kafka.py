@@ -460,6 +460,8 @@ def bare_event(record: Any) -> Event:
 
 def _correlation_id(headers: Any, settings: KafkaSettings) -> str | None:
     """The request's correlation id, its bytes kept (binary ids are sent back as they came)."""
+    if not headers:  # most records: no second pass over nothing
+        return None
     found = dict(headers)
     value = found.get(settings.correlation_id_header) or found.get("correlation-id")
     return header_text(value) if value else None
@@ -488,7 +490,7 @@ def to_event(
         partition=record.partition,
         offset=record.offset,
         message_id=headers.get("message-id"),
-        correlation_id=_correlation_id(record.headers or (), settings),
+        correlation_id=_correlation_id(record.headers, settings),
         reply_to=headers.get(settings.reply_topic_header) or None,
         timestamp=record.timestamp,
     )
