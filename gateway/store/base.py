@@ -9,6 +9,13 @@ Claims: before calling Conductor for a key that may repeat, dispatch claims it
 by the `record_start` of the key. While one owner holds a live claim, the others wait for its
 record; a claim left without a record (a crash, a failed call) marks the key as in doubt, and
 its next owner asks Conductor by correlation id before starting again (gateway.executor).
+
+Marks (Kafka): before a fetched batch of a partition is acted on, the source raises the
+partition's mark past it (`reach`). After a crash or a rebalance, the partition's next owner
+treats the records below the mark as possibly processed (suspect: claimed, and asked of
+Conductor) and every record at or above it as new (the cheap path). A mark is raised ahead in
+steps, so it costs one durable write per step of records, not per batch; too high a mark only
+makes a few more records take the careful path after a crash, too low a mark is never written.
 """
 
 from __future__ import annotations
@@ -117,6 +124,16 @@ class Store(Protocol):
 
     async def release_claim(self, key: str, owner: str) -> None:
         """The owner's start failed: its claim expires now but stays, so the key is in doubt."""
+
+    async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        """Each partition's mark: the offset below which a gateway may have acted on records.
+
+        0 when no gateway acted on the partition with this store; None when that is unknown
+        (a store kept records before it kept marks: treat its whole backlog as suspect).
+        """
+
+    async def reach(self, topic: str, partition: int, offset: int) -> None:
+        """Raise the partition's mark to `offset` (a lower one leaves it); durable on return."""
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         """Add an outbox row without a dedupe record (execute_workflow replies)."""

@@ -49,8 +49,9 @@ CHUNK = 500  # keys per `IN (...)`: well under SQLite's limit of bound parameter
 PURGE_CHUNK = 5000  # dedupe records deleted per transaction by the background purge
 LOOKUP_BUSY_MS = 50  # longest a look-up on the loop's thread waits for a busy file
 
-# 2: outbox.publish_failures, 3: outbox.also_publish, 4: index starts_workflow, 5: claims
-SCHEMA_VERSION = 5
+# 2: outbox.publish_failures, 3: outbox.also_publish, 4: index starts_workflow, 5: claims,
+# 6: marks
+SCHEMA_VERSION = 6
 
 _CLAIMS = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -60,8 +61,20 @@ CREATE TABLE IF NOT EXISTS claims (
     created_at REAL NOT NULL
 )"""
 
+_MARKS = """
+CREATE TABLE IF NOT EXISTS marks (
+    topic   TEXT NOT NULL,
+    part    INTEGER NOT NULL,
+    reached INTEGER NOT NULL,
+    PRIMARY KEY (topic, part)
+)"""
+# The row a migration leaves when the file held records before it kept marks: a partition
+# without a mark is then unknown, not new (base.Store.reached).
+_MARKS_UNKNOWN = ("", -1)
+
 _SCHEMA = f"""
 {_CLAIMS};
+{_MARKS};
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS starts (
     key         TEXT PRIMARY KEY,
@@ -100,6 +113,8 @@ _MIGRATIONS = (
     "ALTER TABLE outbox ADD COLUMN also_publish TEXT",
     "CREATE INDEX IF NOT EXISTS starts_workflow ON starts (workflow_id)",
     _CLAIMS,
+    f"""INSERT OR IGNORE INTO marks (topic, part, reached)
+        SELECT '{_MARKS_UNKNOWN[0]}', {_MARKS_UNKNOWN[1]}, 0 WHERE EXISTS (SELECT 1 FROM starts)""",
 )
 
 
@@ -353,6 +368,26 @@ class SqliteStore:
     async def release_claim(self, key: str, owner: str) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.execute("UPDATE claims SET expires_at = 0 WHERE key = ? AND owner = ?", (key, owner))
+
+        await self._write(op)
+
+    async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        rows = await self._read(
+            "SELECT topic, part, reached FROM marks WHERE (topic = ? AND part IN"
+            " (SELECT value FROM json_each(?))) OR (topic = ? AND part = ?)",
+            (topic, orjson.dumps(list(partitions)).decode(), *_MARKS_UNKNOWN),
+        )
+        marks = {int(part): int(mark) for name, part, mark in rows if name == topic}
+        unknown = any((name, part) == _MARKS_UNKNOWN for name, part, _ in rows)
+        return {p: marks.get(p, None if unknown else 0) for p in partitions}
+
+    async def reach(self, topic: str, partition: int, offset: int) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO marks (topic, part, reached) VALUES (?, ?, ?) ON CONFLICT"
+                " (topic, part) DO UPDATE SET reached = max(reached, excluded.reached)",
+                (topic, partition, offset),
+            )
 
         await self._write(op)
 
