@@ -47,8 +47,8 @@ from gateway.store.retention import purge_forever
 from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 
 # 2: gateway_outbox.publish_failures, 3: gateway_outbox.also_publish,
-# 4: index gateway_starts_workflow, 5: gateway_claims
-SCHEMA_VERSION = 5
+# 4: index gateway_starts_workflow, 5: gateway_claims, 6: gateway_marks
+SCHEMA_VERSION = 6
 PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 # A server the network swallows must not hold a start for ever: bounded connects and queries.
@@ -64,8 +64,20 @@ CREATE TABLE IF NOT EXISTS gateway_claims (
     created_at DOUBLE PRECISION NOT NULL
 )"""
 
+_MARKS = """
+CREATE TABLE IF NOT EXISTS gateway_marks (
+    topic   TEXT NOT NULL,
+    part    INTEGER NOT NULL,
+    reached BIGINT NOT NULL,
+    PRIMARY KEY (topic, part)
+)"""
+# The row a migration leaves when the database held records before it kept marks: a partition
+# without a mark is then unknown, not new (base.Store.reached). No Kafka topic is named ''.
+_MARKS_UNKNOWN = ("", -1)
+
 _SCHEMA = f"""
 {_CLAIMS};
+{_MARKS};
 CREATE TABLE IF NOT EXISTS gateway_schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gateway_starts (
     key         TEXT PRIMARY KEY,
@@ -106,6 +118,10 @@ _MIGRATIONS = (
     "ALTER TABLE gateway_outbox ADD COLUMN IF NOT EXISTS also_publish TEXT",
     "CREATE INDEX IF NOT EXISTS gateway_starts_workflow ON gateway_starts (workflow_id)",
     _CLAIMS,
+    f"""{_MARKS};
+    INSERT INTO gateway_marks (topic, part, reached)
+    SELECT '{_MARKS_UNKNOWN[0]}', {_MARKS_UNKNOWN[1]}, 0 WHERE EXISTS (SELECT 1 FROM gateway_starts)
+    ON CONFLICT DO NOTHING""",
 )
 # Insert-first: a new key's claim is inserted; an existing claim is taken over only when its
 # lease ran out or its owner is an earlier incarnation of this replica (a conflicting row is
@@ -404,6 +420,33 @@ class PostgresStore:
                 keys,
             )
         return kept
+
+    async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        """One query: the partitions' marks and the migration's "unknown" row."""
+        with self._reachable("read partition marks"):
+            rows = await self._db().fetch(
+                "SELECT topic, part, reached FROM gateway_marks"
+                " WHERE (topic = $1 AND part = ANY($2::int[])) OR (topic = $3 AND part = $4)",
+                topic,
+                list(partitions),
+                *_MARKS_UNKNOWN,
+            )
+        found = {(str(r["topic"]), int(r["part"])): int(r["reached"]) for r in rows}
+        unknown = _MARKS_UNKNOWN in found
+        return {p: found.get((topic, p), None if unknown else 0) for p in partitions}
+
+    async def reach(self, topic: str, partition: int, offset: int) -> None:
+        """One autocommitted upsert: replicas raising one mark at once serialize on its row,
+        and GREATEST keeps the higher of the two whatever order they commit in."""
+        with self._reachable("raise a partition mark"):
+            await self._db().execute(
+                "INSERT INTO gateway_marks AS m (topic, part, reached) VALUES ($1, $2, $3)"
+                " ON CONFLICT (topic, part) DO UPDATE"
+                " SET reached = GREATEST(m.reached, EXCLUDED.reached)",
+                topic,
+                partition,
+                offset,
+            )
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
         await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))

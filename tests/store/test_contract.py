@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -266,3 +267,52 @@ async def _sql(store: Any, template: str) -> None:
         await store._write(lambda db: db.execute(sql))
     else:
         await store._db().execute(template.format("gateway_"))
+
+
+async def test_partition_marks_start_at_zero_rise_and_never_fall(store: Any) -> None:
+    assert await store.reached("orders", [0, 1, 2]) == {0: 0, 1: 0, 2: 0}
+    await store.reach("orders", 1, 500)
+    await store.reach("orders", 1, 200)  # a lower mark (a late replica) leaves it
+    await store.reach("orders", 2, 2**40)  # offsets are 64-bit
+    await store.reach("payments", 0, 9000)  # another topic's partition 0
+    assert await store.reached("orders", [0, 1, 2]) == {0: 0, 1: 500, 2: 2**40}
+    assert await store.reached("payments", [0, 1]) == {0: 9000, 1: 0}
+    assert await store.reached("orders", []) == {}
+
+
+async def test_a_mark_is_kept_across_a_restart(make_store: StoreFactory) -> None:
+    async with make_store() as store:
+        await store.reach("orders", 3, 1234)
+    async with make_store() as store:
+        assert await store.reached("orders", [3, 4]) == {3: 1234, 4: 0}
+
+
+async def test_replicas_raising_one_mark_at_once_keep_the_highest(postgres_dsn: str) -> None:
+    offsets = list(range(0, 3000, 10))
+    random.Random(18).shuffle(offsets)
+    stores = [PostgresStore(postgres_dsn) for _ in range(3)]
+    async with stores[0] as a, stores[1] as b, stores[2] as c:
+        replicas = (a, b, c)
+        await asyncio.gather(
+            *(replicas[i % 3].reach("orders", 0, offset) for i, offset in enumerate(offsets))
+        )
+        assert await b.reached("orders", [0]) == {0: 2990}
+
+
+@pytest.mark.parametrize("had_starts", [True, False], ids=["with-starts", "empty"])
+async def test_a_version_5_store_gains_marks(make_store: StoreFactory, had_starts: bool) -> None:
+    async with make_store() as store:  # what a gateway with schema version 5 left behind
+        if had_starts:
+            await store.record_start("k", "wf", "rpc")
+        await _sql(store, "DROP TABLE {}marks")
+        await _sql(store, "UPDATE {}schema_version SET version = 5")
+    async with make_store() as store:
+        if not had_starts:  # nothing was ever acted on: every partition is new
+            assert await store.reached("orders", [0, 1]) == {0: 0, 1: 0}
+            return
+        # The records kept before marks could be of any partition: unknown, so suspect.
+        assert await store.reached("orders", [0, 1]) == {0: None, 1: None}
+        await store.reach("orders", 1, 42)
+    async with make_store() as store:  # a marked partition is known from then on
+        assert await store.reached("orders", [0, 1]) == {0: None, 1: 42}
+        assert await store.reached("payments", [0]) == {0: None}
