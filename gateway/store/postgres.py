@@ -2,7 +2,7 @@
 
 Same tables as the SQLite store, prefixed `gateway_`. What changes with several replicas:
 - `record_start` relies on the primary key: `INSERT ... ON CONFLICT DO NOTHING RETURNING`, and
-  the loser of a race reads the winner's workflow id, in one transaction with the outbox row.
+  the loser of a race reads the winner's workflow id; the outbox rows go in the same statement.
 - `due` CLAIMS the rows it returns: it selects due rows `FOR UPDATE SKIP LOCKED` and pushes
   their next poll `claim_seconds` ahead in the same statement, so two replicas never poll the
   same workflow at once; if a replica dies, its claimed rows come due again after the claim.
@@ -19,9 +19,10 @@ Same tables as the SQLite store, prefixed `gateway_`. What changes with several 
 Commits are durable (`synchronous_commit` is left at the server's default, on).
 
 Dedupe look-ups asked together go out as one `WHERE key = ANY($1)` (gateway.coalesce): one
-round trip for a fetched batch instead of one per event. Starts recorded together share one
-transaction (an `unnest` insert, one read of the keys recorded before, the outbox rows), up to
-half the pool's connections at a time. With `retention_seconds` set, records
+round trip for a fetched batch instead of one per event. Starts recorded together are one
+statement (_RECORD), so one round trip, up to half the pool's connections at a time; claims
+asked together share one transaction. A released connection is not reset (_keep_session): the
+default reset would add a round trip to every statement. With `retention_seconds` set, records
 older than that are deleted in the background, in chunks, every `purge_interval` seconds.
 """
 
@@ -50,6 +51,7 @@ from gateway.store.rows import OUTBOX_COLUMNS, outbox_row, pending
 # 4: index gateway_starts_workflow, 5: gateway_claims, 6: gateway_marks
 SCHEMA_VERSION = 6
 PURGE_CHUNK = 5000  # dedupe records deleted per statement by the background purge
+RECORD_PASSES = 3  # a batch's record statements at most (a race costs a second, see _RECORD)
 _MIGRATION_LOCK = 0x6761_7465  # advisory lock key: "gate"
 # A server the network swallows must not hold a start for ever: bounded connects and queries.
 CONNECT_SECONDS = 5.0
@@ -134,6 +136,39 @@ ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.ex
 WHERE c.expires_at <= $4 OR split_part(c.owner, '#', 1) = $5
 RETURNING c.key, c.xmax::text <> '0' AS in_doubt
 """
+# record_start's batch in one statement, its own transaction (autocommit): insert the new keys
+# (in key order; a key recorded before, or by a concurrent replica, is left as it is), add the
+# outbox rows of the keys it inserted, delete the keys' claims (locked in key order, as the
+# claimers lock them), and return the id every key keeps: its new row, else the row the
+# statement's snapshot shows. A row committed by another replica after that snapshot began is
+# not shown (READ COMMITTED): the caller runs the statement again for those keys.
+_RECORD = """
+WITH inserted AS (
+    INSERT INTO gateway_starts (key, workflow_id, rule, created_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])
+        AS g (key, workflow_id, rule, created_at) ORDER BY key
+    ON CONFLICT DO NOTHING
+    RETURNING key, workflow_id
+), tracked AS (
+    INSERT INTO gateway_outbox (workflow_id, destination, statuses, rule, source_event_id,
+        source, reply_correlation_id, attempts, next_poll_at, last_status, created_at,
+        also_publish)
+    SELECT t.workflow_id, t.destination, t.statuses, t.rule, t.source_event_id, t.source,
+        t.reply_correlation_id, 0, t.next_poll_at, NULL, t.created_at, t.also_publish
+    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+        $11::text[], $12::text[], $13::float8[], $14::float8[], $15::text[])
+        AS t (key, workflow_id, destination, statuses, rule, source_event_id, source,
+            reply_correlation_id, next_poll_at, created_at, also_publish)
+    JOIN inserted USING (key)
+    ON CONFLICT DO NOTHING
+), unclaimed AS (
+    DELETE FROM gateway_claims WHERE key IN (
+        SELECT key FROM gateway_claims WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE)
+)
+SELECT key, workflow_id FROM inserted
+UNION ALL
+SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])
+"""
 _CLAIM = f"""
 WITH due AS (
     SELECT workflow_id, next_poll_at AS was_due FROM gateway_outbox
@@ -205,6 +240,7 @@ class PostgresStore:
                 max_size=self.max_size,
                 timeout=CONNECT_SECONDS,
                 command_timeout=COMMAND_SECONDS,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise OSError(
@@ -375,51 +411,42 @@ class PostgresStore:
         return kept
 
     async def _record_many(self, starts: Sequence[StartRecord]) -> dict[StartRecord, str]:
-        """One transaction, three round trips: insert the new keys (the first record of a key
-        wins), read the ids of the keys recorded before, add the new keys' outbox rows."""
+        """One statement, so one round trip (see _RECORD): the first record of a key wins."""
         first: dict[str, StartRecord] = {}
         for start in starts:
             first.setdefault(start.key, start)
         keys = sorted(first)  # one lock order for every replica: no deadlock between them
+        kept: dict[str, str] = {}
         with self._reachable("record starts"):
-            kept = await self._record_keys(keys, first)
-        return {start: kept[start.key] for start in starts}
+            for _ in range(RECORD_PASSES):
+                kept |= await self._record_keys(keys, first)
+                # A key left out was recorded by a replica whose transaction committed after
+                # this statement's snapshot was taken (READ COMMITTED): the statement found
+                # the conflict but cannot show the row; the next one (these keys only) can.
+                if not (keys := [k for k in keys if k not in kept]):
+                    return {start: kept[start.key] for start in starts}
+        raise StoreUnreachable(
+            f"store.postgres_dsn: keys {keys[:3]} were neither recorded nor found in "
+            f"{RECORD_PASSES} passes (purged meanwhile?); recording them again"
+        )
 
     async def _record_keys(self, keys: list[str], first: dict[str, StartRecord]) -> dict[str, str]:
-        async with self._db().acquire() as db, db.transaction():
-            rows = await db.fetch(
-                "INSERT INTO gateway_starts (key, workflow_id, rule, created_at)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])"
-                " ON CONFLICT DO NOTHING RETURNING key",
-                keys,
-                [first[k].workflow_id for k in keys],
-                [first[k].rule for k in keys],
-                [first[k].created_at for k in keys],
-            )
-            inserted = {str(row["key"]) for row in rows}
-            kept = {k: first[k].workflow_id for k in inserted}
-            others = [k for k in keys if k not in inserted]
-            if others:
-                for row in await db.fetch(
-                    "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
-                    others,
-                ):
-                    kept[str(row["key"])] = str(row["workflow_id"])
-            outbox = [
-                self._outbox_row(s.workflow_id, s.track, s.created_at)
-                for k in inserted
-                if (s := first[k]).track is not None
-            ]
-            if outbox:
-                await db.executemany(_OUTBOX_INSERT, outbox)
-            # The claims are moot once the key has its record (a claimer that comes later
-            # reads the record in its own transaction and drops its claim again).
-            await db.execute(
-                "DELETE FROM gateway_claims WHERE key IN (SELECT key FROM gateway_claims"
-                " WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE)",
-                keys,
-            )
-        return kept
+        """The id each key keeps, but for a key recorded concurrently and not yet visible."""
+        starts = [first[k] for k in keys]
+        tracked = [
+            (s.key, s.workflow_id, s.track, s.created_at) for s in starts if s.track is not None
+        ]
+        outbox = [(k, *self._outbox_row(wf, track, at)) for k, wf, track, at in tracked]
+        columns = [list(column) for column in zip(*outbox, strict=True)] or [[]] * 11
+        rows = await self._db().fetch(
+            _RECORD,
+            keys,
+            [s.workflow_id for s in starts],
+            [s.rule for s in starts],
+            [s.created_at for s in starts],
+            *columns,
+        )
+        return {str(row["key"]): str(row["workflow_id"]) for row in rows}
 
     async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
         """One query: the partitions' marks and the migration's "unknown" row."""
@@ -504,6 +531,12 @@ class PostgresStore:
             "DELETE FROM gateway_claims WHERE created_at < $1 AND expires_at < $1", older_than
         )
         return total
+
+
+async def _keep_session(connection: Any) -> None:
+    """A released connection's reset: none beyond asyncpg's own rollback of an open transaction.
+    The default (RESET ALL, CLOSE ALL, UNLISTEN *, pg_advisory_unlock_all) costs a round trip
+    per statement, and this store leaves none of that behind (its one lock is per transaction)."""
 
 
 def _claim_of(in_doubt: bool | None) -> Claim:

@@ -316,3 +316,59 @@ async def test_a_version_5_store_gains_marks(make_store: StoreFactory, had_start
     async with make_store() as store:  # a marked partition is known from then on
         assert await store.reached("orders", [0, 1]) == {0: None, 1: 42}
         assert await store.reached("payments", [0]) == {0: None}
+
+
+async def test_postgres_a_start_committed_during_the_record_is_the_one_kept(
+    postgres_dsn: str,
+) -> None:
+    """A replica's record of the key commits after this batch's statement began: the statement
+    cannot see that row (READ COMMITTED), yet every caller gets the winner's id."""
+    import asyncpg
+
+    async with PostgresStore(postgres_dsn, first_poll_delay=0.0) as store:
+        other = await asyncpg.connect(postgres_dsn)
+        try:
+            async with other.transaction():
+                await other.execute("INSERT INTO gateway_starts VALUES ('k', 'wf-other', 'rpc', 0)")
+                mine = asyncio.ensure_future(store.record_start("k", "wf-mine", "rpc", TRACK))
+                new = asyncio.ensure_future(store.record_start("n", "wf-n", "rpc", TRACK))
+                await _blocked(store)  # the statement waits for the other's row: it has begun
+        finally:
+            await other.close()
+        assert (await mine, await new) == ("wf-other", "wf-n")
+        assert await store.find_start("k") == "wf-other"
+        assert [r.workflow_id for r in await store.due(time.time() + 1, 10)] == ["wf-n"]
+
+
+async def _blocked(store: PostgresStore) -> None:
+    """Until a statement of the store waits for another transaction's lock."""
+    deadline = time.monotonic() + 10
+    while not await store._db().fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0"
+    ):
+        assert time.monotonic() < deadline, "the record never reached the other's row"
+        await asyncio.sleep(0.01)
+
+
+async def test_postgres_replicas_recording_and_claiming_the_same_keys_agree(
+    postgres_dsn: str,
+) -> None:
+    keys = [f"k{i}" for i in range(300)]
+    stores = [PostgresStore(postgres_dsn, first_poll_delay=0.0) for _ in range(4)]
+    async with stores[0] as a, stores[1] as b, stores[2] as c, stores[3] as d:
+        replicas = (a, b, c, d)
+
+        async def replica(n: int) -> list[str]:
+            order = random.Random(n).sample(keys, len(keys))
+            owner = f"replica-{n}#1"
+            await asyncio.gather(*(replicas[n].claim_start(k, owner, 30) for k in order[::3]))
+            kept = await asyncio.gather(
+                *(replicas[n].record_start(k, f"wf-{k}-{n}", "r", TRACK) for k in order)
+            )
+            return [wf for _, wf in sorted(zip(order, kept, strict=True))]
+
+        results = await asyncio.gather(*(replica(n) for n in range(4)))
+        winners = await asyncio.gather(*(a.find_start(k) for k in sorted(keys)))
+        assert all(result == winners for result in results)  # one id per key, for everyone
+        assert await a.pending_count() == len(keys)  # one outbox row per kept workflow
+        assert await a._db().fetchval("SELECT count(*) FROM gateway_claims") == 0
