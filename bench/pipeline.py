@@ -14,11 +14,15 @@ Run: .venv/bin/python bench/pipeline.py [--events N] [--runs R] [--sources kafka
   one task per message, ack after the call) vs the gateway, each on its own copy of the events.
 - The consumer under test (bare loop or gateway) is pinned to core 0 with taskset; brokers,
   stand-in and this driver to core 1. The figures are per core.
-- --latency: events produced at a steady 50% of the gateway's measured maximum for 15 s,
-  latency = call received at the stand-in - time written into the event by the producer;
-  p50/p99 for the bare loop and the gateway, on Tansu and on Apache Kafka.
-- --soak: 1,000,000 events through the gateway at that rate; its RSS and the store file size
-  sampled every 10 s (for the note; not for CI).
+- --latency: events produced at a steady 50% of the gateway's measured maximum (or --rate),
+  the same rate for both loops, for 5 s of warm-up (not counted) then --latency-seconds (25);
+  latency = call received at the stand-in - time written into the event as it is handed to the
+  producer, so the producer's own lateness is not counted (it is reported: a late producer
+  sends a burst); p50/p99/max for the bare loop and the gateway, on Tansu and Apache Kafka.
+  Both consume with the gateway's default fetch wait (gateway/sources/kafka_config.py).
+- --soak: --soak-events (1,000,000) through the gateway at that rate on Tansu, the store's
+  purge every 10 s with --retention; its RSS, the store's files, dedupe rows and free pages
+  sampled every 10 s, and a summary (for the note; not for CI).
 
 Results go to bench/pipeline.txt by hand (copy the output).
 """
@@ -32,6 +36,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -48,8 +53,10 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+import gateway.sinks  # noqa: F401  (first: importing kafka_config first is a cycle)
 from gateway.devserver.brokers import RabbitMQ, Tansu, free_port
 from gateway.devserver.realservers import ApacheKafka
+from gateway.sources.kafka_config import FETCH_MAX_WAIT_MS
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -57,6 +64,7 @@ CONSUMER_CORE = "0"  # the bare loop or the gateway
 SERVICE_CORE = "1"  # brokers, the stand-in, this driver
 PARTITIONS = 4
 CONCURRENCY = 64
+WARMUP_SECONDS = 5.0  # --latency: produced at the same rate first, not counted
 T_FIELD = re.compile(rb'"t":\s*([0-9.]+)')
 
 # -- the stand-in Conductor ----------------------------------------------------------------
@@ -67,10 +75,10 @@ class Tally:
     count: int = 0
     first: float = 0.0
     last: float = 0.0
-    latencies: list[float] = field(default_factory=list)
+    stamps: list[tuple[float, float]] = field(default_factory=list)  # (produced, received)
 
     def reset(self) -> None:
-        self.count, self.first, self.last, self.latencies = 0, 0.0, 0.0, []
+        self.count, self.first, self.last, self.stamps = 0, 0.0, 0.0, []
 
     def call(self, body: bytes) -> None:
         now = time.time()
@@ -80,7 +88,7 @@ class Tally:
         self.last = now
         match = T_FIELD.search(body)
         if match:
-            self.latencies.append((now - float(match.group(1))) * 1000)
+            self.stamps.append((float(match.group(1)), now))
 
 
 class StandIn(asyncio.Protocol):
@@ -123,7 +131,7 @@ class StandIn(asyncio.Protocol):
             tally = self.tally
             stats = {"count": tally.count, "first": tally.first, "last": tally.last}
             if "lat" in request[1]:
-                stats["latencies"] = tally.latencies  # type: ignore[assignment]
+                stats["stamps"] = tally.stamps  # type: ignore[assignment]
             if "reset" in request[1]:
                 tally.reset()
             return _response(json.dumps(stats).encode(), "application/json")
@@ -176,6 +184,7 @@ async def bare_kafka(bootstrap: str, topic: str, group: str, conductor: str) -> 
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # the gateway's default: the same fetch pacing
     )
     await consumer.start()
     limit = asyncio.Semaphore(CONCURRENCY)
@@ -282,15 +291,27 @@ async def fill_amqp(url: str, queue: str, n: int, stamp: bool = False) -> None:
             )
 
 
-async def produce_steady(bootstrap: str, topic: str, per_second: float, seconds: float) -> int:
-    """Produce at a steady rate (in 10 ms steps); return how many were sent."""
+async def produce_steady(
+    bootstrap: str,
+    topic: str,
+    per_second: float,
+    seconds: float,
+    late: list[float] | None = None,
+    *,
+    stamp: bool = True,
+) -> int:
+    """Produce at a steady rate (in 10 ms steps); return how many were sent. `late` receives
+    each event's lateness (ms) behind its due time, begin + i / per_second: the driver shares a
+    core with the brokers, and a late producer sends a burst, which is not the consumer's fault."""
     sent = 0
     async with producer(bootstrap) as kafka:
         begin = time.monotonic()
         while (elapsed := time.monotonic() - begin) < seconds:
             due = int(elapsed * per_second) - sent
             for _ in range(due):
-                await kafka.send(topic, event(sent, True), key=f"k{sent % 257}".encode())
+                if late is not None:
+                    late.append((time.monotonic() - begin - sent / per_second) * 1000)
+                await kafka.send(topic, event(sent, stamp), key=f"k{sent % 257}".encode())
                 sent += 1
             await asyncio.sleep(0.01)
         await kafka.flush()
@@ -421,35 +442,71 @@ async def throughput_amqp(stack: Stack, n: int, tag: str) -> dict[str, Measured]
     return result
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Produced -> called (ms) over the counted events, and the producer's own lateness."""
+
+    p50: float
+    p99: float
+    worst: float
+    count: int
+    late_p99: float  # the producer behind its schedule (ms): a burst it sent, not a delay
+    load: float  # the machine's 1-minute load average when the run ended
+
+    @classmethod
+    def of(cls, latencies: list[float], late: list[float]) -> Latency:
+        cuts = statistics.quantiles(latencies, n=100)
+        load = os.getloadavg()[0]
+        return cls(cuts[49], cuts[98], max(latencies), len(latencies), _p99(late), load)
+
+    def line(self, broker: str, who: str, per_second: float) -> str:
+        return (
+            f"latency {broker:12s} {who:7s} at {per_second:5.0f}/s: p50 {self.p50:6.1f} ms  "
+            f"p99 {self.p99:6.1f} ms  max {self.worst:6.1f} ms  ({self.count} events; "
+            f"producer late p99 {self.late_p99:.1f} ms; load {self.load:.1f})"
+        )
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else 0.0
+
+
 async def latency_of(
     stack: Stack, bootstrap: str, argv_of: Any, per_second: float, seconds: float
-) -> tuple[float, float, int]:
-    """p50, p99 (ms) and count of produced -> called, producing at `per_second`."""
+) -> Latency:
+    """Produced -> called at a steady `per_second` for WARMUP_SECONDS + `seconds`; the events
+    produced in the warm-up (the consumer's first fetches, its connection pool filling) are
+    not counted."""
     tag = uuid.uuid4().hex[:6]
     topic = f"lat-{tag}"
     await create_topic(bootstrap, topic)
     base = stack.conductor.removesuffix("/api")
-    process = pinned(CONSUMER_CORE, argv_of(topic, tag), stack.tmp / f"lat-{tag}.log")
+    log = stack.tmp / f"lat-{tag}.log"
+    process = pinned(CONSUMER_CORE, argv_of(topic, tag), log)
+    late: list[float] = []
     try:
         await stats(base, "?reset")
-        async with producer(bootstrap) as kafka:  # warm up: until the consumer is assigned
+        async with producer(bootstrap) as kafka:  # until the consumer is assigned and calls
             deadline = time.monotonic() + 90
             while (await stats(base))["count"] == 0 and time.monotonic() < deadline:
                 await kafka.send_and_wait(topic, event(0, False), key=b"warm")
                 await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         await stats(base, "?reset")
-        sent = await produce_steady(bootstrap, topic, per_second, seconds)
+        counted_from = time.time() + WARMUP_SECONDS
+        sent = await produce_steady(bootstrap, topic, per_second, WARMUP_SECONDS + seconds, late)
         await wait_calls(base, sent, timeout=60)
-        latencies = sorted((await stats(base, "?lat"))["latencies"])
+        stamps = (await stats(base, "?lat"))["stamps"]
     finally:
         await asyncio.to_thread(ended, process)
-    cuts = statistics.quantiles(latencies, n=100)
-    return cuts[49], cuts[98], len(latencies)
+    latencies = [(called - made) * 1000 for made, called in stamps if made >= counted_from]
+    if len(stamps) < sent or len(latencies) < 100:
+        raise SystemExit(f"latency: {len(stamps)} of {sent} events called; see {log}")
+    return Latency.of(latencies, late[int(WARMUP_SECONDS * per_second) :])
 
 
-async def latency(stack: Stack, per_second: float, seconds: float = 15.0) -> list[str]:
-    lines = []
+async def latency(stack: Stack, per_second: float, seconds: float) -> None:
+    """The bare loop, then the gateway, on each broker; prints as it goes."""
     brokers = [("Tansu", stack.tansu)] + ([("Apache Kafka", stack.kafka)] if stack.kafka else [])
     for name, bootstrap in brokers:
         bare = await latency_of(
@@ -459,6 +516,7 @@ async def latency(stack: Stack, per_second: float, seconds: float = 15.0) -> lis
             per_second,
             seconds,
         )
+        print(bare.line(name, "bare", per_second), flush=True)
         gateway = await latency_of(
             stack,
             bootstrap,
@@ -466,12 +524,8 @@ async def latency(stack: Stack, per_second: float, seconds: float = 15.0) -> lis
             per_second,
             seconds,
         )
-        for who, (p50, p99, count) in (("bare   ", bare), ("gateway", gateway)):
-            lines.append(
-                f"latency {name:12s} {who} at {per_second:5.0f}/s: p50 {p50:6.1f} ms  "
-                f"p99 {p99:6.1f} ms  ({count} events)"
-            )
-    return lines
+        print(gateway.line(name, "gateway", per_second), flush=True)
+        print(f"latency {name:12s} gateway p99 - bare p99 {gateway.p99 - bare.p99:+.1f} ms")
 
 
 def rss_mib(pid: int) -> float:
@@ -482,13 +536,43 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One --soak sample: the gateway's memory and its store."""
+
+    at: float  # seconds since production began
+    calls: int
+    rss: float  # MiB
+    store: float  # MiB: the database file, its WAL and its shared-memory index
+    rows: int  # dedupe records (starts) in the store
+    free: int  # free pages in the database file (reused before the file grows)
+
+    def line(self) -> str:
+        return (
+            f"  {self.at:6.0f}s  calls {self.calls:8d}  RSS {self.rss:6.1f} MiB  store "
+            f"{self.store:6.1f} MiB  rows {self.rows:7d}  free pages {self.free:6d}"
+        )
+
+
 def store_mib(path: Path) -> float:
     files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
     return sum(f.stat().st_size for f in files if f.exists()) / 2**20
 
 
-async def soak(stack: Stack, per_second: float, total: int, retention: float) -> list[str]:
-    """`total` events through the gateway at `per_second`; RSS and store size every 10 s."""
+def store_rows(path: Path) -> tuple[int, int]:
+    """Dedupe records and free pages, read beside the gateway (WAL: a reader never blocks it)."""
+    if not path.exists():
+        return 0, 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        rows = db.execute("SELECT COUNT(*) FROM starts").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(rows), int(free)
+
+
+async def soak(stack: Stack, per_second: float, total: int, retention: float) -> list[Sample]:
+    """`total` events through the gateway at `per_second`, with the store's purge every 10 s;
+    its RSS and store sampled every 10 s until every event was called (or twice the planned
+    time has passed)."""
     tag = uuid.uuid4().hex[:6]
     topic = f"soak-{tag}"
     await create_topic(stack.tansu, topic)
@@ -497,31 +581,45 @@ async def soak(stack: Stack, per_second: float, total: int, retention: float) ->
         name, stack.tansu, f"topic: {topic}", retention_seconds=retention, purge_interval_seconds=10
     )
     process = pinned(CONSUMER_CORE, argv, stack.tmp / f"{name}.log")
-    lines = [f"soak: {total} events at {per_second:.0f}/s, store retention {retention:g}s"]
-    print(lines[0], flush=True)
-    base = stack.conductor.removesuffix("/api")
+    print(f"soak: {total} events at {per_second:.0f}/s, store retention {retention:g}s", flush=True)
+    base, db = stack.conductor.removesuffix("/api"), stack.tmp / f"{name}.db"
     await stats(base, "?reset")
+    samples: list[Sample] = []
     try:
         feeding = asyncio.create_task(
-            produce_steady(stack.tansu, topic, per_second, total / per_second)
+            produce_steady(stack.tansu, topic, per_second, total / per_second, stamp=False)
         )
         begin = time.monotonic()
-        while not feeding.done() or (await stats(base))["count"] < total * 0.999:
+        while not feeding.done() or not samples or samples[-1].calls < feeding.result():
             await asyncio.sleep(10)
-            count = (await stats(base))["count"]
-            size = store_mib(stack.tmp / f"{name}.db")
-            line = (
-                f"  {time.monotonic() - begin:6.0f}s  calls {count:8d}  RSS "
-                f"{rss_mib(process.pid):6.1f} MiB  store {size:7.1f} MiB"
-            )
-            print(line, flush=True)
-            lines.append(line)
-            if time.monotonic() - begin > 2 * total / per_second + 120:
+            rows, free = await asyncio.to_thread(store_rows, db)
+            calls = (await stats(base))["count"]
+            at = time.monotonic() - begin
+            samples.append(Sample(at, calls, rss_mib(process.pid), store_mib(db), rows, free))
+            print(samples[-1].line(), flush=True)
+            if at > 2 * total / per_second + 120:
                 break
         await feeding
     finally:
         await asyncio.to_thread(ended, process)
-    return lines
+    print(soak_summary(samples, feeding.result(), retention), flush=True)
+    return samples
+
+
+def soak_summary(samples: list[Sample], sent: int, retention: float) -> str:
+    """RSS from the first minute on (start-up excluded), and the store once the purge keeps
+    up (after the first `retention` + 30 s): flat and bounded are read from these."""
+    settled = [s for s in samples if s.at >= 60] or samples
+    purged = [s for s in samples if s.at >= retention + 30] or samples[-1:]
+    rss = [s.rss for s in settled]
+    store = [s.store for s in purged]
+    return (
+        f"soak: {samples[-1].calls} of {sent} events called in {samples[-1].at:.0f}s; "
+        f"RSS {settled[0].rss:.1f} MiB at {settled[0].at:.0f}s, {min(rss):.1f}-{max(rss):.1f} "
+        f"MiB after ({(max(rss) / settled[0].rss - 1) * 100:+.1f}%); store from "
+        f"{purged[0].at:.0f}s on {min(store):.1f}-{max(store):.1f} MiB, dedupe rows "
+        f"{min(s.rows for s in purged)}-{max(s.rows for s in purged)}"
+    )
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -574,8 +672,7 @@ async def drive(args: argparse.Namespace) -> None:
                 gateway_max = max(gateway_max, result["kafka gateway"].rate)
         rate_half = args.rate or gateway_max / 2
         if args.latency:
-            for line in await latency(stack, rate_half):
-                print(line, flush=True)
+            await latency(stack, rate_half, args.latency_seconds)  # prints as it goes
         if args.soak:
             await soak(stack, rate_half, args.soak_events, args.retention)  # prints as it goes
 
@@ -617,6 +714,13 @@ def main() -> None:
     )
     parser.add_argument("--latency", action="store_true", help="p50/p99 at half load")
     parser.add_argument("--soak", action="store_true", help="1M events, RSS every 10 s")
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=25.0,
+        dest="latency_seconds",
+        help=f"--latency: seconds of counted production, after {WARMUP_SECONDS:g} s of warm-up",
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="events/s for --latency/--soak")
     parser.add_argument("--retention", type=float, default=120.0, help="--soak store retention")
     parser.add_argument("--soak-events", type=int, default=1_000_000, dest="soak_events")
