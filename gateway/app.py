@@ -204,6 +204,7 @@ class Gateway:
                 limits=s.limits,
                 metrics=self.metrics,
                 pattern=pattern,
+                marks=self.store,
             )
             self.kafka = await keep_trying(
                 # aiokafka's start() returns once the group has assigned the partitions

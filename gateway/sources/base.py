@@ -13,9 +13,9 @@ the broker redelivers it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from gateway.errors import EventError, GatewayError
@@ -23,6 +23,8 @@ from gateway.events import Event, parse_body
 from gateway.settings import LimitSettings
 
 log = logging.getLogger(__name__)
+
+Work = Callable[[], Coroutine[Any, Any, None]]
 
 
 class SourceUnavailable(GatewayError):
@@ -81,34 +83,43 @@ def read_body(raw: bytes, limits: LimitSettings) -> tuple[Any, str | None, str |
 class Ordered:
     """Run coroutines concurrently across keys and one after another within a key.
 
-    `None` as a key means "no ordering": the work runs at once, beside everything else.
+    `None` as a key means "no ordering": the work runs at once, beside everything else. A key
+    with work has one task that runs its queue in turn: a backlog of one key costs a queue entry
+    per message, not a task per message waiting on the one before it (issue 18).
     """
 
     def __init__(self) -> None:
-        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._queues: dict[str, deque[Work]] = {}  # a key with a running task: its next work
+        self._queued = 0  # work waiting in the queues
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, key: str | None, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        previous = self._tails.get(key) if key is not None else None
-        task = asyncio.create_task(self._after(previous, work))
+    def spawn(self, key: str | None, work: Work) -> None:
+        if key is not None:
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append(work)
+                self._queued += 1
+                return
+            self._queues[key] = deque()
+        task = asyncio.create_task(self._run(key, work))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        if key is not None:
-            self._tails[key] = task
-            task.add_done_callback(functools.partial(self._forget, key))
 
-    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
-        if self._tails.get(key) is task:
-            del self._tails[key]
-
-    @staticmethod
-    async def _after(
-        previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
-    ) -> None:
-        if previous is not None:
-            # The previous message of this key must settle first; its failure is its own.
-            await asyncio.wait([previous])
-        await work()
+    async def _run(self, key: str | None, work: Work) -> None:
+        try:
+            while True:
+                try:
+                    await work()
+                except Exception:  # its failure is its own: the key's next work still runs
+                    log.exception("work of key %s failed", key)
+                queue = self._queues.get(key) if key is not None else None
+                if not queue:
+                    return
+                work = queue.popleft()
+                self._queued -= 1
+        finally:
+            if key is not None:  # cancelled: the work still queued is dropped with the task
+                self._queued -= len(self._queues.pop(key, ()))
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for all work; cancel what is left; return how many were cut."""
@@ -116,11 +127,13 @@ class Ordered:
         if not pending:
             return 0
         _done, left = await asyncio.wait(pending, timeout=timeout)
+        cut = len(left) + self._queued
         for task in left:
             task.cancel()
         if left:
             await asyncio.wait(left)
-        return len(left)
+        return cut if left else 0
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        """Work not finished: running and queued."""
+        return len(self.tasks) + self._queued

@@ -4,12 +4,21 @@
   offset leaves the window when its delivery is settled, and the committed offset is the first
   one still unsettled (a contiguous watermark), so a crash never skips unfinished work.
 - Messages of one key (the plan's ordering key, else the message key) run one after another;
-  different keys run concurrently. A partition whose window is full is paused, and so is every
-  partition while the pipeline has closed intake (Conductor down) or the gateway is stopping.
+  different keys run concurrently. A partition whose window is full is left out of the next
+  fetch, not paused: aiokafka drops a paused partition's prefetched records, and fetching them
+  again after each resume held a backlog to a third of the rate (issue 18). Every partition is
+  paused while the pipeline has closed intake (Conductor down) or the gateway is stopping, and
+  when every window stayed full for `KEEP_POLLING_SECONDS` (a poll keeps the member alive).
 - The isolation level is read_committed: an aborted transaction's records are never events.
   Offsets that hold no event (transaction markers) are passed: a partition with nothing in
   flight commits the consumer's position, so a caught-up partition shows no lag. Lag is
   counted to the last stable offset: records behind an open transaction are not readable yet.
+- Records are new or suspect by the partition's mark in the store (gateway.store.base): the
+  mark is raised past a fetched batch, durably, before any of its records is acted on, in steps
+  of `MARK_AHEAD` fetches so a write is rare. A new owner takes the records below the stored
+  mark as suspect (maybe processed by a crashed owner: claimed and asked of Conductor) and the
+  rest, a backlog included, as new. Without a known mark, everything below the high-water mark
+  at the first fetch is suspect.
 - On revoke, the listener stops intake for those partitions, drains their work within
   `revoke_drain_seconds`, and commits. It takes no lock that the poll loop holds (aiokafka's
   listener deadlock): the poll loop is simply suspended inside `getmany` while it runs.
@@ -37,13 +46,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
+from gateway.backoff import capped
 from gateway.events import Event, header_text
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import KafkaSettings, LimitSettings
 from gateway.sources.base import SourceUnavailable, read_body, read_event
 from gateway.sources.kafka_config import consumer_options, security_problem
-from gateway.sources.offsets import PartitionWindow
+from gateway.sources.offsets import Marks, PartitionWindow
+from gateway.store.base import StoreUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +62,11 @@ COMMIT_INTERVAL = 1.0  # seconds between commits of advanced watermarks
 STALL_SECONDS = 60.0  # lag without progress for this long is reported
 UNASSIGNED_SECONDS = 60.0  # subscribed without a completed rebalance for this long: reported
 FETCH_STALE_SECONDS = 30.0  # no fetch answered for this long: not connected
+KEEP_POLLING_SECONDS = 10.0  # longest time without a poll while every window is full
 POSITION_SECONDS = 0.5  # longest wait for a partition's position (known unless being reset)
+MARK_AHEAD = 10  # a partition's mark is raised this many full fetches past what was fetched
+MARK_RETRY_SECONDS = 0.2  # first wait for a store that cannot raise a mark (then doubled)
+MARK_RETRY_MAX_SECONDS = 5.0
 
 
 class KafkaDelivery:
@@ -103,8 +118,10 @@ class KafkaSource:
         limits: LimitSettings,
         metrics: Metrics,
         pattern: str | None = None,
+        marks: Marks | None = None,
     ) -> None:
         self._settings = settings
+        self._marks = marks  # None: no store to keep them, every backlog is suspect
         self._topics = sorted(set(topics))
         self._pattern = pattern
         self._pipeline = pipeline
@@ -119,6 +136,7 @@ class KafkaSource:
         self.stalled = False
         self._unassigned_since: float | None = time.monotonic()  # None: a rebalance completed
         self._last_fetch = time.monotonic()
+        self._last_getmany = time.monotonic()
 
     async def __aenter__(self) -> KafkaSource:
         self._consumer = AIOKafkaConsumer(**consumer_options(self._settings))
@@ -195,19 +213,26 @@ class KafkaSource:
             watchdog.cancel()
 
     async def _poll_once(self) -> None:
-        self._apply_pauses()
-        if self._paused and self._paused >= self.consumer.assignment():
-            # Every partition is paused: wait for a settlement rather than a fetch that
-            # cannot return anything (heartbeats run in the background meanwhile).
+        fetchable = self._fetchable()
+        if not fetchable:
+            # Intake closed, or every window full: wait for a settlement rather than fetch
+            # (heartbeats run in the background meanwhile).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), 0.2)
             self._room.clear()
-            self._apply_pauses()
+            fetchable = self._fetchable()
+            if not fetchable and not self._must_poll():
+                return
+        self._apply_pauses(paused=not fetchable)
         try:
+            # Only partitions with room: a full one is left out, not paused (pausing drops
+            # aiokafka's prefetched records, to be fetched again after the resume).
             batch = await self.consumer.getmany(
-                timeout_ms=5 if self._paused else 200,
+                *fetchable,
+                timeout_ms=200 if len(fetchable) == len(self.consumer.assignment()) else 10,
                 max_records=self._settings.max_in_flight_per_partition,
             )
+            self._last_getmany = time.monotonic()
         except ConsumerStoppedError:
             if self._stopping.is_set():
                 return
@@ -221,7 +246,7 @@ class KafkaSource:
             await asyncio.sleep(1.0)
             return
         self._note_fetches()
-        if self._stopping.is_set():
+        if self._stopping.is_set() or not await self._raise_marks(batch):
             return  # fetched after stop: not admitted, so redelivered from the last commit
         for tp, records in batch.items():
             window = self._windows.get(tp)
@@ -230,6 +255,41 @@ class KafkaSource:
             for record in records:
                 self._admit(window, record)
         await self._pass_gaps()
+
+    async def _raise_marks(self, batch: dict[TopicPartition, list[Any]]) -> bool:
+        """Raise each partition's mark past its fetched records before any is acted on; False
+        when the gateway began stopping while the store could not take the marks."""
+        if self._marks is None:
+            return True
+        ahead = MARK_AHEAD * self._settings.max_in_flight_per_partition
+        wanted = {
+            tp: records[-1].offset + 1 + ahead
+            for tp, records in batch.items()
+            if records
+            and (window := self._windows.get(tp)) is not None
+            and records[-1].offset >= window.marked
+        }
+        marks, attempt = self._marks, 0
+        while wanted:
+            try:
+                await asyncio.gather(
+                    *(marks.reach(tp.topic, tp.partition, m) for tp, m in wanted.items())
+                )
+            except StoreUnreachable as exc:
+                level = logging.WARNING if attempt == 0 else logging.DEBUG
+                log.log(level, "partition marks wait for the store (%s); intake waits", exc)
+                await asyncio.sleep(
+                    capped(attempt, initial=MARK_RETRY_SECONDS, cap=MARK_RETRY_MAX_SECONDS)
+                )
+                attempt += 1
+                if self._stopping.is_set():
+                    return False
+                continue
+            for tp, mark in wanted.items():
+                if (window := self._windows.get(tp)) is not None:
+                    window.marked = max(window.marked, mark)
+            break
+        return True
 
     async def _pass_gaps(self) -> None:
         """Move idle windows up to the consumer's position. A fetch can pass offsets that hold
@@ -284,8 +344,8 @@ class KafkaSource:
     def _admit(self, window: PartitionWindow, record: Any) -> None:
         window.add(record.offset)
         if window.suspect_below is None:
-            # Anything that existed when we took the partition over may have been processed by
-            # the previous owner without a commit (a crash, a lost revoke).
+            # No mark known: anything that existed when we took the partition over may have
+            # been processed by the previous owner without a commit (a crash, a lost revoke).
             window.suspect_below = self.consumer.highwater(window.tp) or 0
         suspect = record.offset < window.suspect_below
         event, error = read_event(
@@ -297,12 +357,29 @@ class KafkaSource:
         job = self._pipeline.dispatch(delivery)
         window.ordered.spawn(job.key, lambda: self._pipeline.run(job))
 
-    def _apply_pauses(self) -> None:
+    def _fetchable(self) -> list[TopicPartition]:
+        """The assigned partitions with room in their window, while intake is open."""
+        if not self._pipeline.intake.is_set() or self._stopping.is_set():
+            return []
         limit = self._settings.max_in_flight_per_partition
+        return [
+            tp
+            for tp in self.consumer.assignment()
+            if (window := self._windows.get(tp)) is not None
+            and not window.revoked
+            and len(window.pending) < limit
+        ]
+
+    def _must_poll(self) -> bool:
+        """Nothing to fetch, but a poll is due: every partition is paused for it to return
+        nothing, and aiokafka counts the member alive (`max_poll_interval_ms`)."""
         closed = not self._pipeline.intake.is_set() or self._stopping.is_set()
-        want = {tp for tp, w in self._windows.items() if closed or len(w.pending) >= limit}
+        return closed or time.monotonic() - self._last_getmany > KEEP_POLLING_SECONDS
+
+    def _apply_pauses(self, *, paused: bool) -> None:
+        """Pause every assigned partition (`paused`) or none."""
         assigned = self.consumer.assignment()
-        want &= assigned
+        want = set(assigned) if paused else set()
         if want - self._paused:
             self.consumer.pause(*(want - self._paused))
         if (self._paused - want) & assigned:
@@ -371,11 +448,34 @@ class KafkaSource:
             "%s revoked with %d deliveries unfinished; the new owner redoes them",
         )
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         self._unassigned_since = None  # a rebalance completed (an empty assignment is fine)
-        for tp in assigned:
-            self._windows.setdefault(tp, PartitionWindow(tp))
+        new = [tp for tp in assigned if tp not in self._windows]
+        marks = await self._read_marks(new)
+        for tp in new:
+            window = self._windows[tp] = PartitionWindow(tp)
+            mark = marks.get(tp)
+            if mark is not None:
+                window.suspect_below = window.marked = mark
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+    async def _read_marks(self, assigned: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The stored marks of newly assigned partitions; an unreachable store leaves them
+        unknown (the old owner's whole backlog is then suspect: slower, never wrong)."""
+        if self._marks is None or not assigned:
+            return {}
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        found: dict[TopicPartition, int | None] = {}
+        try:
+            for topic, partitions in by_topic.items():
+                marks = await self._marks.reached(topic, partitions)
+                found.update({TopicPartition(topic, p): m for p, m in marks.items()})
+        except StoreUnreachable as exc:
+            log.warning("partition marks unknown (%s): the backlog is treated as suspect", exc)
+            return {}
+        return found
 
     # -- watchdog ----------------------------------------------------------------------------
 
@@ -428,7 +528,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._source.on_revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._source.on_assigned(list(assigned))
+        await self._source.on_assigned(list(assigned))
 
 
 def unavailable_cause(exc: BaseException, settings: KafkaSettings) -> str:

@@ -1,14 +1,26 @@
-"""A Kafka partition's window of handed-out offsets, and its contiguous commit watermark."""
+"""A Kafka partition's window of handed-out offsets, its contiguous commit watermark, and its
+mark in the store (gateway.store.base: the offset below which records may have been acted on).
+"""
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiokafka import TopicPartition
 
 from gateway.sources.base import Ordered
+
+
+class Marks(Protocol):
+    """The store's partition marks (gateway.store.base.Store.reached / reach)."""
+
+    async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]: ...
+
+    async def reach(self, topic: str, partition: int, offset: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -20,7 +32,10 @@ class PartitionWindow:
     finished: set[int] = field(default_factory=set)
     next_offset: int | None = None  # first offset not settled: what to commit
     committed: int | None = None
-    suspect_below: int | None = None  # high-water mark at the first fetch after assignment
+    # Records below it may have been acted on before this member took the partition: the
+    # store's mark, else (unknown) the high-water mark at the first fetch after assignment.
+    suspect_below: int | None = None
+    marked: int = 0  # the partition's mark as stored: records at or above it wait for a raise
     last_progress: float = field(default_factory=time.monotonic)
     ordered: Ordered = field(default_factory=Ordered)
     revoked: bool = False
