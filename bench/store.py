@@ -1,13 +1,14 @@
 """Store write throughput: SqliteStore's group commit (synchronous FULL vs NORMAL), and with
 --postgres, PostgresStore's records/s and the round trips each batched operation costs.
 
-Run: .venv/bin/python bench/store.py [N] [--postgres DSN]
+Run: .venv/bin/python bench/store.py [N] [--postgres DSN [--rtt-ms MS]]
 Writes N record_start calls (each with an outbox row), first one at a time (each waits for its
 own commit), then 256 at a time (what concurrent dispatch does), in a temporary directory or,
 with --postgres, in the database DSN names (new keys each run; `initdb` one for the purpose).
 With --postgres it then sends 500 requests of each kind at once (one batch each) through a
 loopback proxy that counts the round trips (tests/store/roundtrips.py); a warm-up batch of
-each kind prepares the statements first.
+each kind prepares the statements first. --rtt-ms delays each of the server's answers by MS
+through that proxy, as a network between the gateway and PostgreSQL would (loopback: ~0.05).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ BATCH = 500  # the coalescers' largest batch
 OWNER = "bench#1"
 
 
-async def rate(store: Any, n: int, concurrency: int) -> float:
-    """record_start/s of n new keys (each with an outbox row), `concurrency` at a time."""
+async def rate(store: Any, n: int, concurrency: int) -> str:
+    """record_start/s of n new keys (each with an outbox row), `concurrency` at a time, and
+    this process's CPU time per record (steadier than the rate on a machine others load)."""
     sem = asyncio.Semaphore(concurrency)
     run = uuid.uuid4().hex[:8]
 
@@ -44,9 +46,11 @@ async def rate(store: Any, n: int, concurrency: int) -> float:
         async with sem:
             await store.record_start(f"{run}-k{i}", f"wf-{run}-{i}", "r", TRACK)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(i) for i in range(n)))
-    return n / (time.perf_counter() - start)
+    per_second = n / (time.perf_counter() - start)
+    cpu_us = (time.process_time() - cpu) / n * 1e6
+    return f"{per_second:8.0f} record_start/s, {cpu_us:5.0f} us CPU each"
 
 
 async def sqlite(n: int) -> None:
@@ -57,9 +61,7 @@ async def sqlite(n: int) -> None:
                 path = Path(tmp) / f"{sync}-{conc}.db"
                 async with SqliteStore(path, synchronous=sync) as store:  # type: ignore[arg-type]
                     got = await rate(store, count, conc)
-                print(
-                    f"sqlite synchronous={sync:6} concurrency={conc:3}: {got:8.0f} record_start/s"
-                )
+                print(f"sqlite synchronous={sync:6} concurrency={conc:3}: {got}")
 
 
 async def trips(counter: RoundTrips, ask: Callable[[int], Awaitable[object]]) -> int:
@@ -69,11 +71,14 @@ async def trips(counter: RoundTrips, ask: Callable[[int], Awaitable[object]]) ->
     return counter.count - before
 
 
-async def postgres(dsn: str, n: int) -> None:
-    for conc in (1, 256):
-        async with PostgresStore(dsn) as store:
-            got = await rate(store, n if conc > 1 else min(n, 1000), conc)
-        print(f"postgres concurrency={conc:3}: {got:8.0f} record_start/s")
+async def postgres(dsn: str, n: int, rtt_ms: float) -> None:
+    async with RoundTrips(dsn, delay=rtt_ms / 1000).serving() as network:
+        for conc in (1, 256):
+            count = n if conc > 1 else min(n, 200 if rtt_ms else 1000)  # one at a time: slow
+            # With --rtt-ms the proxy runs in this process: its CPU counts in "us CPU each".
+            async with PostgresStore(network.dsn if rtt_ms else dsn) as store:
+                got = await rate(store, count, conc)
+            print(f"postgres rtt+{rtt_ms:g}ms concurrency={conc:3}: {got}")
     # One connection: the warm-up prepares its statements, so none is prepared while counting.
     async with (
         RoundTrips(dsn).serving() as counter,
@@ -105,8 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=5000, help="record_start calls")
     parser.add_argument("--postgres", metavar="DSN", help="measure PostgresStore on this DSN")
+    parser.add_argument(
+        "--rtt-ms", type=float, default=0.0, help="with --postgres: a network's round trip added"
+    )
     args = parser.parse_args()
-    asyncio.run(postgres(args.postgres, args.n) if args.postgres else sqlite(args.n))
+    if args.postgres:
+        asyncio.run(postgres(args.postgres, args.n, args.rtt_ms))
+    else:
+        asyncio.run(sqlite(args.n))
 
 
 if __name__ == "__main__":

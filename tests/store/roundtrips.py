@@ -15,9 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 class RoundTrips:
     """`async with RoundTrips(dsn).serving() as trips:` connect to `trips.dsn`; read `count`."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, delay: float = 0.0) -> None:
         self._url = urlsplit(dsn)
         self.target = (self._url.hostname or "127.0.0.1", self._url.port or 5432)
+        self.delay = delay  # seconds added to every answer: a network's round-trip time
         self.count = 0  # ReadyForQuery messages so far, over every connection
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -61,6 +62,8 @@ class RoundTrips:
         buffer = bytearray()
         try:
             while data := await reader.read(65536):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 buffer += data
                 at = 0
