@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.base import TrackRequest
+from gateway.store.base import StoreUnreachable, TrackRequest
 from gateway.store.postgres import SCHEMA_VERSION as postgres_version
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SCHEMA_VERSION as sqlite_version
@@ -372,3 +372,30 @@ async def test_postgres_replicas_recording_and_claiming_the_same_keys_agree(
         assert all(result == winners for result in results)  # one id per key, for everyone
         assert await a.pending_count() == len(keys)  # one outbox row per kept workflow
         assert await a._db().fetchval("SELECT count(*) FROM gateway_claims") == 0
+
+
+async def test_postgres_out_of_reach_is_said_and_passes(postgres_dsn: str) -> None:
+    """Marks and starts raise StoreUnreachable while the server is cut off (the source and
+    dispatch wait and ask again), and work again once it answers."""
+    from tests.proxy import TcpProxy
+
+    port = int(postgres_dsn.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy("127.0.0.1", port) as proxy:
+        dsn = postgres_dsn.replace(f":{port}/", f":{proxy.port}/")
+        async with PostgresStore(dsn, first_poll_delay=0.0) as store:
+            await store.reach("orders", 0, 5)
+            await proxy.cut()
+            for attempt in (
+                store.reach("orders", 0, 9),
+                store.reached("orders", [0]),
+                store.record_start("k", "wf", "rpc", TRACK),
+                store.find_start("k"),
+            ):
+                with pytest.raises(StoreUnreachable, match=r"store\.postgres_dsn: cannot"):
+                    await attempt
+            assert store.problem is not None and "unreachable" in store.problem
+            await proxy.restore()
+            await store.reach("orders", 0, 9)
+            assert await store.reached("orders", [0]) == {0: 9}
+            assert await store.record_start("k", "wf", "rpc", TRACK) == "wf"
+            assert store.problem is None
