@@ -618,7 +618,8 @@ def soak_summary(samples: list[Sample], sent: int, retention: float) -> str:
         f"RSS {settled[0].rss:.1f} MiB at {settled[0].at:.0f}s, {min(rss):.1f}-{max(rss):.1f} "
         f"MiB after ({(max(rss) / settled[0].rss - 1) * 100:+.1f}%); store from "
         f"{purged[0].at:.0f}s on {min(store):.1f}-{max(store):.1f} MiB, dedupe rows "
-        f"{min(s.rows for s in purged)}-{max(s.rows for s in purged)}"
+        f"{min(s.rows for s in purged)}-{max(s.rows for s in purged)}; load "
+        f"{os.getloadavg()[0]:.1f}"
     )
 
 
