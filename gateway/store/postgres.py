@@ -319,11 +319,11 @@ class PostgresStore:
 
     async def find_starts(self, keys: Sequence[str]) -> dict[str, str]:
         """The recorded workflow id of each key that has one."""
-        with self._reachable("look up starts"):
-            rows = await self._db().fetch(
-                "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
-                list(keys),
-            )
+        rows = await self._fetch(
+            "look up starts",
+            "SELECT key, workflow_id FROM gateway_starts WHERE key = ANY($1::text[])",
+            list(keys),
+        )
         return {str(row["key"]): str(row["workflow_id"]) for row in rows}
 
     @contextlib.contextmanager
@@ -339,6 +339,19 @@ class PostgresStore:
                 "waiting for PostgreSQL"
             ) from exc
         self.problem = None
+
+    async def _fetch(self, what: str, sql: str, *args: Any) -> list[Any]:
+        """One statement's rows; StoreUnreachable when the server does not answer."""
+        with self._reachable(what):
+            return list(await self._db().fetch(sql, *args))
+
+    async def _fetchval(self, what: str, sql: str, *args: Any) -> Any:
+        with self._reachable(what):
+            return await self._db().fetchval(sql, *args)
+
+    async def _execute(self, what: str, sql: str, *args: Any) -> str:
+        with self._reachable(what):
+            return str(await self._db().execute(sql, *args))
 
     async def claim_start(self, key: str, owner: str, lease_seconds: float) -> Claim:
         """Claims asked together share one transaction (insert-first; see _CLAIM_STARTS)."""
@@ -385,18 +398,19 @@ class PostgresStore:
         return {(key, owner, lease): states[(key, owner)] for key, owner, lease in asked}
 
     async def release_claim(self, key: str, owner: str) -> None:
-        with self._reachable("release a claim"):
-            await self._db().execute(
-                "UPDATE gateway_claims SET expires_at = 0 WHERE key = $1 AND owner = $2",
-                key,
-                owner,
-            )
+        await self._execute(
+            "release a claim",
+            "UPDATE gateway_claims SET expires_at = 0 WHERE key = $1 AND owner = $2",
+            key,
+            owner,
+        )
 
     async def started_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
         """Which of these workflow ids have a dedupe record: one query (index on workflow_id)."""
         if not workflow_ids:
             return set()
-        rows = await self._db().fetch(
+        rows = await self._fetch(
+            "look up started workflows",
             "SELECT DISTINCT workflow_id FROM gateway_starts WHERE workflow_id = ANY($1::text[])",
             list(workflow_ids),
         )
@@ -450,14 +464,14 @@ class PostgresStore:
 
     async def reached(self, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
         """One query: the partitions' marks and the migration's "unknown" row."""
-        with self._reachable("read partition marks"):
-            rows = await self._db().fetch(
-                "SELECT topic, part, reached FROM gateway_marks"
-                " WHERE (topic = $1 AND part = ANY($2::int[])) OR (topic = $3 AND part = $4)",
-                topic,
-                list(partitions),
-                *_MARKS_UNKNOWN,
-            )
+        rows = await self._fetch(
+            "read partition marks",
+            "SELECT topic, part, reached FROM gateway_marks"
+            " WHERE (topic = $1 AND part = ANY($2::int[])) OR (topic = $3 AND part = $4)",
+            topic,
+            list(partitions),
+            *_MARKS_UNKNOWN,
+        )
         found = {(str(r["topic"]), int(r["part"])): int(r["reached"]) for r in rows}
         unknown = _MARKS_UNKNOWN in found
         return {p: found.get((topic, p), None if unknown else 0) for p in partitions}
@@ -465,30 +479,33 @@ class PostgresStore:
     async def reach(self, topic: str, partition: int, offset: int) -> None:
         """One autocommitted upsert: replicas raising one mark at once serialize on its row,
         and GREATEST keeps the higher of the two whatever order they commit in."""
-        with self._reachable("raise a partition mark"):
-            await self._db().execute(
-                "INSERT INTO gateway_marks AS m (topic, part, reached) VALUES ($1, $2, $3)"
-                " ON CONFLICT (topic, part) DO UPDATE"
-                " SET reached = GREATEST(m.reached, EXCLUDED.reached)",
-                topic,
-                partition,
-                offset,
-            )
+        await self._execute(
+            "raise a partition mark",
+            "INSERT INTO gateway_marks AS m (topic, part, reached) VALUES ($1, $2, $3)"
+            " ON CONFLICT (topic, part) DO UPDATE"
+            " SET reached = GREATEST(m.reached, EXCLUDED.reached)",
+            topic,
+            partition,
+            offset,
+        )
 
     async def track(self, workflow_id: str, track: TrackRequest) -> None:
-        await self._db().execute(_OUTBOX_INSERT, *self._outbox_row(workflow_id, track, time.time()))
+        row = self._outbox_row(workflow_id, track, time.time())
+        await self._execute("track a workflow", _OUTBOX_INSERT, *row)
 
     def _outbox_row(self, workflow_id: str, track: TrackRequest, now: float) -> tuple[Any, ...]:
         return outbox_row(workflow_id, track, now, self.first_poll_delay)
 
     async def due(self, now: float, limit: int) -> Sequence[PendingCompletion]:
         """Claim up to `limit` due rows for this replica, oldest first."""
-        rows = await self._db().fetch(_CLAIM, now, limit, now + self.claim_seconds)
-        rows = sorted(rows, key=lambda r: r["was_due"])
+        rows = await self._fetch("claim due rows", _CLAIM, now, limit, now + self.claim_seconds)
+        rows.sort(key=lambda r: r["was_due"])
         return [pending(row, due_at=row["was_due"]) for row in rows]
 
     async def next_due_at(self) -> float | None:
-        value = await self._db().fetchval("SELECT min(next_poll_at) FROM gateway_outbox")
+        value = await self._fetchval(
+            "read the next due time", "SELECT min(next_poll_at) FROM gateway_outbox"
+        )
         return None if value is None else float(value)
 
     async def reschedule(
@@ -498,7 +515,8 @@ class PostgresStore:
         last_status: str | None,
         publish_failures: int = 0,
     ) -> None:
-        await self._db().execute(
+        await self._execute(
+            "reschedule a poll",
             "UPDATE gateway_outbox SET next_poll_at = $1, last_status = $2,"
             " attempts = attempts + 1, publish_failures = $3 WHERE workflow_id = $4",
             next_poll_at,
@@ -508,10 +526,14 @@ class PostgresStore:
         )
 
     async def mark_published(self, workflow_id: str) -> None:
-        await self._db().execute("DELETE FROM gateway_outbox WHERE workflow_id = $1", workflow_id)
+        await self._execute(
+            "mark a completion published",
+            "DELETE FROM gateway_outbox WHERE workflow_id = $1",
+            workflow_id,
+        )
 
     async def pending_count(self) -> int:
-        return int(await self._db().fetchval("SELECT count(*) FROM gateway_outbox"))
+        return int(await self._fetchval("count the outbox", "SELECT count(*) FROM gateway_outbox"))
 
     async def purge_starts(self, older_than: float) -> int:
         """Forget dedupe records created before `older_than` (epoch s); return how many."""
