@@ -300,14 +300,14 @@ async def produce_steady(
     *,
     stamp: bool = True,
 ) -> int:
-    """Produce at a steady rate (in 10 ms steps); return how many were sent. `late` receives
+    """Produce round(seconds * per_second) events at a steady rate (in 10 ms steps). `late` gets
     each event's lateness (ms) behind its due time, begin + i / per_second: the driver shares a
     core with the brokers, and a late producer sends a burst, which is not the consumer's fault."""
-    sent = 0
+    sent, total = 0, round(seconds * per_second)
     async with producer(bootstrap) as kafka:
         begin = time.monotonic()
-        while (elapsed := time.monotonic() - begin) < seconds:
-            due = int(elapsed * per_second) - sent
+        while sent < total:
+            due = min(total, int((time.monotonic() - begin) * per_second)) - sent
             for _ in range(due):
                 if late is not None:
                     late.append((time.monotonic() - begin - sent / per_second) * 1000)
