@@ -3,10 +3,12 @@
 Clients, each sending a 171-byte JSON POST and reading a small JSON answer over keep-alive:
 - httpx 0.28 with its default transport (httpcore pool), limits sized to the concurrency
 - httpx over the `httpx-aiohttp` package's AiohttpTransport
-- gateway.conductor.transport.AiohttpTransport: the client's default, aiohttp without httpx
+- gateway.conductor.pool.HttptoolsTransport: the client's default, a keep-alive pool parsed by
+  httptools (issue 18)
+- gateway.conductor.transport.AiohttpTransport: aiohttp without httpx
 - raw aiohttp ClientSession: the ceiling the transports are compared against
 - ConductorClient.start_workflow: the whole client (pydantic request model, auth hook, error
-  mapping, retry wrapper) over its default aiohttp transport, sending the same JSON document
+  mapping, retry wrapper) over its default transport, sending the same JSON document
 
 Machines here are shared, so each level runs every client in several interleaved rounds and
 reports each client's best round: interference only ever slows a round down.
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -110,7 +113,18 @@ async def httpx_aiohttp_pkg(url: str, n: int) -> tuple[Request, Callable[[], Awa
 async def gateway_wire(url: str, n: int) -> tuple[Request, Callable[[], Awaitable[None]]]:
     from gateway.conductor import transport
 
-    wire = transport.AiohttpTransport(max_connections=max(n, 1))
+    return _wire(transport.AiohttpTransport(max_connections=max(n, 1)), url)
+
+
+async def gateway_pool(url: str, n: int) -> tuple[Request, Callable[[], Awaitable[None]]]:
+    from gateway.conductor.pool import HttptoolsTransport
+
+    return _wire(HttptoolsTransport(max_connections=max(n, 1)), url)
+
+
+def _wire(wire: Any, url: str) -> tuple[Request, Callable[[], Awaitable[None]]]:
+    from gateway.conductor import transport
+
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
     async def send() -> None:
@@ -162,6 +176,7 @@ CLIENTS: dict[str, Factory] = {
     "httpx default pool": httpx_default,
     "httpx + httpx-aiohttp pkg": httpx_aiohttp_pkg,
     "gateway AiohttpTransport": gateway_wire,
+    "gateway HttptoolsTransport": gateway_pool,
     "raw aiohttp (ceiling)": raw_aiohttp,
     "ConductorClient.start": conductor_client,
 }

@@ -158,10 +158,11 @@ class ConductorSettings(_Section):
     flavor: Literal["auto", "oss", "orkes"] = Field(
         "auto", description="auto probes the server; oss or orkes skips the probe."
     )
-    transport: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp",
-        description="aiohttp: aiohttp directly (default, measured fastest); httpx: httpx's own "
-        "pool (honours proxy variables).",
+    transport: Literal["httptools", "aiohttp", "httpx"] = Field(
+        "httptools",
+        description="httptools: the gateway's lean keep-alive pool (default, measured fastest: "
+        "bench/http_transport.py); aiohttp: aiohttp's client; httpx: httpx's own pool "
+        "(honours proxy variables).",
     )
     max_connections: int = Field(64, ge=1, le=1_000, description="Connection pool size.")
     ca_file: Path | None = Field(None, description="CA bundle for https (verification is on).")

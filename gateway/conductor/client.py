@@ -76,7 +76,7 @@ class ConductorClient:
         timeout: float = 10.0,
         max_retries: int = 5,
         flavor: Literal["auto", "oss", "orkes"] = "auto",
-        transport: httpx.AsyncBaseTransport | str = "aiohttp",
+        transport: httpx.AsyncBaseTransport | str = "httptools",
         max_connections: int = 64,
         ca_file: str | None = None,
         backoff_base: float = 0.2,
@@ -175,23 +175,31 @@ class ConductorClient:
         `ConductorWorkflow` / `WorkflowDef` to run without registering it (a dynamic workflow,
         sent inline like `workflow_def`). Retried after an ambiguous failure only when an
         Orkes server enforces the idempotency key with RETURN_EXISTING."""
-        name, version, workflow_def = _target(name, version, workflow_def)
-        if idempotency_strategy is not None and idempotency_key is None:
-            raise BadRequest("idempotency_strategy needs an idempotency_key; give both")
-        body = _start_request(
-            name,
-            version,
-            input,
-            correlation_id,
-            priority,
-            task_to_domain,
-            workflow_def,
-            idempotency_key,
-            idempotency_strategy,
-        )
+        wire = _plain_start(name, version, input, correlation_id, priority)
+        if (
+            wire is None
+            or task_to_domain
+            or workflow_def is not None
+            or idempotency_key
+            or (idempotency_strategy is not None)
+        ):
+            name, version, workflow_def = _target(name, version, workflow_def)
+            if idempotency_strategy is not None and idempotency_key is None:
+                raise BadRequest("idempotency_strategy needs an idempotency_key; give both")
+            wire = _start_request(
+                name,
+                version,
+                input,
+                correlation_id,
+                priority,
+                task_to_domain,
+                workflow_def,
+                idempotency_key,
+                idempotency_strategy,
+            ).to_wire()
         safe = await self._start_is_idempotent(idempotency_key, idempotency_strategy)
         response = await self._session.request(
-            "POST", "/workflow", json=body.to_wire(), accept_text=True, idempotent=safe
+            "POST", "/workflow", json=wire, accept_text=True, idempotent=safe
         )
         workflow_id = text_id(response)
         if workflow_id is None:
@@ -674,6 +682,31 @@ def _target(
         return name, version, None
     definition = _workflow_def(workflow_def)
     return name or definition.name, version or definition.version, definition
+
+
+def _plain_start(
+    name: object, version: object, input: object, correlation_id: object, priority: object
+) -> dict[str, Any] | None:
+    """The body of a start whose values need no model: a name, a JSON object as input, and
+    plain version, correlation id and priority (what a routing rule renders, per event). None
+    when the model must check or convert something; both give the same body."""
+    if not (type(name) is str and name and (input is None or type(input) is dict)):
+        return None
+    if not (version is None or type(version) is int):
+        return None
+    if not (priority is None or (type(priority) is int and 0 <= priority <= 99)):
+        return None
+    if not (correlation_id is None or type(correlation_id) is str):
+        return None
+    wire: dict[str, Any] = {"name": name}
+    if version is not None:
+        wire["version"] = version
+    wire["input"] = input if input is not None else {}
+    if correlation_id is not None:
+        wire["correlationId"] = correlation_id
+    if priority is not None:
+        wire["priority"] = priority
+    return wire
 
 
 def _start_request(

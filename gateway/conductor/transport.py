@@ -2,8 +2,11 @@
 `ConductorError` when no answer came. The Conductor client's only module that touches httpx or
 aiohttp; what the answer means is read by `gateway.conductor.responses`.
 
-Two implementations with one contract:
-- `AiohttpTransport` (the default, `conductor.transport: aiohttp`) calls aiohttp directly. The
+Three implementations with one contract:
+- `HttptoolsTransport` (the default, `conductor.transport: httptools`; gateway.conductor.pool)
+  keeps its own pool of HTTP/1.1 connections and parses with httptools: the least CPU per
+  request, which the gateway's hot path pays once per event.
+- `AiohttpTransport` (`conductor.transport: aiohttp`) calls aiohttp directly. The
   benchmark (bench/http_transport.py) showed that httpx's client layer alone costs more per
   request than a whole aiohttp round trip, so no transport *under* httpx can reach aiohttp's
   throughput; this path skips httpx entirely.
@@ -138,10 +141,15 @@ class HttpxTransport:
 def make_transport(
     choice: httpx.AsyncBaseTransport | str, max_connections: int, ca_file: str | None
 ) -> Transport:
-    """`aiohttp` (default), `httpx`, or an httpx transport instance (tests inject faults)."""
+    """`httptools` (default), `aiohttp`, `httpx`, or an httpx transport instance (tests inject
+    faults)."""
     if isinstance(choice, httpx.AsyncBaseTransport):
         return HttpxTransport(httpx.AsyncClient(transport=choice, follow_redirects=False))
     context = ssl.create_default_context(cafile=ca_file)  # verification always on
+    if choice == "httptools":
+        from gateway.conductor.pool import HttptoolsTransport  # it builds on this module
+
+        return HttptoolsTransport(max_connections=max_connections, ssl_context=context)
     if choice == "aiohttp":
         return AiohttpTransport(max_connections=max_connections, ssl_context=context)
     limits = httpx.Limits(
@@ -151,7 +159,7 @@ def make_transport(
     return HttpxTransport(httpx.AsyncClient(transport=transport, follow_redirects=False))
 
 
-def _where(method: str, url: str) -> str:
+def where(method: str, url: str) -> str:
     return f"{method} {yarl.URL(url, encoded=True).path}"
 
 
@@ -162,12 +170,12 @@ def translate_httpx_errors(method: str, url: str) -> Iterator[None]:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            raise _untrusted(method, url, exc) from exc
-        raise _cannot_connect(method, url, exc) from exc
+            raise untrusted(method, url, exc) from exc
+        raise cannot_connect(method, url, exc) from exc
     except httpx.TimeoutException as exc:
-        raise _no_answer(method, url) from exc
+        raise no_answer(method, url) from exc
     except httpx.TransportError as exc:
-        raise _broken(method, url, exc) from exc
+        raise broken(method, url, exc) from exc
 
 
 @contextlib.contextmanager
@@ -176,47 +184,47 @@ def translate_aiohttp_errors(method: str, url: str) -> Iterator[None]:
     try:
         yield
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise _untrusted(method, url, exc) from exc
+        raise untrusted(method, url, exc) from exc
     except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
-        raise _cannot_connect(method, url, exc) from exc
+        raise cannot_connect(method, url, exc) from exc
     except TimeoutError as exc:
-        raise _no_answer(method, url) from exc
+        raise no_answer(method, url) from exc
     except (aiohttp.ClientError, OSError) as exc:
         if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-            raise ConductorError(f"{_where(method, url)}: invalid URL: {exc}") from exc
-        raise _broken(method, url, exc) from exc
+            raise ConductorError(f"{where(method, url)}: invalid URL: {exc}") from exc
+        raise broken(method, url, exc) from exc
 
 
-def _cannot_connect(method: str, url: str, exc: BaseException) -> ConductorError:
+def cannot_connect(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
     if "WRONG_VERSION_NUMBER" in reason:  # an https URL, a plain http port
         # Not transient, like an untrusted certificate: a retry meets the same plaintext port.
         return ConductorError(
-            f"{_where(method, url)}: cannot connect to Conductor: it answered without TLS; use "
+            f"{where(method, url)}: cannot connect to Conductor: it answered without TLS; use "
             "http:// in conductor.url, or its https port"
         )
-    return ConnectFailed(f"{_where(method, url)}: cannot connect to Conductor: {reason}")
+    return ConnectFailed(f"{where(method, url)}: cannot connect to Conductor: {reason}")
 
 
-def _untrusted(method: str, url: str, exc: BaseException) -> ConductorError:
+def untrusted(method: str, url: str, exc: BaseException) -> ConductorError:
     # Not transient: retrying cannot make an untrusted certificate trusted.
     parts = yarl.URL(url, encoded=True)
     problem = tls_problem(str(exc), "conductor", None, f"{parts.host}:{parts.port}", "ca_file")
     return ConductorError(
-        f"{_where(method, url)}: Conductor's TLS certificate is not trusted: "
+        f"{where(method, url)}: Conductor's TLS certificate is not trusted: "
         + (problem or f"{exc}; give the CA bundle that signed it as conductor.ca_file")
     )
 
 
-def _no_answer(method: str, url: str) -> ConductorError:
+def no_answer(method: str, url: str) -> ConductorError:
     return ConductorTimeout(
-        f"{_where(method, url)}: no answer within the request timeout; "
+        f"{where(method, url)}: no answer within the request timeout; "
         "it may or may not have taken effect"
     )
 
 
-def _broken(method: str, url: str, exc: BaseException) -> ConductorError:
+def broken(method: str, url: str, exc: BaseException) -> ConductorError:
     reason = str(exc) or type(exc).__name__
     if url.startswith("http://") and "disconnected" in reason:
         reason += " (if it serves https, use https:// in conductor.url)"
-    return ConductorUnavailable(f"{_where(method, url)}: connection failed: {reason}")
+    return ConductorUnavailable(f"{where(method, url)}: connection failed: {reason}")

@@ -231,6 +231,8 @@ class Pattern:
         for field in self.fields:
             if not field.matches(doc):
                 return False
+        if not self.ors:  # most rules: no generator built per event
+            return True
         return all(any(branch.matches(doc) for branch in branches) for branches in self.ors)
 
     def mismatch(self, doc: Any) -> str | None:

@@ -59,7 +59,7 @@ async def https_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path, list[in
     await server.wait_closed()
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["httptools", "aiohttp", "httpx"])
 async def test_untrusted_certificate_is_refused_until_ca_file_is_given(
     https_server: tuple[str, Path, list[int]], transport: str
 ) -> None:
