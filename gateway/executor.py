@@ -182,6 +182,11 @@ class Executor:
 
     async def _start(self, plan: Plan, ctx: Context) -> str:
         key = start_key(plan, ctx.event)
+        if ctx.event.source == "kafka" and not ctx.suspect and key == default_key(plan, ctx.event):
+            # A new record's own key: its position is unique and in flight once per process
+            # (a revoked partition's work ends before it is fetched again), so nothing races
+            # for the key here and the lock is skipped, as the claim is (see _start_once).
+            return await self._start_unclaimed(plan, ctx, key)
         async with self._starting.hold(key):
             return await self._start_once(plan, ctx, key)
 

@@ -347,17 +347,32 @@ class HttptoolsTransport:
 
 
 def _head(request: Request, target: str, host: str) -> bytes:
-    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
-    for name, value in request.headers.items():
+    head = f"{request.method} {target} HTTP/1.1\r\nHost: {host}\r\n" + _fields(request)
+    if request.content is not None or request.method in ("POST", "PUT", "PATCH"):
+        head += f"Content-Length: {len(request.content or b'')}\r\n"
+    return (head + "\r\n").encode("latin-1")
+
+
+_FIELDS: dict[tuple[tuple[str, str], ...], str] = {}  # header sets seen: a handful per process
+
+
+def _fields(request: Request) -> str:
+    """The header lines of `request` (with the User-Agent), each set checked once."""
+    key = tuple(request.headers.items())
+    block = _FIELDS.get(key)
+    if block is not None:
+        return block
+    for name, value in key:
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ConductorError(
                 f"{where(request.method, request.url)}: header {name} holds a line break; "
                 "it cannot be sent"
             )
-        lines.append(f"{name}: {value}")
-    if request.content is not None or request.method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(request.content or b'')}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    block = "".join(f"{name}: {value}\r\n" for name, value in (*key, ("User-Agent", USER_AGENT)))
+    if len(_FIELDS) >= 256:  # rotating tokens make new sets; keep the cache small
+        _FIELDS.clear()
+    _FIELDS[key] = block
+    return block
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

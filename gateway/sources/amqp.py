@@ -302,7 +302,7 @@ class AmqpSource:
             queue,
         )
         job = self._pipeline.dispatch(AmqpDelivery(self, message, event, error))
-        self._ordered.spawn(job.key, lambda: self._process(job, message))
+        await self._ordered.run_here(job.key, lambda: self._process(job, message))
 
     async def _process(self, job: Job, message: AbstractIncomingMessage) -> None:
         """Run the job; cancel it if the delivery's channel closes (the broker redelivers)."""

@@ -105,6 +105,21 @@ class Ordered:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def run_here(self, key: str | None, work: Work) -> None:
+        """Like `spawn`, but work that nothing orders (key None) runs in the calling task (a
+        broker client's per-message task already), tracked for `drain` like a spawned one."""
+        task = asyncio.current_task()
+        if key is not None or task is None:
+            self.spawn(key, work)
+            return
+        self.tasks.add(task)
+        try:
+            await work()
+        except Exception:  # as in _run: logged, not raised into the broker client
+            log.exception("work failed")
+        finally:
+            self.tasks.discard(task)
+
     async def _run(self, key: str | None, work: Work) -> None:
         try:
             while True:
