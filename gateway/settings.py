@@ -75,7 +75,11 @@ class KafkaSettings(_Section):
         "InitProducerId, such as Tansu.",
     )
     max_in_flight_per_partition: int = Field(
-        100, ge=1, le=10_000, description="Unsettled messages per partition before it is paused."
+        100,
+        ge=1,
+        le=10_000,
+        description="Unsettled messages per partition before it is left out of "
+        "fetches (one fetch may bring up to as many more).",
     )
     session_timeout_ms: int = Field(10_000, ge=1_000, description="Consumer session timeout.")
     max_poll_interval_ms: int = Field(300_000, ge=10_000, description="Max time between polls.")
