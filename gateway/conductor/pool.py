@@ -236,15 +236,17 @@ class HttptoolsTransport:
 
     def _origin(self, key: str, request: Request) -> _Origin:
         parts = urlsplit(key)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConductorError(f"{where(request.method, request.url)}: invalid URL: {key}")
-        if parts.username or parts.password:
-            raise ConductorError(
-                f"{where(request.method, request.url)}: credentials in the URL are not sent; "
-                "use conductor.auth"
-            )
+        here = where(request.method, request.url)
+        if "@" in parts.netloc:  # never echoed: it may hold a password
+            raise ConductorError(f"{here}: credentials in the URL are not sent; use conductor.auth")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ConductorError(f"{here}: invalid URL {key!r}; use http(s)://host[:port]/api")
         tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
+        port = port or (443 if tls else 80)
         origin = _Origin(key, parts.hostname, port, tls, parts.netloc)
         self._origins[key] = origin
         return origin
@@ -264,8 +266,7 @@ class HttptoolsTransport:
                 conn.close()
             if self._open < self._limit:
                 return await self._connect(origin, deadline, request)
-            if self._idle_elsewhere():
-                continue  # an idle connection to another origin was closed to make room
+            self._close_idle_elsewhere()  # its close frees a place and wakes the first waiter
             waiter = loop.create_future()
             self._waiters.append(waiter)
             timer = loop.call_at(deadline, _expire, waiter)
@@ -281,13 +282,13 @@ class HttptoolsTransport:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    def _idle_elsewhere(self) -> bool:
-        """Close one idle connection (of any origin) so a new one can open; False if none."""
+    def _close_idle_elsewhere(self) -> None:
+        """Close one idle connection to another origin (this one's have been taken), so that a
+        connection to this origin can open once it is gone (`lost`)."""
         for conns in self._idle.values():
             if conns:
                 conns.pop().close()
-                return True
-        return False
+                return
 
     async def _connect(self, origin: _Origin, deadline: float, request: Request) -> _Connection:
         loop = asyncio.get_running_loop()

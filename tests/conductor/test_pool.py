@@ -188,3 +188,30 @@ async def test_nothing_listening_garbage_and_line_breaks_in_headers(
     with pytest.raises(ConductorError, match="X-Token holds a line break"):
         await pool.send(bad)
     assert not any(b"X-Evil" in r for r in server.requests)
+
+
+async def test_a_full_pool_closes_an_idle_connection_to_another_origin_for_a_new_one(
+    server: Scripted,
+) -> None:
+    other = Scripted()
+    other.server = await asyncio.start_server(other.handle, "127.0.0.1", 0)
+    pool = HttptoolsTransport(max_connections=1)
+    try:
+        async with other.server:
+            assert (await pool.send(request(server.url + "/a", "GET"))).status_code == 200
+            reply = await pool.send(request(other.url + "/b", "GET", timeout=2))
+            assert reply.status_code == 200 and other.connections == 1
+            assert (await pool.send(request(server.url + "/a", "GET"))).status_code == 200
+            assert server.connections == 2  # its idle one was closed to make room
+    finally:
+        await pool.aclose()
+
+
+async def test_a_url_with_credentials_or_a_bad_port_is_refused_without_echoing_it(
+    pool: HttptoolsTransport,
+) -> None:
+    with pytest.raises(ConductorError, match="credentials in the URL are not sent") as caught:
+        await pool.send(request("http://admin:s3cret@127.0.0.1:9/api/workflow"))
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(ConductorError, match="invalid URL"):
+        await pool.send(request("http://127.0.0.1:port/api/workflow"))
