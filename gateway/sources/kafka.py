@@ -93,7 +93,7 @@ class KafkaDelivery:
     async def ack(self) -> None:
         assert self.event.offset is not None
         self._window.finish(self.event.offset)
-        self._room.set()  # wake the poll loop: a paused partition may have room again
+        self._room.set()  # wake the poll loop: a full partition may have room again
 
     async def defer(self, delay: float, attempts: int) -> None:  # pragma: no cover
         raise NotImplementedError("Kafka deliveries are retried in place")
